@@ -1,0 +1,1 @@
+"""qrloop: signed single-use QR codes, verified at the till in one Redis round trip."""

@@ -1,0 +1,5 @@
+"""`python -m qrloop` is the `qrloop` command."""
+
+from qrloop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Merchants, API keys, stores, terminals and the guards that authenticate them."""

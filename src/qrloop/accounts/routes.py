@@ -1,0 +1,52 @@
+"""Merchant routes for stores and terminals, and the terminal token exchange."""
+
+from __future__ import annotations
+
+import time
+
+from litestar import Controller, post
+from litestar.di import Provide
+
+from qrloop.accounts import service
+from qrloop.accounts.guards import current_merchant
+from qrloop.accounts.schemas import StoreIn, StoreOut, TerminalIn, TerminalOut, TokenIn, TokenOut
+from qrloop.accounts.tokens import TerminalClaims, mint
+from qrloop.runtime import Runtime
+
+
+class AccountsController(Controller):
+    path = "/v1"
+    tags = ["accounts"]
+    dependencies = {"merchant_id": Provide(current_merchant)}
+
+    @post("/stores", status_code=201, summary="Create a store")
+    async def create_store(self, data: StoreIn, merchant_id: int, runtime: Runtime) -> StoreOut:
+        store_id = await service.create_store(runtime.pool, merchant_id, data.name)
+        return StoreOut(id=store_id, name=data.name)
+
+    @post("/terminals", status_code=201, summary="Create a terminal; its secret is shown once")
+    async def create_terminal(
+        self, data: TerminalIn, merchant_id: int, runtime: Runtime
+    ) -> TerminalOut:
+        terminal_id, secret = await service.create_terminal(
+            runtime.pool, merchant_id, data.store_id, data.name
+        )
+        return TerminalOut(id=terminal_id, store_id=data.store_id, name=data.name, secret=secret)
+
+
+@post(
+    "/v1/terminal/token", status_code=200, tags=["terminal"], summary="Exchange a terminal secret"
+)
+async def exchange_token(data: TokenIn, runtime: Runtime) -> TokenOut:
+    """A short-lived access token for the till; exchange again before it expires."""
+    store_id, merchant_id = await service.authenticate_terminal(
+        runtime.pool, data.terminal_id, data.secret
+    )
+    ttl = runtime.settings.token_ttl_seconds
+    claims = TerminalClaims(
+        terminal_id=data.terminal_id,
+        store_id=store_id,
+        merchant_id=merchant_id,
+        expires_at=int(time.time()) + ttl,
+    )
+    return TokenOut(access_token=mint(runtime.keyring, claims), expires_in=ttl)

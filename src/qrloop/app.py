@@ -1,0 +1,202 @@
+"""The Litestar application: `create_app()` wires every area's routes to one Runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import redis.asyncio as redis
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.openapi import OpenAPIConfig
+from redis.exceptions import RedisError
+
+from qrloop import metrics
+from qrloop.accounts.routes import AccountsController, exchange_token
+from qrloop.accounts.tokens import TokenVerifier
+from qrloop.codes.format import Verifier
+from qrloop.codes.keyring import KeyRing
+from qrloop.db import create_pool
+from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.issuance.routes import IssuanceController
+from qrloop.redemption.decide import Redeemer
+from qrloop.redemption.routes import TillController
+from qrloop.redemption.rules import RulesCache
+from qrloop.redemption.store import CodeStateStore
+from qrloop.runtime import Runtime
+from qrloop.settings import Settings, load
+from qrloop.settlement.state import missing_epochs
+
+log = logging.getLogger("qrloop.app")
+
+# Connection-level failures of the state stores: the answer is 503, never a 500.
+_UNAVAILABLE_ERRORS = (
+    RedisError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def load_keyring(settings: Settings) -> KeyRing:
+    if settings.keyring_json:
+        return KeyRing.from_json(settings.keyring_json)
+    return KeyRing.load(settings.keyring_path)
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    assert settings.database_url and settings.redis_url, "settings must name both stores"
+    pool = await create_pool(settings.database_url, settings.db_pool_size)
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
+    )
+    keyring = load_keyring(settings)
+    verifier = Verifier(keyring)
+    store = CodeStateStore(client, settings.partitions)
+    return Runtime(
+        settings=settings,
+        pool=pool,
+        redis=client,
+        keyring=keyring,
+        verifier=verifier,
+        tokens=TokenVerifier(keyring),
+        redeemer=Redeemer(verifier, RulesCache(pool), store, pool),
+    )
+
+
+def problem_response(problem: Problem) -> Response[Any]:
+    return Response(
+        problem.body(),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=problem.headers,
+    )
+
+
+def _route(request: Request[Any, Any, Any]) -> str:
+    return request.scope.get("path", "")  # type: ignore[no-any-return]
+
+
+def on_problem(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:
+    metrics.count_answer(_route(request), problem.reason.value)
+    return problem_response(problem)
+
+
+def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
+    detail = error.detail or "The request does not match the schema."
+    return problem_response(Problem(Reason.BAD_REQUEST, detail, errors=error.extra or []))
+
+
+_HTTP_REASONS = {
+    401: Reason.UNAUTHORIZED,
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    409: Reason.CONFLICT,
+    429: Reason.RATE_LIMITED,
+    503: Reason.UNAVAILABLE,
+}
+
+
+def on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+    reason = _HTTP_REASONS.get(error.status_code)
+    if reason is None:
+        reason = Reason.BAD_REQUEST if error.status_code < 500 else Reason.INTERNAL
+    return problem_response(Problem(reason, error.detail))
+
+
+def on_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    log.warning("state store unavailable on %s: %s", _route(request), type(error).__name__)
+    return on_problem(
+        request,
+        Problem(
+            Reason.UNAVAILABLE,
+            "A state store cannot answer right now.",
+            headers={"Retry-After": "1"},
+        ),
+    )
+
+
+def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    log.exception("unexpected error on %s", _route(request), exc_info=error)
+    return on_problem(request, Problem(Reason.INTERNAL, "Something went wrong on our side."))
+
+
+@get("/health/live", tags=["operations"], media_type=MediaType.JSON)
+async def live() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@get("/health/ready", tags=["operations"], media_type=MediaType.JSON)
+async def ready(runtime: Runtime) -> dict[str, str]:
+    """PostgreSQL and Redis answer, and no partition has lost its state."""
+    await runtime.pool.fetchval("SELECT 1")
+    await runtime.redis.ping()
+    lost = await missing_epochs(runtime.redis, runtime.settings.partitions)
+    if lost:
+        raise Problem(Reason.UNAVAILABLE, f"Partitions {lost} lost their state; run reconcile.")
+    return {"status": "ready"}
+
+
+@get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
+async def prometheus() -> str:
+    return metrics.render()
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The ASGI application; settings default to the environment."""
+    settings = settings or load()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = await build_runtime(settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.redis.aclose()
+            await runtime.pool.close()
+
+    return Litestar(
+        route_handlers=[
+            AccountsController,
+            exchange_token,
+            IssuanceController,
+            TillController,
+            live,
+            ready,
+            prometheus,
+        ],
+        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers={
+            Problem: on_problem,
+            ValidationException: on_validation,
+            NotAuthorizedException: on_http,
+            NotFoundException: on_http,
+            MethodNotAllowedException: on_http,
+            HTTPException: on_http,
+            **dict.fromkeys(_UNAVAILABLE_ERRORS, on_unavailable),
+            Exception: on_unexpected,
+        },
+        openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
+        debug=False,
+    )

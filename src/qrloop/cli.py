@@ -1,0 +1,301 @@
+"""The `qrloop` command: serve, worker, migrate, merchants and keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import msgspec
+
+from qrloop import db, embedded
+from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose, ensure_dev_keys
+from qrloop.settings import Settings, SettingsError, load
+
+log = logging.getLogger("qrloop")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load()
+    except SettingsError as error:
+        print(f"qrloop: bad setting: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        result: int = args.run(settings, args)
+    except embedded.AlreadyRunning as error:
+        print(f"qrloop: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qrloop", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the API and a settlement worker")
+    serve.set_defaults(run=cmd_serve)
+    commands.add_parser("api", help="run API processes only").set_defaults(run=cmd_api)
+    commands.add_parser("worker", help="run a settlement worker").set_defaults(run=cmd_worker)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+
+    merchants = commands.add_parser("merchants", help="manage merchants").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    create = merchants.add_parser("create", help="create a merchant; prints its API key once")
+    create.add_argument("name")
+    create.set_defaults(run=cmd_merchant_create)
+
+    keys = commands.add_parser("keys", help="manage the signing key ring").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    for action, helptext in (
+        ("generate", "add an active key"),
+        ("rotate", "add an active key; older active keys become verify-only"),
+    ):
+        command = keys.add_parser(action, help=helptext)
+        command.add_argument("--purpose", choices=[p.value for p in Purpose], default="code")
+        command.add_argument(
+            "--algorithm", choices=[a.value for a in Algorithm], default="hmac-sha256"
+        )
+        command.set_defaults(run=cmd_keys_add, action=action)
+    keys.add_parser("list", help="list keys (never their secrets)").set_defaults(run=cmd_keys_list)
+    for action, status in (("revoke", KeyStatus.REVOKED), ("retire", KeyStatus.RETIRED)):
+        command = keys.add_parser(action, help=f"mark a key {status.value}")
+        command.add_argument("key_id", type=int)
+        command.set_defaults(run=cmd_keys_status, status=status)
+    return parser
+
+
+@contextmanager
+def stores(settings: Settings) -> Iterator[Settings]:
+    """Settings that name both stores: the environment's, or the embedded default's."""
+    if settings.database_url and settings.redis_url:
+        yield settings
+        return
+    if settings.database_url or settings.redis_url:
+        raise SystemExit(
+            "qrloop: set both DATABASE_URL and REDIS_URL, or neither for the embedded default"
+        )
+    with embedded.running(settings.data_dir) as urls:
+        yield msgspec.structs.replace(
+            settings, database_url=urls.database_url, redis_url=urls.redis_url
+        )
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    with stores(settings) as ready:
+        assert ready.database_url
+        applied = asyncio.run(db.migrate(ready.database_url))
+    print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+    return 0
+
+
+def cmd_merchant_create(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.accounts.service import create_merchant
+
+    async def create(database_url: str) -> tuple[int, str]:
+        await db.migrate(database_url, progress=lambda _: None)
+        pool = await db.create_pool(database_url, 1)
+        try:
+            return await create_merchant(pool, args.name)
+        finally:
+            await pool.close()
+
+    with stores(settings) as ready:
+        assert ready.database_url
+        merchant_id, api_key = asyncio.run(create(ready.database_url))
+    print(f"merchant_id={merchant_id}")
+    print(f"api_key={api_key}")
+    print("The API key is shown only this once; keep it secret.", file=sys.stderr)
+    return 0
+
+
+def _keyring(settings: Settings) -> KeyRing:
+    if settings.keyring_json:
+        raise SystemExit(
+            "qrloop: the key ring comes from QRLOOP_KEYRING; manage it where it is kept"
+        )
+    return KeyRing.load(settings.keyring_path)
+
+
+def cmd_keys_add(settings: Settings, args: argparse.Namespace) -> int:
+    ring = _keyring(settings)
+    purpose, algorithm = Purpose(args.purpose), Algorithm(args.algorithm)
+    if args.action == "rotate":
+        entry = ring.rotate(purpose, algorithm)
+    else:
+        entry = ring.generate(purpose, algorithm)
+    ring.save(settings.keyring_path)
+    print(f"key {entry.id}: {entry.purpose.value} {entry.algorithm.value} {entry.status.value}")
+    print("Restart qrloop processes to pick up the new key.", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(settings: Settings, _: argparse.Namespace) -> int:
+    print(f"{'id':>3}  {'purpose':7}  {'algorithm':11}  {'status':11}  created")
+    for entry in _keyring(settings).entries():
+        print(
+            f"{entry.id:>3}  {entry.purpose.value:7}  {entry.algorithm.value:11}"
+            f"  {entry.status.value:11}  {entry.created.isoformat(timespec='seconds')}"
+        )
+    return 0
+
+
+def cmd_keys_status(settings: Settings, args: argparse.Namespace) -> int:
+    ring = _keyring(settings)
+    entry = ring.set_status(args.key_id, args.status)
+    ring.save(settings.keyring_path)
+    print(f"key {entry.id} is now {entry.status.value}")
+    return 0
+
+
+def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
+    import uvicorn
+
+    if not (settings.database_url and settings.redis_url):
+        raise SystemExit("qrloop api: set DATABASE_URL and REDIS_URL (or use `qrloop serve`)")
+    uvicorn.run(
+        "qrloop.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.api_processes,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
+    from qrloop.settlement.worker import serve
+
+    if not (settings.database_url and settings.redis_url):
+        raise SystemExit("qrloop worker: set DATABASE_URL and REDIS_URL (or use `qrloop serve`)")
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    """Prepare stores and keys, then supervise API and worker processes until a signal."""
+    if settings.database_url and settings.redis_url:
+        return _supervise(settings)
+    if settings.database_url or settings.redis_url:
+        raise SystemExit(
+            "qrloop: set both DATABASE_URL and REDIS_URL, or neither for the embedded default"
+        )
+    print(f"starting embedded PostgreSQL and Valkey in {settings.data_dir}/ ...", flush=True)
+    with embedded.EmbeddedServers(settings.data_dir) as urls:
+        ready = msgspec.structs.replace(
+            settings, database_url=urls.database_url, redis_url=urls.redis_url
+        )
+        return _supervise(ready)
+
+
+def _prepare(settings: Settings) -> None:
+    from qrloop.settlement.state import ensure_epochs
+
+    assert settings.database_url and settings.redis_url
+    if not settings.keyring_json:
+        ring = KeyRing.load(settings.keyring_path)
+        created = ensure_dev_keys(ring)
+        if created:
+            ring.save(settings.keyring_path)
+            for entry in created:
+                print(
+                    f"created development key {entry.id} ({entry.purpose.value}, {entry.algorithm.value})"
+                    f" in {settings.keyring_path}"
+                )
+
+    async def stores_ready(database_url: str, redis_url: str) -> list[int]:
+        import redis.asyncio as redis
+
+        await db.migrate(database_url)
+        pool = await db.create_pool(database_url, 2)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            return await ensure_epochs(pool, client, settings.partitions)
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    initialised = asyncio.run(stores_ready(settings.database_url, settings.redis_url))
+    if initialised:
+        print(f"code state ready on partitions {initialised}")
+
+
+def _supervise(settings: Settings) -> int:
+    _prepare(settings)
+    assert settings.database_url and settings.redis_url
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    roles = ["api"] + (["worker"] if settings.run_worker else [])
+    children = {
+        role: subprocess.Popen([sys.executable, "-m", "qrloop", role], env=env) for role in roles
+    }
+    stopping = False
+
+    def request_stop(signum: int, _: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if _wait_until_live(settings, children["api"]):
+        print(
+            f"qrloop is serving at {settings.base_url}  (OpenAPI: {settings.base_url}/schema)",
+            flush=True,
+        )
+    status = 0
+    while not stopping:
+        for role, child in children.items():
+            if child.poll() is not None:
+                print(f"qrloop: the {role} process exited with {child.returncode}", file=sys.stderr)
+                stopping, status = True, 1
+        time.sleep(0.2)
+    _stop_children(children)
+    return status
+
+
+def _wait_until_live(
+    settings: Settings, api: subprocess.Popen[bytes], timeout: float = 30.0
+) -> bool:
+    url = f"http://{settings.host}:{settings.port}/health/live"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and api.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children.values():
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -1,0 +1,62 @@
+"""PostgreSQL connections and numbered SQL migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from importlib import resources
+
+import asyncpg
+
+# Any fixed number works; it only has to be the same in every process that migrates.
+_MIGRATION_LOCK = 0x71726C6F6F70
+_MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+Pool = asyncpg.Pool
+Connection = asyncpg.Connection
+
+
+async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
+    """A pool whose connections fail fast instead of hanging a request."""
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=size, command_timeout=30, timeout=10
+    )
+    assert pool is not None
+    return pool
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("qrloop.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(database_url: str, progress: Callable[[str], None] = print) -> list[int]:
+    """Apply pending migrations, each in its own transaction; return the versions applied."""
+    connection = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {
+            row["version"]
+            for row in await connection.fetch("SELECT version FROM schema_migrations")
+        }
+        pending = [m for m in migrations() if m[0] not in applied]
+        for number, (version, name, sql) in enumerate(pending, start=1):
+            progress(f"migration {number}/{len(pending)}: {version:03d}_{name}")
+            async with connection.transaction():
+                await connection.execute(sql)
+                await connection.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+        return [version for version, _, _ in pending]
+    finally:
+        await connection.close()

@@ -1,0 +1,1 @@
+"""Campaigns, orders (serial ranges), code exports, voids and campaign stats."""

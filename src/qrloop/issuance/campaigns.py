@@ -1,0 +1,123 @@
+"""Campaigns: creation with validated rules, lookup scoped to the merchant, stats."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import redis.asyncio as redis
+
+from qrloop import keyspace
+from qrloop.errors import Problem, Reason
+from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignStats
+from qrloop.redemption.rules import parse_hours
+
+_COLUMNS = (
+    "id, name, face_value, currency, valid_from, valid_until, hours, timezone,"
+    " accepted_merchants, algorithm, paused"
+)
+
+
+def _validate(data: CampaignIn) -> None:
+    try:
+        ZoneInfo(data.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Problem(Reason.BAD_REQUEST, f"Unknown timezone {data.timezone!r}.") from None
+    if data.hours is not None:
+        try:
+            parse_hours(data.hours)
+        except ValueError as error:
+            raise Problem(Reason.BAD_REQUEST, str(error)) from None
+    for name, moment in (("valid_from", data.valid_from), ("valid_until", data.valid_until)):
+        if moment is not None and moment.tzinfo is None:
+            raise Problem(
+                Reason.BAD_REQUEST, f"{name} needs a UTC offset, e.g. 2026-12-01T00:00:00Z."
+            )
+    if data.valid_from and data.valid_until and data.valid_until <= data.valid_from:
+        raise Problem(Reason.BAD_REQUEST, "valid_until must be after valid_from.")
+
+
+def _out(row: asyncpg.Record) -> CampaignOut:
+    return CampaignOut(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (Record is not a dict)
+
+
+async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> CampaignOut:
+    _validate(data)
+    allies = sorted(set(data.accepted_merchants) - {merchant_id})
+    async with pool.acquire() as connection:
+        known = await connection.fetchval(
+            "SELECT count(*) FROM merchants WHERE id = ANY($1::bigint[])", allies
+        )
+        if known != len(allies):
+            raise Problem(Reason.BAD_REQUEST, "accepted_merchants names an unknown merchant.")
+        row = await connection.fetchrow(
+            "INSERT INTO campaigns (merchant_id, name, face_value, currency, valid_from,"
+            " valid_until, hours, timezone, accepted_merchants, algorithm)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+            merchant_id,
+            data.name,
+            data.face_value,
+            data.currency,
+            data.valid_from,
+            data.valid_until,
+            data.hours,
+            data.timezone,
+            allies,
+            data.algorithm,
+        )
+    return _out(row)
+
+
+async def get(pool: asyncpg.Pool, merchant_id: int, campaign_id: int) -> CampaignOut:
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2",
+        campaign_id,
+        merchant_id,
+    )
+    if row is None:
+        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+    return _out(row)
+
+
+async def stats(
+    pool: asyncpg.Pool, client: redis.Redis, partitions: int, merchant_id: int, campaign_id: int
+) -> CampaignStats:
+    """Counts from the live code state (Redis) and the settled ledger (PostgreSQL)."""
+    row = await pool.fetchrow(
+        "SELECT c.next_serial,"
+        " (SELECT coalesce(sum(quantity), 0)::bigint FROM orders o"
+        "   WHERE o.campaign_id = c.id AND o.status = 'done') AS issued,"
+        " (SELECT count(*) FROM redemptions r WHERE r.campaign_id = c.id) AS settled"
+        " FROM campaigns c WHERE c.id = $1 AND c.merchant_id = $2",
+        campaign_id,
+        merchant_id,
+    )
+    if row is None:
+        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+    redeemed, voided = await _bit_counts(client, partitions, campaign_id, row["next_serial"])
+    return CampaignStats(
+        issued=row["issued"],
+        claimed=0,  # consumer claims do not exist yet; nothing can be claimed
+        redeemed=redeemed,
+        reversed=0,  # reversals do not exist yet; nothing can be reversed
+        voided=voided,
+        settled=row["settled"],
+    )
+
+
+async def _bit_counts(
+    client: redis.Redis, partitions: int, campaign_id: int, next_serial: int
+) -> tuple[int, int]:
+    first_serials = range(0, next_serial, 1 << keyspace.CHUNK_BITS)
+    async with client.pipeline(transaction=False) as pipe:
+        for serial in first_serials:
+            partition = keyspace.partition_of(campaign_id, serial, partitions)
+            pipe.bitcount(keyspace.used_bitmap(partition, campaign_id, serial))
+            pipe.bitcount(keyspace.void_bitmap(partition, campaign_id, serial))
+        counts = await pipe.execute()
+    return sum(counts[0::2]), sum(counts[1::2])
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)

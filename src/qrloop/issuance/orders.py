@@ -1,0 +1,131 @@
+"""Orders: a serial range reserved in a campaign, never a row per code."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
+from qrloop.errors import Problem, Reason
+from qrloop.issuance.schemas import OrderOut
+
+_COLUMNS = "id, campaign_id, status, quantity AS total, done, first_serial, key_id"
+
+
+def _out(row: asyncpg.Record) -> OrderOut:
+    return OrderOut(
+        id=row["id"],
+        campaign_id=row["campaign_id"],
+        status=row["status"],
+        total=row["total"],
+        done=row["done"],
+        first_serial=row["first_serial"],
+    )
+
+
+async def create(
+    pool: asyncpg.Pool,
+    keyring: KeyRing,
+    *,
+    merchant_id: int,
+    campaign_id: int,
+    quantity: int,
+    idempotency_key: str | None,
+    sync_limit: int,
+) -> OrderOut:
+    """Reserve `quantity` serials; a repeated Idempotency-Key returns the first order."""
+    if idempotency_key is not None:
+        existing = await _by_idempotency_key(pool, merchant_id, idempotency_key)
+        if existing is not None:
+            return _same_order(existing, campaign_id, quantity)
+    if quantity > sync_limit:
+        raise Problem(
+            Reason.BAD_REQUEST,
+            f"Orders above {sync_limit} codes need the background signer, which this"
+            " deployment does not run yet; split the order.",
+        )
+    try:
+        async with pool.acquire() as connection, connection.transaction():
+            row = await _reserve(
+                connection, keyring, merchant_id, campaign_id, quantity, idempotency_key
+            )
+    except asyncpg.UniqueViolationError:
+        # A concurrent request with the same Idempotency-Key won the race: answer with its order.
+        assert idempotency_key is not None
+        existing = await _by_idempotency_key(pool, merchant_id, idempotency_key)
+        assert existing is not None
+        return _same_order(existing, campaign_id, quantity)
+    return _out(row)
+
+
+async def _reserve(
+    connection: asyncpg.Connection,
+    keyring: KeyRing,
+    merchant_id: int,
+    campaign_id: int,
+    quantity: int,
+    idempotency_key: str | None,
+) -> asyncpg.Record:
+    campaign = await connection.fetchrow(
+        "UPDATE campaigns SET next_serial = next_serial + $3"
+        " WHERE id = $1 AND merchant_id = $2"
+        " RETURNING next_serial - $3 AS first_serial, algorithm",
+        campaign_id,
+        merchant_id,
+        quantity,
+    )
+    if campaign is None:
+        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+    try:
+        key = keyring.signing_key(Purpose.CODE, Algorithm(campaign["algorithm"]))
+    except KeyRingError:
+        raise Problem(
+            Reason.UNAVAILABLE,
+            f"No active {campaign['algorithm']} signing key; run `qrloop keys generate`.",
+        ) from None
+    # Signing is derivation from (campaign, serial, key): the range is complete once reserved.
+    row = await connection.fetchrow(
+        "INSERT INTO orders (campaign_id, merchant_id, key_id, first_serial, quantity, done,"
+        " status, idempotency_key) VALUES ($1, $2, $3, $4, $5, $5, 'done', $6)"
+        f" RETURNING {_COLUMNS}",
+        campaign_id,
+        merchant_id,
+        key.id,
+        campaign["first_serial"],
+        quantity,
+        idempotency_key,
+    )
+    assert row is not None
+    return row
+
+
+async def _by_idempotency_key(
+    pool: asyncpg.Pool, merchant_id: int, idempotency_key: str
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM orders WHERE merchant_id = $1 AND idempotency_key = $2",
+        merchant_id,
+        idempotency_key,
+    )
+    return row
+
+
+def _same_order(row: asyncpg.Record, campaign_id: int, quantity: int) -> OrderOut:
+    if row["campaign_id"] != campaign_id or row["total"] != quantity:
+        raise Problem(
+            Reason.CONFLICT, "This Idempotency-Key was already used for a different order."
+        )
+    return _out(row)
+
+
+async def get_row(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> asyncpg.Record:
+    """The order's row (with key_id), or 404 when it is not this merchant's."""
+    row: asyncpg.Record | None = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2", order_id, merchant_id
+    )
+    if row is None:
+        raise Problem(Reason.NOT_FOUND, f"No order {order_id} in this account.")
+    return row
+
+
+async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
+    return _out(await get_row(pool, merchant_id, order_id))

@@ -1,0 +1,108 @@
+"""Merchant routes for campaigns, orders, exports and voids."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from qrloop.accounts.guards import current_merchant
+from qrloop.issuance import campaigns, exports, orders, voids
+from qrloop.issuance.schemas import (
+    CampaignIn,
+    CampaignOut,
+    CampaignStats,
+    OrderIn,
+    OrderOut,
+    VoidIn,
+    VoidOut,
+)
+from qrloop.runtime import Runtime
+
+IdempotencyKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key", required=False, max_length=200, description="Retry-safe order"
+    ),
+]
+
+
+class IssuanceController(Controller):
+    path = "/v1"
+    tags = ["issuance"]
+    dependencies = {"merchant_id": Provide(current_merchant)}
+
+    @post("/campaigns", status_code=201, summary="Create a campaign")
+    async def create_campaign(
+        self, data: CampaignIn, merchant_id: int, runtime: Runtime
+    ) -> CampaignOut:
+        return await campaigns.create(runtime.pool, merchant_id, data)
+
+    @get("/campaigns/{campaign_id:int}", summary="Read a campaign")
+    async def get_campaign(
+        self, campaign_id: int, merchant_id: int, runtime: Runtime
+    ) -> CampaignOut:
+        return await campaigns.get(runtime.pool, merchant_id, campaign_id)
+
+    @get("/campaigns/{campaign_id:int}/stats", summary="Counts of a campaign's codes")
+    async def campaign_stats(
+        self, campaign_id: int, merchant_id: int, runtime: Runtime
+    ) -> CampaignStats:
+        return await campaigns.stats(
+            runtime.pool, runtime.redis, runtime.settings.partitions, merchant_id, campaign_id
+        )
+
+    @post("/campaigns/{campaign_id:int}/orders", status_code=202, summary="Order codes")
+    async def create_order(
+        self,
+        campaign_id: int,
+        data: OrderIn,
+        merchant_id: int,
+        runtime: Runtime,
+        idempotency_key: IdempotencyKey = None,
+    ) -> OrderOut:
+        return await orders.create(
+            runtime.pool,
+            runtime.keyring,
+            merchant_id=merchant_id,
+            campaign_id=campaign_id,
+            quantity=data.quantity,
+            idempotency_key=idempotency_key,
+            sync_limit=runtime.settings.sync_order_limit,
+        )
+
+    @get("/orders/{order_id:int}", summary="An order's progress")
+    async def get_order(self, order_id: int, merchant_id: int, runtime: Runtime) -> OrderOut:
+        return await orders.get(runtime.pool, merchant_id, order_id)
+
+    @get("/orders/{order_id:int}/codes", summary="Stream an order's codes (csv or json lines)")
+    async def export_codes(
+        self,
+        order_id: int,
+        merchant_id: int,
+        runtime: Runtime,
+        format: exports.ExportFormat = exports.ExportFormat.CSV,
+    ) -> Stream:
+        order = await orders.get_row(runtime.pool, merchant_id, order_id)
+        signer = exports.signer_for(runtime.keyring, order["key_id"])
+        filename = f"order-{order_id}.{'csv' if format is exports.ExportFormat.CSV else 'jsonl'}"
+        return Stream(
+            exports.stream(signer, order, format, runtime.settings.base_url),
+            media_type=exports.MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @post("/codes/void", status_code=200, summary="Void codes")
+    async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
+        voided = await voids.void(
+            runtime.pool,
+            runtime.redis,
+            runtime.verifier,
+            runtime.settings.partitions,
+            merchant_id,
+            data.codes,
+        )
+        return VoidOut(voided=voided)

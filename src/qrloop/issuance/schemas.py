@@ -1,0 +1,73 @@
+"""Request and response bodies of the issuance routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from qrloop.accounts.schemas import Id, Name
+
+Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Hours = Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
+MAX_ORDER = 10_000_000
+
+
+class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    face_value: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+    currency: Currency
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    hours: Hours | None = None
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
+    accepted_merchants: Annotated[list[Id], msgspec.Meta(max_length=1000)] = []
+    algorithm: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+
+
+class CampaignOut(msgspec.Struct):
+    id: int
+    name: str
+    face_value: int
+    currency: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+    hours: str | None
+    timezone: str
+    accepted_merchants: list[int]
+    algorithm: str
+    paused: bool
+
+
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_ORDER)]
+
+
+class OrderOut(msgspec.Struct):
+    id: int
+    campaign_id: int
+    status: str
+    total: int
+    done: int
+    first_serial: int
+
+
+class VoidIn(msgspec.Struct, forbid_unknown_fields=True):
+    codes: Annotated[
+        list[Annotated[str, msgspec.Meta(max_length=200)]],
+        msgspec.Meta(min_length=1, max_length=10_000),
+    ]
+
+
+class VoidOut(msgspec.Struct):
+    voided: int
+
+
+class CampaignStats(msgspec.Struct):
+    issued: int
+    claimed: int
+    redeemed: int
+    reversed: int
+    voided: int
+    settled: int

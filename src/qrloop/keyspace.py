@@ -1,0 +1,57 @@
+"""Every Redis key qrloop uses is spelled here and nowhere else.
+
+A code lives in partition hash(campaign, serial >> 20) mod P. Each key a Lua script touches for
+that code carries the partition's hash tag `{pN}`, so one script call stays atomic on a single
+Redis and on Redis Cluster alike.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+CHUNK_BITS = 20  # 2^20 serials per bitmap chunk: at most 128 KiB per bitmap
+CHUNK_MASK = (1 << CHUNK_BITS) - 1
+SETTLEMENT_GROUP = "settlement"
+IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+
+
+def partition_of(campaign_id: int, serial: int, partitions: int) -> int:
+    """The partition that holds this code's state; stable for a deployment's P."""
+    chunk = serial >> CHUNK_BITS
+    return zlib.crc32(campaign_id.to_bytes(4, "big") + chunk.to_bytes(4, "big")) % partitions
+
+
+def _tag(partition: int) -> str:
+    return f"qr:{{p{partition}}}"
+
+
+def used_bitmap(partition: int, campaign_id: int, serial: int) -> str:
+    return f"{_tag(partition)}:used:{campaign_id}:{serial >> CHUNK_BITS}"
+
+
+def void_bitmap(partition: int, campaign_id: int, serial: int) -> str:
+    return f"{_tag(partition)}:void:{campaign_id}:{serial >> CHUNK_BITS}"
+
+
+def bit_offset(serial: int) -> int:
+    return serial & CHUNK_MASK
+
+
+def events(partition: int) -> str:
+    """The partition's stream of redemptions (and later reversals, claims, voids)."""
+    return f"{_tag(partition)}:events"
+
+
+def epoch(partition: int) -> str:
+    """Present while the partition's state is intact; absent after a loss (fail closed)."""
+    return f"{_tag(partition)}:epoch"
+
+
+def idempotency(partition: int, terminal_id: int, nonce: str) -> str:
+    """The answer given to (terminal, nonce), kept for IDEMPOTENCY_TTL_SECONDS."""
+    return f"{_tag(partition)}:idem:{terminal_id}:{nonce}"
+
+
+def dead_letters(stream: str) -> str:
+    """Where the settlement worker parks an entry it can never settle."""
+    return f"{stream}:dead"

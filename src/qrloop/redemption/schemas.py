@@ -1,0 +1,37 @@
+"""Bodies of the till routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+# Long enough for an Ed25519 code typed with dashes and spaces, short enough to bound work.
+RawCode = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Nonce = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: RawCode
+    nonce: Nonce
+
+
+class RedeemOut(msgspec.Struct):
+    status: str
+    redemption_id: str
+    campaign_id: int
+    serial: int
+    face_value: int
+    currency: str
+
+
+class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
+    code: RawCode
+
+
+class CheckOut(msgspec.Struct, omit_defaults=True):
+    status: str
+    detail: str | None = None
+    campaign_id: int | None = None
+    face_value: int | None = None
+    currency: str | None = None

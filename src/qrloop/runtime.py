@@ -1,0 +1,27 @@
+"""What a running API process holds: connections, keys and caches, built once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as redis
+
+from qrloop.accounts.tokens import TokenVerifier
+from qrloop.codes.format import Verifier
+from qrloop.codes.keyring import KeyRing
+from qrloop.redemption.decide import Redeemer
+from qrloop.settings import Settings
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Shared by every request of one process; routes receive it by dependency injection."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: redis.Redis
+    keyring: KeyRing
+    verifier: Verifier
+    tokens: TokenVerifier
+    redeemer: Redeemer

@@ -1,0 +1,99 @@
+"""Typed settings read from the environment and validated once, at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class SettingsError(Exception):
+    """A setting has a value qrloop cannot use; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every knob qrloop reads, with the environment variable that sets it."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    public_url: str | None = None
+    data_dir: Path = Path(".qrloop")
+    keys_dir: Path = Path("keys")
+    keyring_json: str | None = None
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+    api_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    run_worker: bool = True
+    token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 900
+    sync_order_limit: Positive = 10_000
+    db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    log_level: str = "info"
+
+    @property
+    def base_url(self) -> str:
+        """The address consumers and tills reach, without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.keys_dir / "keyring.json"
+
+
+# Environment variable → field. Unprefixed names follow the twelve-factor convention.
+ENVIRONMENT = {
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "QRLOOP_HOST": "host",
+    "QRLOOP_PORT": "port",
+    "QRLOOP_PUBLIC_URL": "public_url",
+    "QRLOOP_DATA_DIR": "data_dir",
+    "QRLOOP_KEYS_DIR": "keys_dir",
+    "QRLOOP_KEYRING": "keyring_json",
+    "QRLOOP_PARTITIONS": "partitions",
+    "QRLOOP_API_PROCESSES": "api_processes",
+    "QRLOOP_RUN_WORKER": "run_worker",
+    "QRLOOP_TOKEN_TTL_SECONDS": "token_ttl_seconds",
+    "QRLOOP_SYNC_ORDER_LIMIT": "sync_order_limit",
+    "QRLOOP_DB_POOL_SIZE": "db_pool_size",
+    "QRLOOP_LOG_LEVEL": "log_level",
+}
+_FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
+_LOG_LEVELS = {"debug", "info", "warning", "error"}
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from the environment; raise SettingsError naming a bad variable."""
+    environ = os.environ if environ is None else environ
+    raw = {field: environ[env] for env, field in ENVIRONMENT.items() if environ.get(env, "") != ""}
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_decode_path)
+    except msgspec.ValidationError as error:
+        raise SettingsError(_explain(str(error))) from None
+    if settings.log_level not in _LOG_LEVELS:
+        raise SettingsError(
+            f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"
+        )
+    return settings
+
+
+def _decode_path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+def _explain(message: str) -> str:
+    """Turn msgspec's `... - at `$.field`` into a message that names the variable."""
+    text, _, where = message.rpartition(" - at `$.")
+    field = where.rstrip("`")
+    env = _FIELD_TO_ENV.get(field)
+    if env is None:
+        return message
+    return f"{env}: {text}"

@@ -1,0 +1,1 @@
+"""Moving redemptions from the Redis streams into PostgreSQL, exactly once."""

@@ -1,0 +1,187 @@
+"""The settlement worker: stream entries → PostgreSQL, acknowledged only after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+
+import asyncpg
+import redis.asyncio as redis
+from redis.exceptions import RedisError, ResponseError
+
+from qrloop import keyspace
+from qrloop.db import create_pool
+from qrloop.settings import Settings
+from qrloop.settlement.events import PoisonEntry, RedemptionRow, VoidRow, parse
+
+log = logging.getLogger("qrloop.worker")
+
+BATCH = 500
+BLOCK_MS = 1000
+DRAIN_SECONDS = 10.0
+# An entry pending this long on some consumer is taken to belong to a dead worker.
+RECLAIM_IDLE_MS = 30_000
+RECLAIM_EVERY_SECONDS = 10.0
+
+Entries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
+
+
+class Worker:
+    """Settles every partition's stream through one consumer group."""
+
+    def __init__(self, pool: asyncpg.Pool, client: redis.Redis, partitions: int) -> None:
+        self._pool = pool
+        self._redis = client
+        self._streams = [keyspace.events(p) for p in range(partitions)]
+        self._consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.settled = 0
+
+    async def ensure_groups(self) -> None:
+        """Create the consumer group on each stream, from its first entry, once."""
+        for stream in self._streams:
+            try:
+                await self._redis.xgroup_create(
+                    stream, keyspace.SETTLEMENT_GROUP, id="0", mkstream=True
+                )
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Settle until `stop` is set; the batch in hand is always finished first."""
+        await self.ensure_groups()
+        # Our own pending entries (from before a crash of this consumer name) come first.
+        backlog = True
+        next_reclaim = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_reclaim:
+                next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
+                backlog = await self._reclaim() or backlog
+            try:
+                entries = await self._read("0" if backlog else ">")
+            except (RedisError, OSError) as error:
+                log.warning("redis unavailable, retrying: %s", error)
+                await _pause(stop, 1.0)
+                continue
+            if backlog and not any(batch for _, batch in entries):
+                backlog = False
+                continue
+            if entries:
+                try:
+                    await self.settle(entries)
+                except (asyncpg.PostgresError, OSError) as error:
+                    # Unacknowledged entries stay pending and are read again from "0".
+                    log.warning("postgres unavailable, retrying: %s", error)
+                    backlog = True
+                    await _pause(stop, 1.0)
+
+    async def _reclaim(self) -> bool:
+        """Take over entries a dead worker left pending; True when some were taken."""
+        taken = False
+        for stream in self._streams:
+            try:
+                _, claimed, _ = await self._redis.xautoclaim(
+                    stream, keyspace.SETTLEMENT_GROUP, self._consumer, RECLAIM_IDLE_MS, count=BATCH
+                )
+            except (RedisError, OSError):
+                return taken
+            taken = taken or bool(claimed)
+        return taken
+
+    async def _read(self, cursor: str) -> Entries:
+        streams = dict.fromkeys(self._streams, cursor)
+        block = None if cursor == "0" else BLOCK_MS
+        result: Entries = await self._redis.xreadgroup(
+            keyspace.SETTLEMENT_GROUP,
+            self._consumer,
+            streams,
+            count=BATCH,
+            block=block,  # type: ignore[arg-type]
+        )
+        return result or []
+
+    async def settle(self, entries: Entries) -> None:
+        """Insert one read's entries in one transaction, then acknowledge them."""
+        redemptions: list[RedemptionRow] = []
+        voids: list[VoidRow] = []
+        poison: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
+        for stream, batch in entries:
+            for entry_id, fields in batch:
+                try:
+                    row = parse(entry_id.decode(), fields)
+                except PoisonEntry as error:
+                    log.error("dead-lettering %s", error)
+                    poison.append((stream, entry_id, fields))
+                    continue
+                (redemptions if isinstance(row, RedemptionRow) else voids).append(row)  # type: ignore[arg-type]
+        if redemptions or voids:
+            await self._insert(redemptions, voids)
+        for stream, _, fields in poison:
+            await self._redis.xadd(keyspace.dead_letters(stream.decode()), fields)  # type: ignore[arg-type]
+        for stream, batch in entries:
+            if batch:
+                await self._redis.xack(stream, keyspace.SETTLEMENT_GROUP, *(i for i, _ in batch))
+        self.settled += len(redemptions)
+
+    async def _insert(self, redemptions: list[RedemptionRow], voids: list[VoidRow]) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.executemany(
+                "INSERT INTO redemptions (id, campaign_id, serial, terminal_id, store_id,"
+                " accepting_merchant_id, redeemed_at, stream_entry)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (campaign_id, serial) DO NOTHING",
+                [
+                    (
+                        r.id,
+                        r.campaign_id,
+                        r.serial,
+                        r.terminal_id,
+                        r.store_id,
+                        r.merchant_id,
+                        r.redeemed_at,
+                        r.stream_entry,
+                    )
+                    for r in redemptions
+                ],
+            )
+            await connection.executemany(
+                "INSERT INTO voids (campaign_id, serial, voided_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING",
+                [(v.campaign_id, v.serial, v.voided_at) for v in voids],
+            )
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def serve(settings: Settings) -> None:
+    """Run a worker until SIGTERM or SIGINT, then drain for at most DRAIN_SECONDS."""
+    assert settings.database_url and settings.redis_url
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await create_pool(settings.database_url, 4)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
+    worker = Worker(pool, client, settings.partitions)
+    log.info("settlement worker %s started on %d partitions", worker._consumer, settings.partitions)
+    task = asyncio.create_task(worker.run(stop))
+    await stop.wait()
+    try:
+        await asyncio.wait_for(task, DRAIN_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "drain took longer than %ss; unacknowledged entries stay pending", DRAIN_SECONDS
+        )
+    finally:
+        await client.aclose()
+        await pool.close()
+    log.info("settlement worker stopped after settling %d redemptions", worker.settled)
