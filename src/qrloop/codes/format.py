@@ -38,23 +38,16 @@ def _to_python_base32() -> bytes:
     # int(x, 32) reads the digits 0-9a-v; every other byte becomes "z" so that int() rejects
     # it. int() would otherwise accept whitespace, "_", signs and lowercase.
     table = bytearray(b"z" * 256)
-    for value, char in enumerate(_ALPHABET):
-        table[ord(char)] = ord("0123456789abcdefghijklmnopqrstuv"[value])
-    return bytes(table)
-
-
-def _typed_normaliser() -> bytes:
-    # Case-insensitive, and the digits base32 lacks are read as the letters they resemble.
-    table = bytearray(range(256))
-    for char in b"abcdefghijklmnopqrstuvwxyz":
-        table[char] = char - 32
-    for digit, letter in (b"0O", b"1I", b"8B"):
-        table[digit] = letter
+    for char, digit in zip(_ALPHABET.encode(), b"0123456789abcdefghijklmnopqrstuv", strict=True):
+        table[char] = digit
     return bytes(table)
 
 
 _TO_PYTHON_BASE32 = _to_python_base32()
-_TYPED_NORMALISER = _typed_normaliser()
+# Typed input is case-insensitive, and the digits base32 lacks read as their look-alikes.
+_TYPED_NORMALISER = bytes.maketrans(
+    b"abcdefghijklmnopqrstuvwxyz018", b"ABCDEFGHIJKLMNOPQRSTUVWXYZOIB"
+)
 _TYPED_SEPARATORS = b" -\t\r\n"
 # Luhn mod 32: the value of each character, and the digit sum of its doubled value.
 _LUHN_VALUE = {char: value for value, char in enumerate(_ALPHABET)}
@@ -98,13 +91,13 @@ def _encode(data: bytes) -> str:
 def _decode(text: str) -> bytes:
     """Strictly decode a code-length text; anything non-canonical is InvalidCode."""
     layout = _LAYOUTS.get(len(text))
-    # isascii() first: int() also accepts non-ASCII digits.
-    if layout is None or not text.isascii():
+    if layout is None:
         raise InvalidCode
     size, pad_bits = layout
     try:
+        # encode() refuses non-ASCII, which int() would read as digits of other scripts.
         value = int(text.encode("ascii").translate(_TO_PYTHON_BASE32), 32)
-    except ValueError:
+    except ValueError:  # UnicodeEncodeError included
         raise InvalidCode from None
     if value & ((1 << pad_bits) - 1):
         raise InvalidCode
@@ -273,7 +266,11 @@ def to_typed(text: str) -> str:
 
 
 def parse_input(raw: str) -> str:
-    """Canonical text from a scan or a typed code; the result still needs Verifier.verify."""
+    """Canonical text from a scan or a typed code; the result still needs Verifier.verify.
+
+    Ignores case, spaces, dashes and line breaks, and reads 0/1/8 as O/I/B. A trailing check
+    character (canonical length + 1) is verified and removed.
+    """
     if not raw.isascii():
         raise InvalidCode
     text = raw.encode("ascii").translate(_TYPED_NORMALISER, _TYPED_SEPARATORS).decode("ascii")

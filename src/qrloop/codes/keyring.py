@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 MAX_KEY_ID = 255
 SECRET_LEN = 32
+_B64URL = re.compile("[A-Za-z0-9_-]*={0,2}")
 
 
 class Algorithm(StrEnum):
@@ -222,9 +224,9 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(text: object) -> bytes:
-    if not isinstance(text, str):
-        raise TypeError("secret must be a string")
-    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if not isinstance(text, str) or not _B64URL.fullmatch(text):
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _public_jwk(entry: KeyEntry) -> dict[str, str]:

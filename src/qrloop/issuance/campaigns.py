@@ -66,6 +66,7 @@ async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> Camp
             allies,
             data.algorithm,
         )
+    assert row is not None
     return _out(row)
 
 

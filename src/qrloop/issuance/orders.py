@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
@@ -58,7 +59,7 @@ async def create(
 
 
 async def _reserve(
-    connection: asyncpg.Connection,
+    connection: PoolConnectionProxy,
     keyring: KeyRing,
     merchant_id: int,
     campaign_id: int,

@@ -8,10 +8,12 @@ import os
 import signal
 import socket
 import time
+from typing import cast
 
 import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from qrloop import keyspace
 from qrloop.db import create_pool
@@ -93,16 +95,13 @@ class Worker:
         return taken
 
     async def _read(self, cursor: str) -> Entries:
-        streams = dict.fromkeys(self._streams, cursor)
+        streams: dict[KeyT, StreamIdT] = dict.fromkeys(self._streams, cursor)
         block = None if cursor == "0" else BLOCK_MS
-        result: Entries = await self._redis.xreadgroup(
-            keyspace.SETTLEMENT_GROUP,
-            self._consumer,
-            streams,
-            count=BATCH,
-            block=block,  # type: ignore[arg-type]
+        result = await self._redis.xreadgroup(
+            keyspace.SETTLEMENT_GROUP, self._consumer, streams, count=BATCH, block=block
         )
-        return result or []
+        # RESP2 answers a list of [stream, entries] pairs; that is the protocol we connect with.
+        return cast(Entries, result or [])
 
     async def settle(self, entries: Entries) -> None:
         """Insert one read's entries in one transaction, then acknowledge them."""

@@ -1,0 +1,111 @@
+"""`qrloop serve` on the embedded default, as a newcomer runs it: start, use, kill -9, start again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from support import free_port, wait_until_ready
+
+
+def _embedded_env(port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return {**env, "QRLOOP_PORT": str(port), "QRLOOP_LOG_LEVEL": "warning"}
+
+
+def _servers_for(folder: Path) -> list[psutil.Process]:
+    """postgres and valkey processes whose command line names this folder."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if str(folder) in cmdline and ("postgres" in cmdline or "valkey" in cmdline):
+            found.append(process)
+    return found
+
+
+def _no_servers_left(folder: Path, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while _servers_for(folder):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_serve_survives_kill_9_and_the_cli_finds_the_running_servers(tmp_path: Path) -> None:
+    """The CLI attaches to a running embedded serve; after kill -9 the next serve starts cleanly."""
+    port = free_port()
+    env = _embedded_env(port)
+    base_url = f"http://127.0.0.1:{port}"
+    serve = [sys.executable, "-m", "qrloop", "serve"]
+
+    first = subprocess.Popen(serve, cwd=tmp_path, env=env)
+    try:
+        wait_until_ready(base_url, first)
+        created = subprocess.run(
+            [sys.executable, "-m", "qrloop", "merchants", "create", "Second terminal"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        api_key = dict(line.split("=", 1) for line in created.stdout.split())["api_key"]
+        headers = {"Authorization": f"Bearer {api_key}"}
+        store = httpx.post(f"{base_url}/v1/stores", json={"name": "A"}, headers=headers)
+        assert store.status_code == 201, store.text
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+
+    second = subprocess.Popen(serve, cwd=tmp_path, env=env)
+    try:
+        wait_until_ready(base_url, second)
+        again = httpx.post(f"{base_url}/v1/stores", json={"name": "B"}, headers=headers)
+        assert again.status_code == 201, again.text
+        assert again.json()["id"] == store.json()["id"] + 1
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+    assert _no_servers_left(tmp_path)
+
+
+def test_bad_setting_stops_with_a_message_naming_it(tmp_path: Path) -> None:
+    """A malformed QRLOOP_PORT stops qrloop with exit 2 and a message that names the variable."""
+    env = {**_embedded_env(0), "QRLOOP_PORT": "eighty"}
+    result = subprocess.run(
+        [sys.executable, "-m", "qrloop", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "QRLOOP_PORT" in result.stderr
+    assert not (tmp_path / ".qrloop").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "1025"])
+def test_partitions_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+    """QRLOOP_PARTITIONS outside 1..1024 is refused at start, naming the variable."""
+    env = {**_embedded_env(0), "QRLOOP_PARTITIONS": value}
+    result = subprocess.run(
+        [sys.executable, "-m", "qrloop", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "QRLOOP_PARTITIONS" in result.stderr

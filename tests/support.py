@@ -1,0 +1,115 @@
+"""Helpers shared by the tests: a free port, readiness polling, a merchant's API calls."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Stores:
+    database_url: str
+    redis_url: str
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Stack:
+    """A running `qrloop serve` (API and worker processes) on the session's stores."""
+
+    base_url: str
+    env: dict[str, str]
+    stores: Stores
+    workdir: Path
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "qrloop", *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
+
+    def new_merchant(self, name: str = "Cone & Co") -> Merchant:
+        lines = dict(
+            line.split("=", 1) for line in self.cli("merchants", "create", name).stdout.split()
+        )
+        return Merchant(self, int(lines["merchant_id"]), lines["api_key"])
+
+
+@dataclass
+class Merchant:
+    stack: Stack
+    id: int
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        return httpx.post(
+            self.stack.base_url + path, json=body, headers={**self.headers, **headers}, timeout=30
+        )
+
+    def get(self, path: str, **params: str) -> httpx.Response:
+        return httpx.get(
+            self.stack.base_url + path, params=params, headers=self.headers, timeout=60
+        )
+
+    def created(self, path: str, body: Any) -> dict[str, Any]:
+        response = self.post(path, body)
+        assert response.status_code in (200, 201, 202), response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def terminal_token(self, store_id: int, name: str = "till") -> str:
+        terminal = self.created("/v1/terminals", {"store_id": store_id, "name": name})
+        response = httpx.post(
+            self.stack.base_url + "/v1/terminal/token",
+            json={"terminal_id": terminal["id"], "secret": terminal["secret"]},
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    def campaign(self, **fields: Any) -> int:
+        body = {"name": "Free cone", "face_value": 500, "currency": "CNY", **fields}
+        campaign_id: int = self.created("/v1/campaigns", body)["id"]
+        return campaign_id
+
+    def codes(self, campaign_id: int, quantity: int) -> list[str]:
+        order = self.created(f"/v1/campaigns/{campaign_id}/orders", {"quantity": quantity})
+        export = self.get(f"/v1/orders/{order['id']}/codes", format="csv")
+        assert export.status_code == 200, export.text
+        return [line.split(",")[0] for line in export.text.splitlines()[1:]]
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"qrloop serve exited with {process.returncode}")
+        try:
+            if httpx.get(base_url + "/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("qrloop serve did not become ready")
