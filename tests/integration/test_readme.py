@@ -1,0 +1,46 @@
+"""The README's walkthrough, pasted into bash as a newcomer would, gives the answers it shows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import Stack
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def walkthrough() -> str:
+    """The first ```sh block under '## Walkthrough'."""
+    section = README.read_text().split("## Walkthrough", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
+def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Path) -> None:
+    """Pasted as written, the walkthrough redeems a code, is refused the replay, and counts one."""
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", walkthrough()],
+        cwd=tmp_path,
+        env={**stack.env, "QRLOOP_URL": stack.base_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "code,typed,claim_url"
+    redeemed, refused, stats = (json.loads(line) for line in lines[-3:])
+    assert redeemed["status"] == "redeemed"
+    assert refused["reason"] == "already_redeemed"
+    assert refused["status"] == 409
+    assert stats["issued"] == 3
+    assert stats["redeemed"] == 1
+    assert "The API key is shown only this once" in result.stderr
+    assert not (tmp_path / "codes.csv").exists()
