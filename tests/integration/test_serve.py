@@ -1,7 +1,8 @@
-"""`qrloop serve` on the embedded default, as a newcomer runs it: start, use, kill -9, start again."""
+"""`qrloop serve` on the embedded default as a newcomer runs it: start, use, kill -9, restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,7 +25,10 @@ def _embedded_env(port: int) -> dict[str, str]:
 def _servers_for(folder: Path) -> list[psutil.Process]:
     """postgres and valkey processes whose command line names this folder."""
     found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
+    for process in psutil.process_iter(["name", "cmdline", "status"]):
+        # This machine's pid 1 reaps nothing: a stopped server may linger as a zombie.
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
         cmdline = " ".join(process.info["cmdline"] or [])
         if str(folder) in cmdline and ("postgres" in cmdline or "valkey" in cmdline):
             found.append(process)
@@ -40,19 +44,31 @@ def _no_servers_left(folder: Path, timeout: float = 15) -> bool:
     return True
 
 
-def test_serve_survives_kill_9_and_the_cli_finds_the_running_servers(tmp_path: Path) -> None:
+def _refused(base_url: str, timeout: float = 15) -> bool:
+    """Poll until nothing answers at base_url."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(base_url + "/health/live", timeout=1)
+        except httpx.TransportError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_serve_survives_kill_9_and_the_cli_finds_the_running_servers(scratch_dir: Path) -> None:
     """The CLI attaches to a running embedded serve; after kill -9 the next serve starts cleanly."""
     port = free_port()
     env = _embedded_env(port)
     base_url = f"http://127.0.0.1:{port}"
     serve = [sys.executable, "-m", "qrloop", "serve"]
 
-    first = subprocess.Popen(serve, cwd=tmp_path, env=env)
+    first = subprocess.Popen(serve, cwd=scratch_dir, env=env)
     try:
         wait_until_ready(base_url, first)
         created = subprocess.run(
             [sys.executable, "-m", "qrloop", "merchants", "create", "Second terminal"],
-            cwd=tmp_path,
+            cwd=scratch_dir,
             env=env,
             capture_output=True,
             text=True,
@@ -66,25 +82,28 @@ def test_serve_survives_kill_9_and_the_cli_finds_the_running_servers(tmp_path: P
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+    assert _refused(base_url), "the killed serve's API processes should stop with it"
 
-    second = subprocess.Popen(serve, cwd=tmp_path, env=env)
+    second = subprocess.Popen(serve, cwd=scratch_dir, env=env)
     try:
         wait_until_ready(base_url, second)
+        state = json.loads((scratch_dir / ".qrloop" / "embedded.json").read_text())
+        assert state["owner_pid"] == second.pid
         again = httpx.post(f"{base_url}/v1/stores", json={"name": "B"}, headers=headers)
         assert again.status_code == 201, again.text
         assert again.json()["id"] == store.json()["id"] + 1
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
-    assert _no_servers_left(tmp_path)
+    assert _no_servers_left(scratch_dir)
 
 
-def test_bad_setting_stops_with_a_message_naming_it(tmp_path: Path) -> None:
+def test_bad_setting_stops_with_a_message_naming_it(scratch_dir: Path) -> None:
     """A malformed QRLOOP_PORT stops qrloop with exit 2 and a message that names the variable."""
     env = {**_embedded_env(0), "QRLOOP_PORT": "eighty"}
     result = subprocess.run(
         [sys.executable, "-m", "qrloop", "serve"],
-        cwd=tmp_path,
+        cwd=scratch_dir,
         env=env,
         capture_output=True,
         text=True,
@@ -92,16 +111,16 @@ def test_bad_setting_stops_with_a_message_naming_it(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "QRLOOP_PORT" in result.stderr
-    assert not (tmp_path / ".qrloop").exists()
+    assert not (scratch_dir / ".qrloop").exists()
 
 
 @pytest.mark.parametrize("value", ["0", "1025"])
-def test_partitions_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+def test_partitions_out_of_range_is_refused(scratch_dir: Path, value: str) -> None:
     """QRLOOP_PARTITIONS outside 1..1024 is refused at start, naming the variable."""
     env = {**_embedded_env(0), "QRLOOP_PARTITIONS": value}
     result = subprocess.run(
         [sys.executable, "-m", "qrloop", "migrate"],
-        cwd=tmp_path,
+        cwd=scratch_dir,
         env=env,
         capture_output=True,
         text=True,
