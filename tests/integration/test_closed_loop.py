@@ -60,8 +60,8 @@ def shop(stack):  # type: ignore[no-untyped-def]
 
 
 def test_redeem_then_replay_is_refused_and_settles_once(stack, shop) -> None:  # type: ignore[no-untyped-def]
-    """A fresh code redeems with 200; the same code again gets 409 already_redeemed; one row settles."""
-    merchant, store_id, token, campaign_id, codes = shop
+    """A fresh code redeems (200); again it gets 409 already_redeemed; one row settles."""
+    _, store_id, token, campaign_id, codes = shop
     first = redeem(stack, token, codes[0])
     assert first.status_code == 200, first.text
     body = first.json()

@@ -101,7 +101,7 @@ def test_unknown_route_is_not_found(stack: Stack) -> None:
 def test_merchant_cannot_touch_another_merchants_things(
     two_merchants: tuple[Merchant, Merchant, int, int],
 ) -> None:
-    """B cannot read A's campaign, order, codes or stats, order from it, or put a terminal in A's store."""
+    """B can neither read nor order from A's campaign, nor read its order, nor use A's store."""
     a, b, store_id, campaign_id = two_merchants
     order = a.created(f"/v1/campaigns/{campaign_id}/orders", {"quantity": 2})
     _problem(b.get(f"/v1/campaigns/{campaign_id}"), 404, "not_found")
@@ -118,7 +118,7 @@ def test_merchant_cannot_touch_another_merchants_things(
 def test_idempotency_key_returns_the_first_order(
     two_merchants: tuple[Merchant, Merchant, int, int],
 ) -> None:
-    """The same Idempotency-Key returns the first order; reused for another quantity it is a conflict."""
+    """A repeated Idempotency-Key returns the first order; with another quantity, a conflict."""
     a, _, _, campaign_id = two_merchants
     path = f"/v1/campaigns/{campaign_id}/orders"
     first = a.post(path, {"quantity": 3}, **{"Idempotency-Key": "k-1"})

@@ -39,4 +39,4 @@ class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
 class TokenOut(msgspec.Struct):
     access_token: str
     expires_in: int
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 (the OAuth token type, not a secret)

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 
 API_KEY_PREFIX = "qrl_live_"
-TERMINAL_SECRET_PREFIX = "qrl_term_"
+TERMINAL_SECRET_PREFIX = "qrl_term_"  # noqa: S105 (a prefix, not a secret)
 
 
 def new_secret(prefix: str) -> tuple[str, bytes]:

@@ -63,7 +63,7 @@ class Redeemer:
         return Redeemed(redemption_id=consumed.redemption_id, rules=rules, ref=ref)
 
     async def check(self, raw_code: str, terminal: TerminalClaims) -> tuple[CodeRef, CampaignRules]:
-        """Steps 1–3 of `redeem`, then a read of the code's state; consumes nothing."""
+        """Steps 1 to 3 of `redeem`, then a read of the code's state; consumes nothing."""
         ref = self._verify(raw_code)
         rules = await self._campaign(ref)
         self._enforce(rules, datetime.now(UTC), terminal)
@@ -109,7 +109,8 @@ class Redeemer:
         """Add when and where the code was used, once settlement has recorded it."""
         try:
             row = await self._pool.fetchrow(
-                "SELECT redeemed_at, store_id FROM redemptions WHERE campaign_id = $1 AND serial = $2",
+                "SELECT redeemed_at, store_id FROM redemptions"
+                " WHERE campaign_id = $1 AND serial = $2",
                 ref.campaign_id,
                 ref.serial,
             )
