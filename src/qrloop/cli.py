@@ -172,12 +172,18 @@ def cmd_keys_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
-    import uvicorn
-
     if not (settings.database_url and settings.redis_url):
         raise SystemExit("qrloop api: set DATABASE_URL and REDIS_URL (or use `qrloop serve`)")
+    run_api(settings)
+    return 0
+
+
+def run_api(settings: Settings, factory: str = "qrloop.app:create_app") -> None:
+    """Serve the ASGI app from `factory` in QRLOOP_API_PROCESSES processes, as `qrloop api` does."""
+    import uvicorn
+
     uvicorn.run(
-        "qrloop.app:create_app",
+        factory,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -187,7 +193,6 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
         access_log=False,
         log_level=settings.log_level,
     )
-    return 0
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
