@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as redis
@@ -31,6 +31,10 @@ from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
 from qrloop.redemption.decide import Redeemer
+from qrloop.redemption.fast import ASGIApp, with_fast_redeem
+from qrloop.redemption.gate import TerminalGate
+from qrloop.redemption.pipe import RedisPipe
+from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.rules import RulesCache
 from qrloop.redemption.store import CodeStateStore
@@ -63,17 +67,23 @@ async def build_runtime(settings: Settings) -> Runtime:
     client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
     )
+    pipe = RedisPipe(settings.redis_url)
     keyring = load_keyring(settings)
     verifier = Verifier(keyring)
-    store = CodeStateStore(client, settings.partitions)
+    rules = RulesCache(pool)
+    gate = TerminalGate(pipe, settings.invalid_scans_per_minute)
+    store = CodeStateStore(pipe, settings.partitions)
     return Runtime(
         settings=settings,
         pool=pool,
         redis=client,
+        pipe=pipe,
         keyring=keyring,
         verifier=verifier,
         tokens=TokenVerifier(keyring),
-        redeemer=Redeemer(verifier, RulesCache(pool), store, pool),
+        rules=rules,
+        gate=gate,
+        redeemer=Redeemer(verifier, rules, gate, store, pool),
     )
 
 
@@ -171,8 +181,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
         try:
-            yield
+            async with refreshing(runtime.rules, runtime.gate, runtime.pool):
+                yield
         finally:
+            await runtime.pipe.close()
             await runtime.redis.aclose()
             await runtime.pool.close()
 
@@ -201,3 +213,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
         debug=False,
     )
+
+
+def create_asgi() -> ASGIApp:
+    """What `qrloop api` serves: the app, with the fast redeem path in front unless disabled."""
+    settings = load()
+    app = create_app(settings)
+    asgi = cast(ASGIApp, app)
+    if not settings.fast_path:
+        return asgi
+
+    def runtime() -> Runtime:
+        current: Runtime = app.state.runtime
+        return current
+
+    return with_fast_redeem(asgi, runtime)

@@ -178,7 +178,7 @@ def cmd_api(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def run_api(settings: Settings, factory: str = "qrloop.app:create_app") -> None:
+def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None:
     """Serve the ASGI app from `factory` in QRLOOP_API_PROCESSES processes, as `qrloop api` does."""
     import uvicorn
 

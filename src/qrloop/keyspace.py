@@ -13,6 +13,8 @@ CHUNK_BITS = 20  # 2^20 serials per bitmap chunk: at most 128 KiB per bitmap
 CHUNK_MASK = (1 << CHUNK_BITS) - 1
 SETTLEMENT_GROUP = "settlement"
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# The latest use of a code is kept this long: longer than any reversal window may be.
+LAST_USE_TTL_SECONDS = 25 * 60 * 60
 
 
 def partition_of(campaign_id: int, serial: int, partitions: int) -> int:
@@ -31,6 +33,16 @@ def used_bitmap(partition: int, campaign_id: int, serial: int) -> str:
 
 def void_bitmap(partition: int, campaign_id: int, serial: int) -> str:
     return f"{_tag(partition)}:void:{campaign_id}:{serial >> CHUNK_BITS}"
+
+
+def last_use(partition: int, campaign_id: int, serial: int) -> str:
+    """Hash of the code's latest redemption: use number, terminal, store, time, reversed."""
+    return f"{_tag(partition)}:use:{campaign_id}:{serial}"
+
+
+def reversal_counts(partition: int, campaign_id: int, serial: int) -> str:
+    """Hash serial → how many times the code's redemptions were reversed (no expiry)."""
+    return f"{_tag(partition)}:rev:{campaign_id}:{serial >> CHUNK_BITS}"
 
 
 def bit_offset(serial: int) -> int:
@@ -55,3 +67,12 @@ def idempotency(partition: int, terminal_id: int, nonce: str) -> str:
 def dead_letters(stream: str) -> str:
     """Where the settlement worker parks an entry it can never settle."""
     return f"{stream}:dead"
+
+
+def invalid_scans(terminal_id: int, window: int) -> str:
+    """Invalid scans of one terminal in one rate-limit window (not touched by valid scans)."""
+    return f"qr:rl:{terminal_id}:{window}"
+
+
+BLOCKED_TERMINALS = "qr:blocked"
+"""Sorted set: terminal id → until when (unix seconds) it is refused for too many invalid scans."""

@@ -11,6 +11,9 @@ from qrloop.accounts.tokens import TokenVerifier
 from qrloop.codes.format import Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.redemption.decide import Redeemer
+from qrloop.redemption.gate import TerminalGate
+from qrloop.redemption.pipe import RedisPipe
+from qrloop.redemption.rules import RulesCache
 from qrloop.settings import Settings
 
 
@@ -21,7 +24,10 @@ class Runtime:
     settings: Settings
     pool: asyncpg.Pool
     redis: redis.Redis
+    pipe: RedisPipe
     keyring: KeyRing
     verifier: Verifier
     tokens: TokenVerifier
+    rules: RulesCache
+    gate: TerminalGate
     redeemer: Redeemer

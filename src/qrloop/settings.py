@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 900
     sync_order_limit: Positive = 10_000
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    invalid_scans_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
+    fast_path: bool = True
     log_level: str = "info"
 
     @property
@@ -62,6 +64,8 @@ ENVIRONMENT = {
     "QRLOOP_TOKEN_TTL_SECONDS": "token_ttl_seconds",
     "QRLOOP_SYNC_ORDER_LIMIT": "sync_order_limit",
     "QRLOOP_DB_POOL_SIZE": "db_pool_size",
+    "QRLOOP_INVALID_SCANS_PER_MINUTE": "invalid_scans_per_minute",
+    "QRLOOP_FAST_PATH": "fast_path",
     "QRLOOP_LOG_LEVEL": "log_level",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 
 from litestar import Controller, post
 from litestar.di import Provide
 
 from qrloop.accounts import service
 from qrloop.accounts.guards import current_merchant
-from qrloop.accounts.schemas import StoreIn, StoreOut, TerminalIn, TerminalOut, TokenIn, TokenOut
+from qrloop.accounts.schemas import (
+    StoreIn,
+    StoreOut,
+    Switched,
+    TerminalIn,
+    TerminalOut,
+    TokenIn,
+    TokenOut,
+)
 from qrloop.accounts.tokens import TerminalClaims, mint
 from qrloop.runtime import Runtime
+
+
+class Action(StrEnum):
+    DISABLE = "disable"
+    ENABLE = "enable"
 
 
 class AccountsController(Controller):
@@ -32,6 +46,30 @@ class AccountsController(Controller):
             runtime.pool, merchant_id, data.store_id, data.name
         )
         return TerminalOut(id=terminal_id, store_id=data.store_id, name=data.name, secret=secret)
+
+    @post(
+        "/stores/{store_id:int}/{action:str}", status_code=200, summary="Disable or enable a store"
+    )
+    async def switch_store(
+        self, store_id: int, action: Action, merchant_id: int, runtime: Runtime
+    ) -> Switched:
+        """A disabled store's terminals are refused within seconds on every API process."""
+        disabled = action is Action.DISABLE
+        await service.set_store_disabled(runtime.pool, merchant_id, store_id, disabled)
+        return Switched(id=store_id, disabled=disabled)
+
+    @post(
+        "/terminals/{terminal_id:int}/{action:str}",
+        status_code=200,
+        summary="Disable or enable a terminal",
+    )
+    async def switch_terminal(
+        self, terminal_id: int, action: Action, merchant_id: int, runtime: Runtime
+    ) -> Switched:
+        """A disabled terminal is refused within seconds, even with an unexpired token."""
+        disabled = action is Action.DISABLE
+        await service.set_terminal_disabled(runtime.pool, merchant_id, terminal_id, disabled)
+        return Switched(id=terminal_id, disabled=disabled)
 
 
 @post(

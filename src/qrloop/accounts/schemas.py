@@ -31,6 +31,13 @@ class TerminalOut(msgspec.Struct):
     secret: str
 
 
+class Switched(msgspec.Struct):
+    """The state a disable or enable call left a store or terminal in."""
+
+    id: int
+    disabled: bool
+
+
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     terminal_id: Id
     secret: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]

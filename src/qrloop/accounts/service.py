@@ -73,3 +73,34 @@ async def authenticate_terminal(
     if not hmac.compare_digest(expected, digest(secret)) or row is None:
         raise Problem(Reason.UNAUTHORIZED, "Unknown terminal or wrong secret.")
     return row["store_id"], row["merchant_id"]
+
+
+async def set_store_disabled(
+    pool: asyncpg.Pool, merchant_id: int, store_id: int, disabled: bool
+) -> None:
+    """Disable (or enable) one of the merchant's stores and so every terminal in it."""
+    found = await pool.fetchval(
+        "UPDATE stores SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END"
+        " WHERE id = $1 AND merchant_id = $2 RETURNING id",
+        store_id,
+        merchant_id,
+        disabled,
+    )
+    if found is None:
+        raise Problem(Reason.NOT_FOUND, f"No store {store_id} in this account.")
+
+
+async def set_terminal_disabled(
+    pool: asyncpg.Pool, merchant_id: int, terminal_id: int, disabled: bool
+) -> None:
+    """Disable (or enable) a terminal in one of the merchant's stores."""
+    found = await pool.fetchval(
+        "UPDATE terminals t SET disabled_at = CASE WHEN $3 THEN coalesce(t.disabled_at, now()) END"
+        " FROM stores s WHERE t.id = $1 AND s.id = t.store_id AND s.merchant_id = $2"
+        " RETURNING t.id",
+        terminal_id,
+        merchant_id,
+        disabled,
+    )
+    if found is None:
+        raise Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")

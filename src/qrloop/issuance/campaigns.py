@@ -3,39 +3,66 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
+import msgspec
 import redis.asyncio as redis
+from asyncpg.pool import PoolConnectionProxy
 
 from qrloop import keyspace
 from qrloop.errors import Problem, Reason
-from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignStats
+from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
 from qrloop.redemption.rules import parse_hours
 
 _COLUMNS = (
     "id, name, face_value, currency, valid_from, valid_until, hours, timezone,"
-    " accepted_merchants, algorithm, paused"
+    " accepted_merchants, algorithm, paused, reversal_window_s"
+)
+# The rules a patch may change, in the order of the UPDATE's parameters.
+_MUTABLE = (
+    "name",
+    "valid_from",
+    "valid_until",
+    "hours",
+    "timezone",
+    "accepted_merchants",
+    "paused",
+    "reversal_window_s",
 )
 
 
-def _validate(data: CampaignIn) -> None:
+def _validate(rules: dict[str, Any]) -> None:
+    """Refuse a combination of rules that the till could not apply."""
     try:
-        ZoneInfo(data.timezone)
+        ZoneInfo(rules["timezone"])
     except (ZoneInfoNotFoundError, ValueError):
-        raise Problem(Reason.BAD_REQUEST, f"Unknown timezone {data.timezone!r}.") from None
-    if data.hours is not None:
+        raise Problem(Reason.BAD_REQUEST, f"Unknown timezone {rules['timezone']!r}.") from None
+    if rules["hours"] is not None:
         try:
-            parse_hours(data.hours)
+            parse_hours(rules["hours"])
         except ValueError as error:
             raise Problem(Reason.BAD_REQUEST, str(error)) from None
-    for name, moment in (("valid_from", data.valid_from), ("valid_until", data.valid_until)):
+    valid_from, valid_until = rules["valid_from"], rules["valid_until"]
+    for name, moment in (("valid_from", valid_from), ("valid_until", valid_until)):
         if moment is not None and moment.tzinfo is None:
             raise Problem(
                 Reason.BAD_REQUEST, f"{name} needs a UTC offset, e.g. 2026-12-01T00:00:00Z."
             )
-    if data.valid_from and data.valid_until and data.valid_until <= data.valid_from:
+    if valid_from and valid_until and valid_until <= valid_from:
         raise Problem(Reason.BAD_REQUEST, "valid_until must be after valid_from.")
+
+
+async def _allies(connection: PoolConnectionProxy, merchant_id: int, ids: list[int]) -> list[int]:
+    """The other merchants whose stores may accept the codes; all must exist."""
+    allies = sorted(set(ids) - {merchant_id})
+    known = await connection.fetchval(
+        "SELECT count(*) FROM merchants WHERE id = ANY($1::bigint[])", allies
+    )
+    if known != len(allies):
+        raise Problem(Reason.BAD_REQUEST, "accepted_merchants names an unknown merchant.")
+    return allies
 
 
 def _out(row: asyncpg.Record) -> CampaignOut:
@@ -43,18 +70,13 @@ def _out(row: asyncpg.Record) -> CampaignOut:
 
 
 async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> CampaignOut:
-    _validate(data)
-    allies = sorted(set(data.accepted_merchants) - {merchant_id})
+    _validate(msgspec.structs.asdict(data))
     async with pool.acquire() as connection:
-        known = await connection.fetchval(
-            "SELECT count(*) FROM merchants WHERE id = ANY($1::bigint[])", allies
-        )
-        if known != len(allies):
-            raise Problem(Reason.BAD_REQUEST, "accepted_merchants names an unknown merchant.")
+        allies = await _allies(connection, merchant_id, data.accepted_merchants)
         row = await connection.fetchrow(
             "INSERT INTO campaigns (merchant_id, name, face_value, currency, valid_from,"
-            " valid_until, hours, timezone, accepted_merchants, algorithm)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}",
+            " valid_until, hours, timezone, accepted_merchants, algorithm, reversal_window_s)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}",
             merchant_id,
             data.name,
             data.face_value,
@@ -65,6 +87,35 @@ async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> Camp
             data.timezone,
             allies,
             data.algorithm,
+            data.reversal_window_s,
+        )
+    assert row is not None
+    return _out(row)
+
+
+async def update(
+    pool: asyncpg.Pool, merchant_id: int, campaign_id: int, patch: CampaignPatch
+) -> CampaignOut:
+    """Apply the fields present in `patch`; tills see the change within a second."""
+    async with pool.acquire() as connection, connection.transaction():
+        current = await connection.fetchrow(
+            f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+            campaign_id,
+            merchant_id,
+        )
+        if current is None:
+            raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+        changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+        rules = {name: changes.get(name, current[name]) for name in _MUTABLE}
+        _validate(rules)
+        rules["accepted_merchants"] = await _allies(
+            connection, merchant_id, rules["accepted_merchants"]
+        )
+        assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(_MUTABLE, start=2))
+        row = await connection.fetchrow(
+            f"UPDATE campaigns SET {assignments} WHERE id = $1 RETURNING {_COLUMNS}",
+            campaign_id,
+            *(rules[name] for name in _MUTABLE),
         )
     assert row is not None
     return _out(row)
@@ -89,7 +140,8 @@ async def stats(
         "SELECT c.next_serial,"
         " (SELECT coalesce(sum(quantity), 0)::bigint FROM orders o"
         "   WHERE o.campaign_id = c.id AND o.status = 'done') AS issued,"
-        " (SELECT count(*) FROM redemptions r WHERE r.campaign_id = c.id) AS settled"
+        " (SELECT count(*) FROM redemptions r WHERE r.campaign_id = c.id) AS settled,"
+        " (SELECT count(*) FROM reversals v WHERE v.campaign_id = c.id) AS reversed"
         " FROM campaigns c WHERE c.id = $1 AND c.merchant_id = $2",
         campaign_id,
         merchant_id,
@@ -101,7 +153,7 @@ async def stats(
         issued=row["issued"],
         claimed=0,  # consumer claims do not exist yet; nothing can be claimed
         redeemed=redeemed,
-        reversed=0,  # reversals do not exist yet; nothing can be reversed
+        reversed=row["reversed"],
         voided=voided,
         settled=row["settled"],
     )

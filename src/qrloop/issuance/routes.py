@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -14,6 +14,7 @@ from qrloop.issuance import campaigns, exports, orders, voids
 from qrloop.issuance.schemas import (
     CampaignIn,
     CampaignOut,
+    CampaignPatch,
     CampaignStats,
     OrderIn,
     OrderOut,
@@ -40,6 +41,27 @@ class IssuanceController(Controller):
         self, data: CampaignIn, merchant_id: int, runtime: Runtime
     ) -> CampaignOut:
         return await campaigns.create(runtime.pool, merchant_id, data)
+
+    @patch("/campaigns/{campaign_id:int}", summary="Change a campaign's rules")
+    async def update_campaign(
+        self, campaign_id: int, data: CampaignPatch, merchant_id: int, runtime: Runtime
+    ) -> CampaignOut:
+        """Fields left out stay as they are; every till applies the change within a second."""
+        return await campaigns.update(runtime.pool, merchant_id, campaign_id, data)
+
+    @post("/campaigns/{campaign_id:int}/pause", status_code=200, summary="Pause a campaign")
+    async def pause_campaign(
+        self, campaign_id: int, merchant_id: int, runtime: Runtime
+    ) -> CampaignOut:
+        patch = CampaignPatch(paused=True)
+        return await campaigns.update(runtime.pool, merchant_id, campaign_id, patch)
+
+    @post("/campaigns/{campaign_id:int}/resume", status_code=200, summary="Resume a campaign")
+    async def resume_campaign(
+        self, campaign_id: int, merchant_id: int, runtime: Runtime
+    ) -> CampaignOut:
+        patch = CampaignPatch(paused=False)
+        return await campaigns.update(runtime.pool, merchant_id, campaign_id, patch)
 
     @get("/campaigns/{campaign_id:int}", summary="Read a campaign")
     async def get_campaign(

@@ -11,6 +11,7 @@ from qrloop.accounts.schemas import Id, Name
 
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 Hours = Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
+ReversalWindow = Annotated[int, msgspec.Meta(ge=0, le=86_400)]
 MAX_ORDER = 10_000_000
 
 
@@ -24,6 +25,24 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
     timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
     accepted_merchants: Annotated[list[Id], msgspec.Meta(max_length=1000)] = []
     algorithm: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    reversal_window_s: ReversalWindow = 900
+
+
+class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields present change; `null` clears an optional rule."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    valid_from: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    valid_until: datetime | msgspec.UnsetType | None = msgspec.UNSET
+    hours: Hours | msgspec.UnsetType | None = msgspec.UNSET
+    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    accepted_merchants: Annotated[list[Id], msgspec.Meta(max_length=1000)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    paused: bool | msgspec.UnsetType = msgspec.UNSET
+    reversal_window_s: ReversalWindow | msgspec.UnsetType = msgspec.UNSET
 
 
 class CampaignOut(msgspec.Struct):
@@ -38,6 +57,7 @@ class CampaignOut(msgspec.Struct):
     accepted_merchants: list[int]
     algorithm: str
     paused: bool
+    reversal_window_s: int
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):

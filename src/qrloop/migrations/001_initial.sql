@@ -33,6 +33,9 @@ CREATE TABLE terminals (
     disabled_at    timestamptz
 );
 CREATE INDEX terminals_store ON terminals (store_id);
+-- Every API process reads the disabled sets each second.
+CREATE INDEX terminals_disabled ON terminals (id) WHERE disabled_at IS NOT NULL;
+CREATE INDEX stores_disabled ON stores (id) WHERE disabled_at IS NOT NULL;
 
 -- Campaign ids travel inside every code in 4 bytes.
 CREATE TABLE campaigns (
@@ -48,6 +51,7 @@ CREATE TABLE campaigns (
     accepted_merchants  bigint[] NOT NULL DEFAULT '{}',
     algorithm           text NOT NULL CHECK (algorithm IN ('hmac-sha256', 'ed25519')),
     paused              boolean NOT NULL DEFAULT false,
+    reversal_window_s   integer NOT NULL DEFAULT 900 CHECK (reversal_window_s BETWEEN 0 AND 86400),
     next_serial         bigint NOT NULL DEFAULT 0 CHECK (next_serial < 281474976710656),
     created_at          timestamptz NOT NULL DEFAULT now(),
     CHECK (valid_until IS NULL OR valid_from IS NULL OR valid_until > valid_from)
@@ -70,18 +74,31 @@ CREATE TABLE orders (
 );
 CREATE INDEX orders_campaign ON orders (campaign_id);
 
--- One row per settled redemption; (campaign_id, serial) makes settlement idempotent.
+-- One row per settled redemption. A code is used once per `use_no`: a reversal frees it for
+-- the next use, so (campaign_id, serial, use_no) is the key that makes settlement idempotent.
 CREATE TABLE redemptions (
-    id                    uuid PRIMARY KEY,
     campaign_id           bigint NOT NULL REFERENCES campaigns (id),
     serial                bigint NOT NULL,
+    use_no                integer NOT NULL CHECK (use_no >= 1),
     terminal_id           bigint NOT NULL REFERENCES terminals (id),
     store_id              bigint NOT NULL REFERENCES stores (id),
     accepting_merchant_id bigint NOT NULL REFERENCES merchants (id),
     redeemed_at           timestamptz NOT NULL,
     settled_at            timestamptz NOT NULL DEFAULT now(),
     stream_entry          text NOT NULL,
-    UNIQUE (campaign_id, serial)
+    PRIMARY KEY (campaign_id, serial, use_no)
+);
+
+CREATE TABLE reversals (
+    campaign_id  bigint NOT NULL,
+    serial       bigint NOT NULL,
+    use_no       integer NOT NULL,
+    terminal_id  bigint NOT NULL REFERENCES terminals (id),
+    store_id     bigint NOT NULL REFERENCES stores (id),
+    reversed_at  timestamptz NOT NULL,
+    settled_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (campaign_id, serial, use_no),
+    FOREIGN KEY (campaign_id, serial, use_no) REFERENCES redemptions (campaign_id, serial, use_no)
 );
 
 -- Voided codes, so a lost Redis can be rebuilt from here.

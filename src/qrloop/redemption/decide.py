@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -12,11 +11,20 @@ import asyncpg
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier, parse_input
 from qrloop.errors import Problem, Reason
+from qrloop.redemption.gate import TerminalGate
 from qrloop.redemption.rules import CampaignRules, RulesCache
-from qrloop.redemption.store import CodeStateStore
+from qrloop.redemption.store import CodeStateStore, RedemptionId, already_redeemed, unavailable
 
 # One answer for every malformed or forged code: no hint which byte was wrong.
 _INVALID = "This is not a valid code."
+
+_RULE_DETAIL = {
+    Reason.CAMPAIGN_PAUSED: "The issuer has paused this campaign.",
+    Reason.NOT_YET_VALID: "This code is not valid yet.",
+    Reason.EXPIRED: "This code has expired.",
+    Reason.OUTSIDE_HOURS: "This code cannot be used at this time of day.",
+    Reason.NOT_ACCEPTED_HERE: "This store does not accept this code.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,90 +35,96 @@ class Redeemed:
 
 
 class Redeemer:
-    """Verifies, applies the campaign's rules, then consumes in one Redis call."""
+    """Admits the terminal, verifies, applies the campaign's rules, then consumes atomically."""
 
     def __init__(
-        self, verifier: Verifier, rules: RulesCache, store: CodeStateStore, pool: asyncpg.Pool
+        self,
+        verifier: Verifier,
+        rules: RulesCache,
+        gate: TerminalGate,
+        store: CodeStateStore,
+        pool: asyncpg.Pool,
     ) -> None:
         self._verifier = verifier
         self._rules = rules
+        self._gate = gate
         self._store = store
         self._pool = pool
 
     async def redeem(self, raw_code: str, nonce: str, terminal: TerminalClaims) -> Redeemed:
-        now = datetime.now(UTC)
-        # 1. Parse and verify the tag in process: a valid tag proves the code was issued.
-        ref = self._verify(raw_code)
-        # 2. The campaign's rules, from the in-process cache.
+        # 1. The terminal may scan: not disabled, not blocked for guessing (process memory).
+        self._gate.admit(terminal)
+        # 2. Parse and verify the tag in process: a valid tag proves the code was issued.
+        ref = await self._verify(raw_code, terminal)
+        # 3. The campaign's rules, from the in-process cache.
         rules = await self._campaign(ref)
-        # 3. Rules that need no state: paused, validity window, hours, acceptance.
-        self._enforce(rules, now, terminal)
-        # 4. One atomic Redis call: check and consume the bit, queue for settlement.
+        # 4. Rules that need no state: paused, validity window, hours, acceptance.
+        _enforce(rules, datetime.now(UTC), terminal)
+        # 5. One atomic Redis call: check and consume the bit, queue the redemption.
         try:
-            consumed = await self._store.consume(
-                ref,
-                redemption_id=str(uuid.uuid4()),
-                nonce=nonce,
-                terminal_id=terminal.terminal_id,
-                store_id=terminal.store_id,
-                merchant_id=terminal.merchant_id,
-                at_ms=int(time.time() * 1000),
-            )
+            consumed = await self._store.consume(ref, nonce, terminal, int(time.time() * 1000))
         except Problem as refusal:
-            if refusal.reason is Reason.ALREADY_REDEEMED:
-                await self._describe_earlier_use(refusal, ref)
+            if refusal.reason is Reason.ALREADY_REDEEMED and "store_id" not in refusal.extra:
+                await self._describe_settled_use(refusal, ref)
             raise
         return Redeemed(redemption_id=consumed.redemption_id, rules=rules, ref=ref)
 
     async def check(self, raw_code: str, terminal: TerminalClaims) -> tuple[CodeRef, CampaignRules]:
-        """Steps 1 to 3 of `redeem`, then a read of the code's state; consumes nothing."""
-        ref = self._verify(raw_code)
+        """Steps 1 to 4 of `redeem`, then a read of the code's state; consumes nothing."""
+        self._gate.admit(terminal)
+        ref = await self._verify(raw_code, terminal)
         rules = await self._campaign(ref)
-        self._enforce(rules, datetime.now(UTC), terminal)
+        _enforce(rules, datetime.now(UTC), terminal)
         state = await self._store.peek(ref)
-        if state == "voided":
+        if state == b"voided":
             raise Problem(Reason.VOIDED, "This code was voided by its issuer.")
-        if state == "already_redeemed":
-            refusal = Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
-            await self._describe_earlier_use(refusal, ref)
+        if state == b"already_redeemed":
+            refusal = already_redeemed()
+            await self._describe_settled_use(refusal, ref)
             raise refusal
         return ref, rules
 
-    def _verify(self, raw_code: str) -> CodeRef:
+    async def reverse(self, redemption_id: str, terminal: TerminalClaims) -> None:
+        """Undo a redemption from the store that made it, within the campaign's window."""
+        self._gate.admit(terminal)
+        redemption = RedemptionId.parse(redemption_id)
+        rules = await self._rules_or_none(redemption.campaign_id) if redemption else None
+        if redemption is None or rules is None:
+            raise Problem(Reason.NOT_FOUND, f"No redemption {redemption_id!r}.")
+        now_ms = int(time.time() * 1000)
+        await self._store.reverse(redemption, terminal, now_ms, rules.reversal_window_ms)
+
+    async def _verify(self, raw_code: str, terminal: TerminalClaims) -> CodeRef:
         try:
             return self._verifier.verify(parse_input(raw_code))
-        except InvalidCode:
-            raise Problem(Reason.INVALID, _INVALID) from None
-        except RevokedKey:
-            raise Problem(Reason.REVOKED_KEY, "This code's signing key was revoked.") from None
         except RetiredKey:
             raise Problem(Reason.EXPIRED, "This code's signing key was retired.") from None
+        except InvalidCode:
+            refusal = Problem(Reason.INVALID, _INVALID)
+        except RevokedKey:
+            refusal = Problem(Reason.REVOKED_KEY, "This code's signing key was revoked.")
+        # Failed verifications count against the terminal: guessing is what the limit stops.
+        await self._gate.count_invalid(terminal.terminal_id)
+        raise refusal
+
+    async def _rules_or_none(self, campaign_id: int) -> CampaignRules | None:
+        try:
+            return await self._rules.get(campaign_id)
+        except (OSError, asyncpg.PostgresError):
+            raise unavailable() from None
 
     async def _campaign(self, ref: CodeRef) -> CampaignRules:
-        try:
-            rules = await self._rules.get(ref.campaign_id)
-        except (OSError, asyncpg.PostgresError):
-            raise Problem(
-                Reason.UNAVAILABLE,
-                "Campaign rules cannot be read right now.",
-                headers={"Retry-After": "1"},
-            ) from None
+        rules = await self._rules_or_none(ref.campaign_id)
         if rules is None:
             raise Problem(Reason.INVALID, _INVALID)
         return rules
 
-    @staticmethod
-    def _enforce(rules: CampaignRules, now: datetime, terminal: TerminalClaims) -> None:
-        reason = rules.refusal(now, terminal.merchant_id)
-        if reason is not None:
-            raise Problem(reason, _RULE_DETAIL[reason])
-
-    async def _describe_earlier_use(self, refusal: Problem, ref: CodeRef) -> None:
-        """Add when and where the code was used, once settlement has recorded it."""
+    async def _describe_settled_use(self, refusal: Problem, ref: CodeRef) -> None:
+        """Add when and where the code was used from the ledger, once it is settled there."""
         try:
             row = await self._pool.fetchrow(
                 "SELECT redeemed_at, store_id FROM redemptions"
-                " WHERE campaign_id = $1 AND serial = $2",
+                " WHERE campaign_id = $1 AND serial = $2 ORDER BY use_no DESC LIMIT 1",
                 ref.campaign_id,
                 ref.serial,
             )
@@ -120,18 +134,12 @@ class Redeemer:
             refusal.extra["settled"] = False
             refusal.detail += " Where and when is not settled yet."
             return
-        refusal.extra.update(
-            settled=True, redeemed_at=row["redeemed_at"].isoformat(), store_id=row["store_id"]
-        )
-        refusal.detail += (
-            f" It was used at store {row['store_id']} at {row['redeemed_at'].isoformat()}."
-        )
+        used_at = row["redeemed_at"].isoformat()
+        refusal.extra.update(settled=True, redeemed_at=used_at, store_id=row["store_id"])
+        refusal.detail += f" It was used at store {row['store_id']} at {used_at}."
 
 
-_RULE_DETAIL = {
-    Reason.CAMPAIGN_PAUSED: "The issuer has paused this campaign.",
-    Reason.NOT_YET_VALID: "This code is not valid yet.",
-    Reason.EXPIRED: "This code has expired.",
-    Reason.OUTSIDE_HOURS: "This code cannot be used at this time of day.",
-    Reason.NOT_ACCEPTED_HERE: "This store does not accept this code.",
-}
+def _enforce(rules: CampaignRules, now: datetime, terminal: TerminalClaims) -> None:
+    reason = rules.refusal(now, terminal.merchant_id)
+    if reason is not None:
+        raise Problem(reason, _RULE_DETAIL[reason])

@@ -1,14 +1,22 @@
-"""Till routes: redeem (consume) and check (read only)."""
+"""Till routes: redeem (consume), check (read only) and reverse."""
 
 from __future__ import annotations
 
 from litestar import Controller, post
 from litestar.di import Provide
 
+from qrloop import metrics
 from qrloop.accounts.guards import current_terminal
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.errors import Problem
-from qrloop.redemption.schemas import CheckIn, CheckOut, RedeemIn, RedeemOut
+from qrloop.redemption.schemas import (
+    CheckIn,
+    CheckOut,
+    RedeemIn,
+    RedeemOut,
+    ReverseOut,
+    redeemed_body,
+)
 from qrloop.runtime import Runtime
 
 
@@ -19,25 +27,20 @@ class TillController(Controller):
 
     @post("/redeem", status_code=200, summary="Verify and consume a code")
     async def redeem(self, data: RedeemIn, terminal: TerminalClaims, runtime: Runtime) -> RedeemOut:
-        """Consumes the code once; the same (terminal, nonce) retried gets the same answer."""
+        """Consume the code once. The same (terminal, nonce) retried within 24 hours gets the
+        original answer. Served by the fast path in redemption/fast.py unless it is disabled;
+        both answer alike."""
         redeemed = await runtime.redeemer.redeem(data.code, data.nonce, terminal)
-        return RedeemOut(
-            status="redeemed",
-            redemption_id=redeemed.redemption_id,
-            campaign_id=redeemed.ref.campaign_id,
-            serial=redeemed.ref.serial,
-            face_value=redeemed.rules.face_value,
-            currency=redeemed.rules.currency,
-        )
+        metrics.count_answer("/v1/redeem", "redeemed")
+        return redeemed_body(redeemed)
 
-    @post(
-        "/check", status_code=200, summary="Say whether a code would be accepted, consuming nothing"
-    )
+    @post("/check", status_code=200, summary="Say whether a code would be accepted now")
     async def check(self, data: CheckIn, terminal: TerminalClaims, runtime: Runtime) -> CheckOut:
+        """Consumes nothing; `status` is `valid` or the reason a redeem would be refused."""
         try:
             ref, rules = await runtime.redeemer.check(data.code, terminal)
         except Problem as refusal:
-            if refusal.status >= 500:
+            if refusal.status in (401, 429) or refusal.status >= 500:
                 raise
             return CheckOut(status=refusal.reason.value, detail=refusal.detail)
         return CheckOut(
@@ -46,3 +49,15 @@ class TillController(Controller):
             face_value=rules.face_value,
             currency=rules.currency,
         )
+
+    @post(
+        "/redemptions/{redemption_id:str}/reverse",
+        status_code=200,
+        summary="Reverse a redemption (same store, within the campaign's reversal window)",
+    )
+    async def reverse(
+        self, redemption_id: str, terminal: TerminalClaims, runtime: Runtime
+    ) -> ReverseOut:
+        """The code becomes redeemable again, once. Reversing twice answers the same."""
+        await runtime.redeemer.reverse(redemption_id, terminal)
+        return ReverseOut(status="reversed", redemption_id=redemption_id)

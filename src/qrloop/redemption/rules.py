@@ -1,9 +1,8 @@
-"""Campaign rules as the till sees them, cached in process for one second."""
+"""Campaign rules as the till sees them, cached in process and refreshed in the background."""
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -12,7 +11,6 @@ import asyncpg
 
 from qrloop.errors import Reason
 
-RULES_TTL_SECONDS = 1.0
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
 
 
@@ -52,6 +50,7 @@ class CampaignRules:
     timezone: ZoneInfo
     accepted_merchants: frozenset[int]
     paused: bool
+    reversal_window_ms: int
 
     def refusal(self, now: datetime, accepting_merchant_id: int) -> Reason | None:
         """The first rule `now` at this merchant's store breaks, or None."""
@@ -72,39 +71,55 @@ class CampaignRules:
         return None
 
 
+_COLUMNS = (
+    "id, merchant_id, face_value, currency, valid_from, valid_until, hours, timezone,"
+    " accepted_merchants, paused, reversal_window_s"
+)
+
+
+def _rules(row: asyncpg.Record) -> CampaignRules:
+    return CampaignRules(
+        campaign_id=row["id"],
+        merchant_id=row["merchant_id"],
+        face_value=row["face_value"],
+        currency=row["currency"],
+        valid_from=row["valid_from"],
+        valid_until=row["valid_until"],
+        hours=parse_hours(row["hours"]) if row["hours"] else None,
+        timezone=ZoneInfo(row["timezone"]),
+        accepted_merchants=frozenset(row["accepted_merchants"]),
+        paused=row["paused"],
+        reversal_window_ms=row["reversal_window_s"] * 1000,
+    )
+
+
 class RulesCache:
-    """Campaign rules by id, re-read from PostgreSQL at most once a second per campaign."""
+    """Campaign rules by id. A campaign is read once on first sight; after that `refresh()`
+    (run by the process's refresher every half second) keeps every cached campaign current,
+    so a pause or a new window reaches every process within a second without the till
+    waiting on PostgreSQL."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._entries: dict[int, tuple[float, CampaignRules | None]] = {}
+        self._rules: dict[int, CampaignRules | None] = {}
 
     async def get(self, campaign_id: int) -> CampaignRules | None:
-        entry = self._entries.get(campaign_id)
-        now = time.monotonic()
-        if entry is not None and entry[0] > now:
-            return entry[1]
-        rules = await self._load(campaign_id)
-        self._entries[campaign_id] = (now + RULES_TTL_SECONDS, rules)
+        if campaign_id in self._rules:
+            return self._rules[campaign_id]
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1", campaign_id
+        )
+        rules = self._rules[campaign_id] = _rules(row) if row else None
         return rules
 
-    async def _load(self, campaign_id: int) -> CampaignRules | None:
-        row = await self._pool.fetchrow(
-            "SELECT id, merchant_id, face_value, currency, valid_from, valid_until, hours,"
-            " timezone, accepted_merchants, paused FROM campaigns WHERE id = $1",
-            campaign_id,
+    async def refresh(self) -> None:
+        """Re-read every cached campaign in one query."""
+        ids = list(self._rules)
+        if not ids:
+            return
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM campaigns WHERE id = ANY($1::bigint[])", ids
         )
-        if row is None:
-            return None
-        return CampaignRules(
-            campaign_id=row["id"],
-            merchant_id=row["merchant_id"],
-            face_value=row["face_value"],
-            currency=row["currency"],
-            valid_from=row["valid_from"],
-            valid_until=row["valid_until"],
-            hours=parse_hours(row["hours"]) if row["hours"] else None,
-            timezone=ZoneInfo(row["timezone"]),
-            accepted_merchants=frozenset(row["accepted_merchants"]),
-            paused=row["paused"],
-        )
+        fresh: dict[int, CampaignRules | None] = dict.fromkeys(ids)
+        fresh.update((row["id"], _rules(row)) for row in rows)
+        self._rules.update(fresh)

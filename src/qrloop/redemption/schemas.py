@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from qrloop.redemption.decide import Redeemed
+
 # Long enough for an Ed25519 code typed with dashes and spaces, short enough to bound work.
 RawCode = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Nonce = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -23,6 +25,22 @@ class RedeemOut(msgspec.Struct):
     serial: int
     face_value: int
     currency: str
+
+
+def redeemed_body(redeemed: Redeemed) -> RedeemOut:
+    return RedeemOut(
+        status="redeemed",
+        redemption_id=redeemed.redemption_id,
+        campaign_id=redeemed.ref.campaign_id,
+        serial=redeemed.ref.serial,
+        face_value=redeemed.rules.face_value,
+        currency=redeemed.rules.currency,
+    )
+
+
+class ReverseOut(msgspec.Struct):
+    status: str
+    redemption_id: str
 
 
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):

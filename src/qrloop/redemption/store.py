@@ -1,22 +1,53 @@
-"""The code state in Redis: one Lua call to consume, one to peek. Fails closed."""
+"""The code state in Redis: one Lua call to consume, to peek or to reverse. Fails closed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
+from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from qrloop import keyspace
+from qrloop.accounts.tokens import TerminalClaims
 from qrloop.codes.format import CodeRef
 from qrloop.errors import Problem, Reason
+from qrloop.redemption.pipe import RedisPipe, Script
 
 _UNAVAILABLE = "The code state store cannot answer; no code is accepted until it can."
 
 
-def _script(client: redis.Redis, name: str) -> redis.client.AsyncScript:  # type: ignore[name-defined]
-    return client.register_script(resources.files(__package__).joinpath(name).read_text())
+def _script(name: str) -> Script:
+    return Script(resources.files(__package__).joinpath(name).read_text())
+
+
+_REDEEM = _script("redeem.lua")
+_CHECK = _script("check.lua")
+_REVERSE = _script("reverse.lua")
+
+
+def unavailable() -> Problem:
+    return Problem(Reason.UNAVAILABLE, _UNAVAILABLE, headers={"Retry-After": "1"})
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionId:
+    """`<campaign>-<serial>-<use>`: the code's n-th use, which is also its settled row's key."""
+
+    campaign_id: int
+    serial: int
+    use_no: int
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}-{self.serial}-{self.use_no}"
+
+    @classmethod
+    def parse(cls, text: str) -> RedemptionId | None:
+        parts = text.split("-")
+        if len(parts) != 3 or not all(part.isdigit() and len(part) <= 15 for part in parts):
+            return None
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,74 +61,112 @@ class Consumed:
 class CodeStateStore:
     """Atomic check-and-consume of a code's bit, with the redemption queued in the same step."""
 
-    def __init__(self, client: redis.Redis, partitions: int) -> None:
+    def __init__(self, pipe: RedisPipe, partitions: int) -> None:
+        self._pipe = pipe
         self._partitions = partitions
-        self._redeem = _script(client, "redeem.lua")
-        self._check = _script(client, "check.lua")
 
     async def consume(
-        self,
-        ref: CodeRef,
-        *,
-        redemption_id: str,
-        nonce: str,
-        terminal_id: int,
-        store_id: int,
-        merchant_id: int,
-        at_ms: int,
+        self, ref: CodeRef, nonce: str, terminal: TerminalClaims, now_ms: int
     ) -> Consumed:
         """Consume the code, or raise the Problem that says why not."""
-        partition = keyspace.partition_of(ref.campaign_id, ref.serial, self._partitions)
+        campaign_id, serial = ref.campaign_id, ref.serial
+        partition = keyspace.partition_of(campaign_id, serial, self._partitions)
         keys = [
             keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, ref.campaign_id, ref.serial),
-            keyspace.void_bitmap(partition, ref.campaign_id, ref.serial),
+            keyspace.used_bitmap(partition, campaign_id, serial),
+            keyspace.void_bitmap(partition, campaign_id, serial),
             keyspace.events(partition),
-            keyspace.idempotency(partition, terminal_id, nonce),
+            keyspace.idempotency(partition, terminal.terminal_id, nonce),
+            keyspace.last_use(partition, campaign_id, serial),
+            keyspace.reversal_counts(partition, campaign_id, serial),
         ]
-        args = [
-            keyspace.bit_offset(ref.serial),
-            f"{ref.campaign_id}:{ref.serial}",
-            redemption_id,
-            terminal_id,
-            store_id,
-            merchant_id,
-            at_ms,
+        args: list[str | int] = [
+            keyspace.bit_offset(serial),
+            campaign_id,
+            serial,
+            terminal.terminal_id,
+            terminal.store_id,
+            terminal.merchant_id,
+            now_ms,
             keyspace.IDEMPOTENCY_TTL_SECONDS,
+            keyspace.LAST_USE_TTL_SECONDS,
         ]
-        try:
-            answer = await self._redeem(keys=keys, args=args)
-        except RedisError:
-            raise Problem(Reason.UNAVAILABLE, _UNAVAILABLE, headers={"Retry-After": "1"}) from None
-        outcome = answer[0].decode()
-        if outcome == "redeemed":
-            return Consumed(redemption_id=redemption_id, replayed=False)
-        if outcome == "replay":
+        answer = await self._run(_REDEEM, keys, args)
+        outcome = answer[0]
+        if outcome == b"redeemed":
+            return Consumed(redemption_id=answer[1].decode(), replayed=False)
+        if outcome == b"replay":
             return Consumed(redemption_id=answer[1].decode(), replayed=True)
+        if outcome == b"already_redeemed":
+            raise already_redeemed(at_ms=answer[1], store_id=answer[2])
         raise _refusal(outcome)
 
-    async def peek(self, ref: CodeRef) -> str:
-        """'valid', 'voided' or 'already_redeemed'; raises Problem(unavailable)."""
+    async def peek(self, ref: CodeRef) -> bytes:
+        """b'valid', b'voided' or b'already_redeemed'; raises Problem(unavailable)."""
         partition = keyspace.partition_of(ref.campaign_id, ref.serial, self._partitions)
         keys = [
             keyspace.epoch(partition),
             keyspace.used_bitmap(partition, ref.campaign_id, ref.serial),
             keyspace.void_bitmap(partition, ref.campaign_id, ref.serial),
         ]
+        state: bytes = await self._run(_CHECK, keys, [keyspace.bit_offset(ref.serial)])
+        if state == b"unavailable":
+            raise unavailable()
+        return state
+
+    async def reverse(
+        self, redemption: RedemptionId, terminal: TerminalClaims, now_ms: int, window_ms: int
+    ) -> None:
+        """Free the code again, or raise the Problem that says why not."""
+        campaign_id, serial = redemption.campaign_id, redemption.serial
+        partition = keyspace.partition_of(campaign_id, serial, self._partitions)
+        keys = [
+            keyspace.epoch(partition),
+            keyspace.used_bitmap(partition, campaign_id, serial),
+            keyspace.last_use(partition, campaign_id, serial),
+            keyspace.reversal_counts(partition, campaign_id, serial),
+            keyspace.events(partition),
+        ]
+        args: list[str | int] = [
+            keyspace.bit_offset(serial),
+            campaign_id,
+            serial,
+            redemption.use_no,
+            terminal.store_id,
+            terminal.terminal_id,
+            now_ms,
+            window_ms,
+        ]
+        outcome = await self._run(_REVERSE, keys, args)
+        if outcome == b"reversed":
+            return
+        if outcome in (b"not_found", b"other_store"):
+            # Another store's redemption is not this till's to see: the same answer as none.
+            raise Problem(Reason.NOT_FOUND, f"No reversible redemption {redemption} at this store.")
+        if outcome == b"window_closed":
+            raise Problem(Reason.CONFLICT, "The reversal window for this redemption has closed.")
+        raise _refusal(outcome)
+
+    async def _run(self, script: Script, keys: list[str], args: list[str | int]) -> Any:
         try:
-            state = (await self._check(keys=keys, args=[keyspace.bit_offset(ref.serial)])).decode()
+            return await self._pipe.evalsha(script, keys, list(args))
         except RedisError:
-            raise Problem(Reason.UNAVAILABLE, _UNAVAILABLE, headers={"Retry-After": "1"}) from None
-        if state == "unavailable":
-            raise _refusal(state)
-        return str(state)
+            raise unavailable() from None
 
 
-def _refusal(outcome: str) -> Problem:
-    if outcome == "voided":
+def already_redeemed(at_ms: bytes | None = None, store_id: bytes | None = None) -> Problem:
+    """The refusal for a used code, saying when and where when the state still knows."""
+    problem = Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
+    if at_ms is not None and store_id is not None:
+        used_at = datetime.fromtimestamp(int(at_ms) / 1000, tz=UTC).isoformat()
+        problem.extra.update(redeemed_at=used_at, store_id=int(store_id))
+        problem.detail += f" It was used at store {int(store_id)} at {used_at}."
+    return problem
+
+
+def _refusal(outcome: object) -> Problem:
+    if outcome == b"voided":
         return Problem(Reason.VOIDED, "This code was voided by its issuer.")
-    if outcome == "already_redeemed":
-        return Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
-    if outcome == "nonce_reused":
+    if outcome == b"nonce_reused":
         return Problem(Reason.CONFLICT, "This nonce was already used for another code.")
-    return Problem(Reason.UNAVAILABLE, _UNAVAILABLE, headers={"Retry-After": "1"})
+    return unavailable()

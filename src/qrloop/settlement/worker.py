@@ -19,7 +19,7 @@ from redis.typing import KeyT, StreamIdT
 from qrloop import keyspace
 from qrloop.db import create_pool
 from qrloop.settings import Settings
-from qrloop.settlement.events import PoisonEntry, RedemptionRow, VoidRow, parse
+from qrloop.settlement.events import PoisonEntry, RedemptionRow, ReversalRow, Row, VoidRow, parse
 
 log = logging.getLogger("qrloop.worker")
 
@@ -106,46 +106,46 @@ class Worker:
 
     async def settle(self, entries: Entries) -> None:
         """Insert one read's entries in one transaction, then acknowledge them."""
-        redemptions: list[RedemptionRow] = []
-        voids: list[VoidRow] = []
+        rows: list[Row] = []
         poison: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
         for stream, batch in entries:
             for entry_id, fields in batch:
                 try:
-                    row = parse(entry_id.decode(), fields)
+                    rows.append(parse(entry_id.decode(), fields))
                 except PoisonEntry as error:
                     log.error("dead-lettering %s", error)
                     poison.append((stream, entry_id, fields))
-                    continue
-                (redemptions if isinstance(row, RedemptionRow) else voids).append(row)  # type: ignore[arg-type]
-        if redemptions or voids:
-            await self._insert(redemptions, voids)
+        if rows:
+            await self._insert(rows)
         for stream, _, fields in poison:
             await self._redis.xadd(keyspace.dead_letters(stream.decode()), fields)  # type: ignore[arg-type]
         for stream, batch in entries:
             if batch:
                 await self._redis.xack(stream, keyspace.SETTLEMENT_GROUP, *(i for i, _ in batch))
-        self.settled += len(redemptions)
+        self.settled += sum(isinstance(row, RedemptionRow) for row in rows)
 
-    async def _insert(self, redemptions: list[RedemptionRow], voids: list[VoidRow]) -> None:
+    async def _insert(self, rows: list[Row]) -> None:
+        """One transaction; redemptions first, since a reversal refers to its redemption."""
+        redemptions = [r for r in rows if isinstance(r, RedemptionRow)]
+        reversals = [r for r in rows if isinstance(r, ReversalRow)]
+        voids = [r for r in rows if isinstance(r, VoidRow)]
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.executemany(
-                "INSERT INTO redemptions (id, campaign_id, serial, terminal_id, store_id,"
+                "INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,"
                 " accepting_merchant_id, redeemed_at, stream_entry)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                " ON CONFLICT (campaign_id, serial) DO NOTHING",
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
                 [
-                    (
-                        r.id,
-                        r.campaign_id,
-                        r.serial,
-                        r.terminal_id,
-                        r.store_id,
-                        r.merchant_id,
-                        r.redeemed_at,
-                        r.stream_entry,
-                    )
+                    (r.campaign_id, r.serial, r.use_no, r.terminal_id, r.store_id,
+                     r.merchant_id, r.redeemed_at, r.stream_entry)
                     for r in redemptions
+                ],
+            )  # fmt: skip
+            await connection.executemany(
+                "INSERT INTO reversals (campaign_id, serial, use_no, terminal_id, store_id,"
+                " reversed_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                [
+                    (r.campaign_id, r.serial, r.use_no, r.terminal_id, r.store_id, r.reversed_at)
+                    for r in reversals
                 ],
             )
             await connection.executemany(

@@ -1,0 +1,92 @@
+"""Which terminals may scan right now: not disabled, not blocked for guessing.
+
+Everything a valid scan needs is answered from process memory. Redis is written only when a
+scan is invalid (to count it), and read by the background refresher, so the limiter adds no
+round trip to a valid redemption.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from qrloop import keyspace
+from qrloop.accounts.tokens import TerminalClaims
+from qrloop.errors import Problem, Reason
+from qrloop.redemption.pipe import RedisPipe
+
+WINDOW_SECONDS = 60
+
+
+def _disabled() -> Problem:
+    return Problem(
+        Reason.UNAUTHORIZED,
+        "This terminal or its store is disabled.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _rate_limited(until: float) -> Problem:
+    wait = max(1, math.ceil(until - time.time()))
+    return Problem(
+        Reason.RATE_LIMITED,
+        f"Too many invalid scans from this terminal; try again in {wait} s.",
+        headers={"Retry-After": str(wait)},
+        retry_after=wait,
+    )
+
+
+class TerminalGate:
+    """Disabled terminals and stores, and terminals blocked after too many invalid scans."""
+
+    def __init__(self, pipe: RedisPipe, invalid_scans_per_minute: int) -> None:
+        self._pipe = pipe
+        self._limit = invalid_scans_per_minute
+        self._disabled_terminals: frozenset[int] = frozenset()
+        self._disabled_stores: frozenset[int] = frozenset()
+        self._blocked: dict[int, float] = {}
+
+    def admit(self, terminal: TerminalClaims) -> None:
+        """Raise unless this terminal may scan now; memory only."""
+        if terminal.terminal_id in self._disabled_terminals or (
+            terminal.store_id in self._disabled_stores
+        ):
+            raise _disabled()
+        until = self._blocked.get(terminal.terminal_id)
+        if until is not None and until > time.time():
+            raise _rate_limited(until)
+
+    async def count_invalid(self, terminal_id: int) -> None:
+        """Count an invalid scan; raise rate_limited once the terminal is over its limit."""
+        now = time.time()
+        window = int(now // WINDOW_SECONDS)
+        key = keyspace.invalid_scans(terminal_id, window)
+        try:
+            count = await self._pipe.call("INCR", key)
+            if count == 1:
+                await self._pipe.call("EXPIRE", key, 2 * WINDOW_SECONDS)
+            if count <= self._limit:
+                return
+            until = (window + 1) * WINDOW_SECONDS
+            await self._pipe.call("ZADD", keyspace.BLOCKED_TERMINALS, str(until), terminal_id)
+        except RedisError:
+            return  # the invalid answer stands; counting is best effort when Redis is away
+        self._blocked[terminal_id] = until
+        raise _rate_limited(until)
+
+    async def refresh(self, pool: asyncpg.Pool) -> None:
+        """Re-read disabled terminals and stores (PostgreSQL) and blocked terminals (Redis)."""
+        terminals = await pool.fetch("SELECT id FROM terminals WHERE disabled_at IS NOT NULL")
+        stores = await pool.fetch("SELECT id FROM stores WHERE disabled_at IS NOT NULL")
+        self._disabled_terminals = frozenset(row["id"] for row in terminals)
+        self._disabled_stores = frozenset(row["id"] for row in stores)
+        now = time.time()
+        blocked = await self._pipe.call(
+            "ZRANGEBYSCORE", keyspace.BLOCKED_TERMINALS, str(now), "+inf", "WITHSCORES"
+        )
+        pairs = zip(blocked[0::2], blocked[1::2], strict=True)
+        self._blocked = {int(member): float(score) for member, score in pairs}
+        await self._pipe.call("ZREMRANGEBYSCORE", keyspace.BLOCKED_TERMINALS, "-inf", str(now))
