@@ -11,7 +11,8 @@ same app, behind the same server, middleware and exception handlers:
   RETURNING`` on the app's own asyncpg pool; 200 when it updated a row, else 409.
 
 The table ``bench_codes`` is created and filled by ``redeem.py`` (see `BENCH_CODES_DDL`).
-Nothing here is part of qrloop; it only reads the app's runtime (``app.state.runtime``).
+Nothing here is part of qrloop; it only reads the app's runtime (``app.state.runtime``): its
+asyncpg pool and its code and token verifiers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from litestar import Litestar, MediaType, Request, post
 from litestar.datastructures import State
 
 import qrloop.app
+from qrloop.codes.format import InvalidCode, RetiredKey, RevokedKey, parse_input
 from qrloop.errors import Problem, Reason
 
 try:  # the redeem body as the till sends it
@@ -38,14 +40,6 @@ except ImportError:  # pragma: no cover - the hot path is being rewritten; keep 
         nonce: Annotated[
             str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
         ]
-
-
-try:  # typed input (dashes, lowercase) → canonical text, as the redeem path does
-    from qrloop.codes.format import parse_input
-except ImportError:  # pragma: no cover
-
-    def parse_input(raw: str) -> str:
-        return raw
 
 
 try:
@@ -88,13 +82,18 @@ def _runtime(request: Request[Any, Any, State]) -> Any:
     return request.app.state.runtime
 
 
+def _keys(runtime: Any) -> Any:
+    """Where the runtime keeps `verifier` and `tokens`: `runtime.keys` or the runtime itself."""
+    return getattr(runtime, "keys", runtime)
+
+
 def _terminal(request: Request[Any, Any, State], runtime: Any) -> Any:
     """The till's claims from its bearer token, as the real route's guard gives them."""
     if current_terminal is not None:
         return current_terminal(request, runtime)
     header = request.headers.get("authorization", "")  # pragma: no cover - fallback
     try:
-        return runtime.tokens.verify(header.removeprefix("Bearer ").strip())
+        return _keys(runtime).tokens.verify(header.removeprefix("Bearer ").strip())
     except Exception:
         raise Problem(Reason.UNAUTHORIZED, "Invalid terminal token.") from None
 
@@ -111,8 +110,8 @@ async def pg_redeem(data: RedeemIn, request: Request[Any, Any, State]) -> PgRede
     runtime = _runtime(request)
     terminal = _terminal(request, runtime)
     try:
-        ref = runtime.verifier.verify(parse_input(data.code))
-    except Exception:
+        ref = _keys(runtime).verifier.verify(parse_input(data.code))
+    except (InvalidCode, RevokedKey, RetiredKey):
         raise Problem(Reason.INVALID, _INVALID) from None
     row = await runtime.pool.fetchrow(
         _PG_REDEEM, ref.campaign_id, ref.serial, terminal.terminal_id, terminal.store_id

@@ -425,20 +425,18 @@ def consumed(http: Http, fixture: Fixture, database_url: str, variant: str) -> i
     )
 
 
-def smoke(http: Http, fixture: Fixture, codes: Path) -> None:
+def smoke(http: Http, fixture: Fixture, codes: Path, tag: str) -> None:
     """One request per variant by hand: 200, and for (a) and (c) 409 on a replay."""
     lines = codes.read_text().split()
     token = fixture.tokens_file.read_text().split()[0]
     till = {"Authorization": f"Bearer {token}"}
     for n, (variant, (path, _)) in enumerate(VARIANTS.items()):
         code = lines[-1 - n]  # from the end: wrk's first requests use the start
-        status, answer = http.call(
-            "POST", path, {"code": code, "nonce": f"smoke-{os.getpid()}-{n}"}, till
-        )
+        status, answer = http.call("POST", path, {"code": code, "nonce": f"{tag}-smoke-{n}"}, till)
         if status != 200:
             raise RuntimeError(f"smoke test: ({variant}) {path} answered {status}: {answer}")
         if variant in CONSUMING:
-            again = {"code": code, "nonce": f"smoke-{os.getpid()}-{n}-again"}
+            again = {"code": code, "nonce": f"{tag}-smoke-{n}-again"}
             status, answer = http.call("POST", path, again, till)
             if status != 409:
                 raise RuntimeError(f"smoke test: ({variant}) replay answered {status}: {answer}")
@@ -619,7 +617,7 @@ class Bench:
         connections = max(self.args.connections)
         guess = FIRST_GUESS_RPS * server.processes
         codes = self.codes_for(Http(server.base_url), fixture, guess, seconds)
-        smoke(Http(server.base_url), fixture, codes)
+        smoke(Http(server.base_url), fixture, codes, self.tag())
         best: dict[str, float] = {}
         # One set serves all three: (a) consumes in Redis, (c) in bench_codes, (b) nowhere.
         for variant in VARIANTS:

@@ -10,9 +10,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ import pytest
 import redis
 
 from qrloop.embedded import EmbeddedServers
-from support import Stack, Stores, free_port, wait_until_ready
+from support import Stack, Stores, serving
 
 
 def _fresh_database(admin_url: str) -> tuple[str, str]:
@@ -87,23 +84,6 @@ def scratch_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def stack(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`qrloop serve` as a real process tree, stopped with SIGTERM at the end."""
-    workdir = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": stores.database_url,
-        "REDIS_URL": stores.redis_url,
-        "QRLOOP_PORT": str(port),
-        "QRLOOP_KEYS_DIR": str(workdir / "keys"),
-        "QRLOOP_DATA_DIR": str(workdir / ".qrloop"),
-        "QRLOOP_LOG_LEVEL": "warning",
-    }
-    base_url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "qrloop", "serve"], env=env, cwd=workdir)
-    try:
-        wait_until_ready(base_url, process)
-        yield Stack(base_url, env, stores, workdir)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+    """`qrloop serve` as a real process tree on the session's stores."""
+    with serving(stores, tmp_path_factory.mktemp("serve")) as running:
+        yield running

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,15 +84,18 @@ class Merchant:
         result: dict[str, Any] = response.json()
         return result
 
-    def terminal_token(self, store_id: int, name: str = "till") -> str:
+    def terminal(self, store_id: int, name: str = "till") -> tuple[int, str]:
+        """A new terminal in the store: its id and a fresh access token."""
         terminal = self.created("/v1/terminals", {"store_id": store_id, "name": name})
         response = httpx.post(
             self.stack.base_url + "/v1/terminal/token",
             json={"terminal_id": terminal["id"], "secret": terminal["secret"]},
         )
         assert response.status_code == 200, response.text
-        token: str = response.json()["access_token"]
-        return token
+        return terminal["id"], response.json()["access_token"]
+
+    def terminal_token(self, store_id: int, name: str = "till") -> str:
+        return self.terminal(store_id, name)[1]
 
     def campaign(self, **fields: Any) -> int:
         body = {"name": "Free cone", "face_value": 500, "currency": "CNY", **fields}
@@ -113,3 +121,61 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: f
             pass
         time.sleep(0.1)
     raise TimeoutError("qrloop serve did not become ready")
+
+
+@contextmanager
+def serving(stores: Stores, workdir: Path, **settings: str) -> Iterator[Stack]:
+    """Run `qrloop serve` (API and worker processes) in `workdir`; SIGTERM it at the end.
+
+    `settings` are extra environment variables, e.g. QRLOOP_FAST_PATH="false".
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": stores.database_url,
+        "REDIS_URL": stores.redis_url,
+        "QRLOOP_PORT": str(port),
+        "QRLOOP_KEYS_DIR": str(workdir / "keys"),
+        "QRLOOP_DATA_DIR": str(workdir / ".qrloop"),
+        "QRLOOP_LOG_LEVEL": "warning",
+        **settings,
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "qrloop", "serve"], env=env, cwd=workdir)
+    try:
+        wait_until_ready(base_url, process)
+        yield Stack(base_url, env, stores, workdir)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def till(stack: Stack, path: str, token: str, body: dict[str, Any]) -> httpx.Response:
+    """A terminal's POST to the till API."""
+    return httpx.post(
+        stack.base_url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def redeem(stack: Stack, token: str, code: str, nonce: str | None = None) -> httpx.Response:
+    return till(stack, "/v1/redeem", token, {"code": code, "nonce": nonce or uuid.uuid4().hex})
+
+
+def reason(response: httpx.Response) -> str:
+    """The problem's reason, after checking it is an RFC 9457 answer."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body = response.json()
+    assert body["status"] == response.status_code
+    assert {"type", "title", "detail"} <= body.keys()
+    found: str = body["reason"]
+    return found
+
+
+def eventually(probe: Callable[[], bool], within: float) -> float:
+    """Poll `probe` until it holds; return the seconds it took, or fail after `within`."""
+    start = time.monotonic()
+    while not probe():
+        elapsed = time.monotonic() - start
+        assert elapsed < within, f"did not happen within {within} s"
+        time.sleep(0.05)
+    return time.monotonic() - start

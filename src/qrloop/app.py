@@ -24,12 +24,10 @@ from redis.exceptions import RedisError
 
 from qrloop import metrics
 from qrloop.accounts.routes import AccountsController, exchange_token
-from qrloop.accounts.tokens import TokenVerifier
-from qrloop.codes.format import Verifier
-from qrloop.codes.keyring import KeyRing
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
+from qrloop.keys import Keys
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
@@ -55,12 +53,6 @@ _UNAVAILABLE_ERRORS = (
 )
 
 
-def load_keyring(settings: Settings) -> KeyRing:
-    if settings.keyring_json:
-        return KeyRing.from_json(settings.keyring_json)
-    return KeyRing.load(settings.keyring_path)
-
-
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
     pool = await create_pool(settings.database_url, settings.db_pool_size)
@@ -68,8 +60,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
     )
     pipe = RedisPipe(settings.redis_url)
-    keyring = load_keyring(settings)
-    verifier = Verifier(keyring)
+    keys = Keys(settings)
     rules = RulesCache(pool)
     gate = TerminalGate(pipe, settings.invalid_scans_per_minute)
     store = CodeStateStore(pipe, settings.partitions)
@@ -78,12 +69,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         pool=pool,
         redis=client,
         pipe=pipe,
-        keyring=keyring,
-        verifier=verifier,
-        tokens=TokenVerifier(keyring),
+        keys=keys,
         rules=rules,
         gate=gate,
-        redeemer=Redeemer(verifier, rules, gate, store, pool),
+        redeemer=Redeemer(keys, rules, gate, store, pool),
     )
 
 
@@ -181,7 +170,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
         try:
-            async with refreshing(runtime.rules, runtime.gate, runtime.pool):
+            async with refreshing(runtime):
                 yield
         finally:
             await runtime.pipe.close()

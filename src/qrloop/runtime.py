@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as redis
 
-from qrloop.accounts.tokens import TokenVerifier
-from qrloop.codes.format import Verifier
-from qrloop.codes.keyring import KeyRing
+from qrloop.keys import Keys
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.gate import TerminalGate
 from qrloop.redemption.pipe import RedisPipe
@@ -25,9 +23,7 @@ class Runtime:
     pool: asyncpg.Pool
     redis: redis.Redis
     pipe: RedisPipe
-    keyring: KeyRing
-    verifier: Verifier
-    tokens: TokenVerifier
+    keys: Keys
     rules: RulesCache
     gate: TerminalGate
     redeemer: Redeemer

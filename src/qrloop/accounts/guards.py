@@ -49,6 +49,6 @@ async def current_merchant(request: Request[Any, Any, Any], runtime: Runtime) ->
 def current_terminal(request: Request[Any, Any, Any], runtime: Runtime) -> TerminalClaims:
     """The terminal behind the access token, or 401."""
     try:
-        return runtime.tokens.verify(bearer(request))
+        return runtime.keys.tokens.verify(bearer(request))
     except InvalidToken:
         raise invalid_token() from None

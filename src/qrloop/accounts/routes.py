@@ -87,4 +87,4 @@ async def exchange_token(data: TokenIn, runtime: Runtime) -> TokenOut:
         merchant_id=merchant_id,
         expires_at=int(time.time()) + ttl,
     )
-    return TokenOut(access_token=mint(runtime.keyring, claims), expires_in=ttl)
+    return TokenOut(access_token=mint(runtime.keys.keyring, claims), expires_in=ttl)

@@ -88,7 +88,7 @@ class IssuanceController(Controller):
     ) -> OrderOut:
         return await orders.create(
             runtime.pool,
-            runtime.keyring,
+            runtime.keys.keyring,
             merchant_id=merchant_id,
             campaign_id=campaign_id,
             quantity=data.quantity,
@@ -109,7 +109,7 @@ class IssuanceController(Controller):
         format: exports.ExportFormat = exports.ExportFormat.CSV,
     ) -> Stream:
         order = await orders.get_row(runtime.pool, merchant_id, order_id)
-        signer = exports.signer_for(runtime.keyring, order["key_id"])
+        signer = exports.signer_for(runtime.keys.keyring, order["key_id"])
         filename = f"order-{order_id}.{'csv' if format is exports.ExportFormat.CSV else 'jsonl'}"
         return Stream(
             exports.stream(signer, order, format, runtime.settings.base_url),
@@ -122,7 +122,7 @@ class IssuanceController(Controller):
         voided = await voids.void(
             runtime.pool,
             runtime.redis,
-            runtime.verifier,
+            runtime.keys.verifier,
             runtime.settings.partitions,
             merchant_id,
             data.codes,

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import asyncpg
 
 from qrloop.accounts.tokens import TerminalClaims
-from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier, parse_input
+from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, parse_input
 from qrloop.errors import Problem, Reason
+from qrloop.keys import Keys
 from qrloop.redemption.gate import TerminalGate
 from qrloop.redemption.rules import CampaignRules, RulesCache
 from qrloop.redemption.store import CodeStateStore, RedemptionId, already_redeemed, unavailable
@@ -39,13 +40,13 @@ class Redeemer:
 
     def __init__(
         self,
-        verifier: Verifier,
+        keys: Keys,
         rules: RulesCache,
         gate: TerminalGate,
         store: CodeStateStore,
         pool: asyncpg.Pool,
     ) -> None:
-        self._verifier = verifier
+        self._keys = keys
         self._rules = rules
         self._gate = gate
         self._store = store
@@ -96,7 +97,7 @@ class Redeemer:
 
     async def _verify(self, raw_code: str, terminal: TerminalClaims) -> CodeRef:
         try:
-            return self._verifier.verify(parse_input(raw_code))
+            return self._keys.verifier.verify(parse_input(raw_code))
         except RetiredKey:
             raise Problem(Reason.EXPIRED, "This code's signing key was retired.") from None
         except InvalidCode:

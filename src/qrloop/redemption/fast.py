@@ -51,7 +51,7 @@ def with_fast_redeem(app: ASGIApp, runtime: Callable[[], Runtime]) -> ASGIApp:
 
 async def _redeem(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        terminal = runtime.tokens.verify(_bearer(scope))
+        terminal = runtime.keys.tokens.verify(_bearer(scope))
         body = await _body(receive)
         try:
             request = _decode(body)

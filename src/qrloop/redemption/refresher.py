@@ -1,16 +1,18 @@
-"""Each API process re-reads what can change under a till twice a second, off the hot path."""
+"""Each API process re-reads what can change under a till twice a second, off the hot path:
+the key ring, campaign rules, disabled terminals and stores, and blocked terminals."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import asyncpg
 from redis.exceptions import RedisError
 
-from qrloop.redemption.gate import TerminalGate
-from qrloop.redemption.rules import RulesCache
+from qrloop.codes.keyring import KeyRingError
+from qrloop.runtime import Runtime
 
 log = logging.getLogger("qrloop.refresher")
 
@@ -18,20 +20,22 @@ log = logging.getLogger("qrloop.refresher")
 REFRESH_SECONDS = 0.5
 
 
-async def keep_fresh(rules: RulesCache, gate: TerminalGate, pool: asyncpg.Pool) -> None:
+async def keep_fresh(runtime: Runtime) -> None:
     """Run until cancelled; a failed round keeps the last known state and tries again."""
     while True:
         try:
-            await rules.refresh()
-            await gate.refresh(pool)
-        except (OSError, asyncpg.PostgresError, RedisError) as error:
+            runtime.keys.reload_if_changed()
+            await runtime.rules.refresh()
+            await runtime.gate.refresh(runtime.pool)
+        except (OSError, asyncpg.PostgresError, RedisError, KeyRingError) as error:
             log.warning("refresh failed, keeping the last known state: %s", error)
         await asyncio.sleep(REFRESH_SECONDS)
 
 
 @contextlib.asynccontextmanager
-async def refreshing(rules: RulesCache, gate: TerminalGate, pool: asyncpg.Pool):  # type: ignore[no-untyped-def]
-    task = asyncio.create_task(keep_fresh(rules, gate, pool))
+async def refreshing(runtime: Runtime) -> AsyncIterator[None]:
+    """Keep `runtime` fresh for the duration of the block."""
+    task = asyncio.create_task(keep_fresh(runtime))
     try:
         yield
     finally:

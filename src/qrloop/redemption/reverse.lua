@@ -7,7 +7,7 @@ local last = redis.call('HMGET', KEYS[3], 'use', 'store', 'at', 'reversed')
 if not last[1] or last[1] ~= ARGV[4] then return 'not_found' end
 if last[2] ~= ARGV[5] then return 'other_store' end
 if last[4] == '1' then return 'reversed' end
-if tonumber(ARGV[7]) - tonumber(last[3]) > tonumber(ARGV[8]) then return 'window_closed' end
+if tonumber(ARGV[7]) - tonumber(last[3]) >= tonumber(ARGV[8]) then return 'window_closed' end
 redis.call('SETBIT', KEYS[2], ARGV[1], 0)
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
 redis.call('HSET', KEYS[3], 'reversed', 1)
