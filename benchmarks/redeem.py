@@ -69,7 +69,8 @@ CONSUMING = ("a", "c")  # variants whose every request must consume a fresh code
 TERMINALS = 4
 SIZE_MARGIN = 1.5  # codes prepared per run: best rate seen x duration x margin
 FIRST_GUESS_RPS = 12_000  # before any rate is known (warm-up sizing)
-BUSY_LIMIT = 0.15  # CPU share in use by others before a run above which the run is flagged
+BUSY_LIMIT = 0.15  # CPU share in use before a run above which it waits (--quiet-wait)
+OTHERS_LIMIT = 0.05  # CPU share used by other processes during a run above which it is flagged
 _PR_SET_PDEATHSIG = 1
 
 SERVE = (
@@ -117,6 +118,59 @@ def busy(seconds: float = 0.5) -> float:
     except (OSError, ValueError, IndexError):
         return float("nan")
     return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+class CpuMeter:
+    """CPU time used during a run by everyone, and by what this script started.
+
+    Ours: this process, its descendants (API processes, wrk once reaped, embedded Valkey) and
+    the embedded PostgreSQL's process tree. The rest is other load on the machine, which
+    makes a run's numbers suspect on a shared machine.
+    """
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def _postgres_pid(self) -> int | None:
+        if self.data_dir is None:
+            return None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return int(json.loads((self.data_dir / "embedded.json").read_text())["postgres_pid"])
+        return None
+
+    def _ours(self) -> float:
+        import psutil  # a dependency of qrloop.embedded
+
+        me = psutil.Process()
+        times = me.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        procs = me.children(recursive=True)
+        pg = self._postgres_pid()
+        with contextlib.suppress(psutil.Error):
+            if pg is not None:
+                root = psutil.Process(pg)
+                procs += [root, *root.children(recursive=True)]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def _busy(self) -> float:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return (sum(fields) - fields[3] - fields[4]) / self.ticks
+
+    def snapshot(self) -> tuple[float, float, float]:
+        try:
+            return time.monotonic(), self._busy(), self._ours()
+        except Exception:
+            return time.monotonic(), float("nan"), float("nan")
+
+    def others(self, start: tuple[float, float, float], end: tuple[float, float, float]) -> float:
+        """Share of all CPUs used by others between two snapshots."""
+        elapsed = (end[0] - start[0]) * (os.cpu_count() or 1)
+        return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / elapsed)
 
 
 def run_async(coro: Any) -> Any:
@@ -459,7 +513,7 @@ class Run:
     socket_errors: int
     wrapped: int
     server_delta: int | None = None  # codes consumed server-side during the run
-    busy_before: float = float("nan")  # CPU in use by others just before the run
+    others_cpu: float = float("nan")  # share of all CPUs used by other processes during the run
     notes: list[str] = field(default_factory=list)
 
 
@@ -521,6 +575,20 @@ class Bench:
         self.runs: list[Run] = []
         self.fixture: Fixture | None = None
         self.tags = 0
+        embedded = stores_.kind.startswith("embedded")
+        self.meter = CpuMeter(self.workdir / "data" if embedded else None)
+        self.quiet_budget = args.quiet_wait * 8  # in all, so a busy machine cannot stall a run
+
+    def wait_quiet(self) -> None:
+        """Wait (a bounded while) for the machine to be idle before a run."""
+        deadline = time.monotonic() + min(self.args.quiet_wait, self.quiet_budget)
+        waited = time.monotonic()
+        while busy() > BUSY_LIMIT and time.monotonic() < deadline:
+            time.sleep(0.5)
+        spent = time.monotonic() - waited
+        self.quiet_budget = max(0.0, self.quiet_budget - spent)
+        if spent > 1.5:
+            say(f"  waited {spent:.0f}s for other load to settle")
 
     def tag(self) -> str:
         self.tags += 1
@@ -542,7 +610,8 @@ class Bench:
         before = None
         if variant in CONSUMING:
             before = consumed(http, fixture, self.stores.database_url, variant)
-        idle_check = busy()
+        self.wait_quiet()
+        start = self.meter.snapshot()
         result = wrk(
             server.base_url,
             VARIANTS[variant][0],
@@ -552,7 +621,7 @@ class Bench:
             fixture.tokens_file,
             self.tag(),
         )
-        result["busy_before"] = idle_check
+        result["others_cpu"] = self.meter.others(start, self.meter.snapshot())
         if before is not None:
             result["server_delta"] = (
                 consumed(http, fixture, self.stores.database_url, variant) - before
@@ -594,10 +663,10 @@ class Bench:
             + r["timeouts"],
             wrapped=r["wrapped"] if variant in CONSUMING else 0,
             server_delta=r.get("server_delta"),
-            busy_before=r.get("busy_before", float("nan")),
+            others_cpu=r.get("others_cpu", float("nan")),
         )
-        if run.busy_before > BUSY_LIMIT:
-            run.notes.append(f"CPU {run.busy_before:.0%} busy just before the run")
+        if run.others_cpu > OTHERS_LIMIT:
+            run.notes.append(f"other processes used {run.others_cpu:.0%} of the CPUs meanwhile")
         if run.non_2xx:
             run.notes.append(f"{run.non_2xx} non-2xx answers")
         if run.socket_errors:
@@ -831,7 +900,7 @@ def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]
         "<details><summary>Every run</summary>",
         "",
         "| p | c | round | variant | req/s | p50 ms | p99 ms | requests | non-2xx"
-        " | consumed server-side | CPU busy before |",
+        " | consumed server-side | others' CPU |",
         "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
@@ -839,7 +908,7 @@ def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]
         lines.append(
             f"| {r.processes} | {r.connections} | {r.round} | ({r.variant}) | {r.rps:.0f}"
             f" | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests} | {r.non_2xx} | {delta}"
-            f" | {r.busy_before:.0%} |"
+            f" | {r.others_cpu:.0%} |"
         )
     lines += ["", "</details>", ""]
     return "\n".join(lines)
@@ -891,6 +960,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3, help="seconds per variant (3)")
     parser.add_argument(
         "--quick", action="store_true", help="smoke: 3 s runs, 1 round, 1 s warm-up"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=15,
+        help="wait up to this many seconds before each run for other load to settle (15)",
     )
     parser.add_argument("--database-url", help="a scratch PostgreSQL (with --redis-url)")
     parser.add_argument("--redis-url", help="a scratch Redis/Valkey (with --database-url)")

