@@ -149,7 +149,7 @@ def cmd_keys_add(settings: Settings, args: argparse.Namespace) -> int:
         entry = ring.generate(purpose, algorithm)
     ring.save(settings.keyring_path)
     print(f"key {entry.id}: {entry.purpose.value} {entry.algorithm.value} {entry.status.value}")
-    print("Restart qrloop processes to pick up the new key.", file=sys.stderr)
+    print("Running API processes on this key file pick it up within a second.", file=sys.stderr)
     return 0
 
 
