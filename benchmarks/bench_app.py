@@ -17,13 +17,11 @@ asyncpg pool and its code and token verifiers.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import uuid
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, post
+from litestar import MediaType, Request, post
 from litestar.datastructures import State
 
 import qrloop.app
@@ -45,7 +43,7 @@ except ImportError:  # pragma: no cover - the hot path is being rewritten; keep 
 try:
     from qrloop.accounts.guards import current_terminal
 except ImportError:  # pragma: no cover
-    current_terminal = None
+    current_terminal = None  # type: ignore[assignment]
 
 BENCH_CODES_DDL = """
 CREATE TABLE IF NOT EXISTS bench_codes (
@@ -126,47 +124,6 @@ async def pg_redeem(data: RedeemIn, request: Request[Any, Any, State]) -> PgRede
     )
 
 
-def served_factory() -> str:
-    """The factory `qrloop api` serves: `run_api`'s default, e.g. "qrloop.app:create_asgi"."""
-    from qrloop.cli import run_api
-
-    default = inspect.signature(run_api).parameters["factory"].default
-    return default if isinstance(default, str) else "qrloop.app:create_app"
-
-
-def _add_routes(app: Litestar) -> Litestar:
-    app.register(noop)
-    app.register(pg_redeem)
-    return app
-
-
 def create() -> Any:
-    """What `qrloop api` serves, with the two comparison routes on its Litestar app.
-
-    The served factory may wrap the Litestar app (say, answering /v1/redeem in front of it);
-    it builds that app with `qrloop.app.create_app`, so that call is intercepted for the
-    duration of the factory to register the routes on the very app it builds.
-    """
-    module_name, _, name = served_factory().partition(":")
-    factory = getattr(importlib.import_module(module_name), name)
-    original = qrloop.app.create_app
-    if factory is original:
-        return _add_routes(original())
-    built: list[Litestar] = []
-
-    def create_app(*args: Any, **kwargs: Any) -> Litestar:
-        app = _add_routes(original(*args, **kwargs))
-        built.append(app)
-        return app
-
-    qrloop.app.create_app = create_app  # type: ignore[assignment]
-    try:
-        served = factory()
-    finally:
-        qrloop.app.create_app = original  # type: ignore[assignment]
-    if len(built) != 1:
-        raise RuntimeError(
-            f"{served_factory()} built {len(built)} apps through qrloop.app.create_app;"
-            " benchmarks/bench_app.py cannot add its routes to what it serves"
-        )
-    return served
+    """What `qrloop api` serves, with the two comparison routes on the same Litestar app."""
+    return qrloop.app.create_asgi(extra_handlers=[noop, pg_redeem])

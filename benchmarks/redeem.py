@@ -3,19 +3,20 @@
     python benchmarks/redeem.py [--duration 10] [--rounds 2] [--processes 1 2]
                                 [--connections 64 8] [--quick]
 
-Serves `bench_app:create` (qrloop's own app plus /bench/noop and /bench/pg-redeem) exactly
-as `qrloop api` does (`qrloop.cli.run_api`: uvicorn, uvloop, httptools, N processes) and
-loads it with wrk, every request carrying a distinct valid code. For each number of API
-processes and each number of connections it alternates the variants a, b, c, a, b, c, ...
+Serves what `qrloop api` serves (`qrloop.cli.run_api` and its default app factory: uvicorn,
+uvloop, httptools, QRLOOP_API_PROCESSES processes) with two extra routes on the same
+Litestar app (benchmarks/bench_app.py), and loads it with wrk (benchmarks/redeem.lua), every
+request carrying a distinct valid code. For each number of API processes and each number of
+connections it alternates the variants a, b, c, a, b, c, ...
 
   (a) POST /v1/redeem          qrloop: verify, rules, one Lua call in Redis (AOF, fsync always)
-  (b) POST /bench/noop         same body decoded, nothing done: the stack's own floor
+  (b) POST /bench/noop         same body decoded, nothing done: the framework's own floor
   (c) POST /bench/pg-redeem    same auth and verify, then one UPDATE ... RETURNING in PostgreSQL
 
 and writes the medians and the ratios (a)/(b), (a)/(c), computed round by round, into the
 "## Redeem" section of benchmarks/RESULTS.md. The stores are the embedded default (a fresh
-PostgreSQL and Valkey in a temporary folder) unless --database-url and --redis-url name
-scratch servers (the benchmark writes to them; it never flushes them).
+PostgreSQL and Valkey in a temporary folder under /tmp) unless --database-url and
+--redis-url name scratch servers (the benchmark writes to them and never flushes them).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ TERMINALS = 4
 SIZE_MARGIN = 1.5  # codes prepared per run: best rate seen x duration x margin
 FIRST_GUESS_RPS = 12_000  # before any rate is known (warm-up sizing)
 BUSY_LIMIT = 0.15  # CPU share in use before a run above which it waits (--quiet-wait)
-OTHERS_LIMIT = 0.05  # CPU share used by other processes during a run above which it is flagged
+OTHERS_LIMIT = 0.1  # cores used by other processes during a run above which it is flagged
 _PR_SET_PDEATHSIG = 1
 
 SERVE = (
@@ -120,12 +121,16 @@ def busy(seconds: float = 0.5) -> float:
     return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
-class CpuMeter:
-    """CPU time used during a run by everyone, and by what this script started.
+CPU_PARTS = ("api", "valkey", "postgres", "wrk", "others")
 
-    Ours: this process, its descendants (API processes, wrk once reaped, embedded Valkey) and
-    the embedded PostgreSQL's process tree. The rest is other load on the machine, which
-    makes a run's numbers suspect on a shared machine.
+
+class CpuMeter:
+    """Where the CPU went during a run, in cores (CPU-seconds per second).
+
+    api: the API server's process group; valkey: the embedded Valkey; postgres: the embedded
+    PostgreSQL's process tree; wrk: this script's reaped children (wrk) and itself; others:
+    everything else the machine did (other people's work, kernel threads such as journal
+    commits). With external stores their servers' CPU counts as others.
     """
 
     def __init__(self, data_dir: Path | None) -> None:
@@ -139,38 +144,60 @@ class CpuMeter:
             return int(json.loads((self.data_dir / "embedded.json").read_text())["postgres_pid"])
         return None
 
-    def _ours(self) -> float:
+    def _parts(self, server_pid: int) -> dict[str, float]:
         import psutil  # a dependency of qrloop.embedded
 
+        def used(procs: list[Any]) -> float:
+            total = 0.0
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+            return total
+
         me = psutil.Process()
-        times = me.cpu_times()
-        total = times.user + times.system + times.children_user + times.children_system
-        procs = me.children(recursive=True)
+        mine = me.cpu_times()
+        parts = {"wrk": mine.user + mine.system + mine.children_user + mine.children_system}
+        descendants = me.children(recursive=True)
+        api: list[Any] = []
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(server_pid)
+            api = [root, *root.children(recursive=True)]
+        api_pids = {proc.pid for proc in api}
+        parts["api"] = used(api)
+        parts["valkey"] = used(
+            [p for p in descendants if p.pid not in api_pids and p.name() == "valkey-server"]
+        )
+        postgres: list[Any] = []
         pg = self._postgres_pid()
         with contextlib.suppress(psutil.Error):
             if pg is not None:
                 root = psutil.Process(pg)
-                procs += [root, *root.children(recursive=True)]
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system
-        return total
-
-    def _busy(self) -> float:
+                postgres = [root, *root.children(recursive=True)]
+        parts["postgres"] = used(postgres)
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return (sum(fields) - fields[3] - fields[4]) / self.ticks
+        parts["busy"] = (sum(fields) - fields[3] - fields[4]) / self.ticks
+        parts["t"] = time.monotonic()
+        return parts
 
-    def snapshot(self) -> tuple[float, float, float]:
+    def snapshot(self, server_pid: int) -> dict[str, float]:
         try:
-            return time.monotonic(), self._busy(), self._ours()
-        except Exception:
-            return time.monotonic(), float("nan"), float("nan")
+            return self._parts(server_pid)
+        except Exception:  # never let accounting break a benchmark
+            return {"t": time.monotonic()}
 
-    def others(self, start: tuple[float, float, float], end: tuple[float, float, float]) -> float:
-        """Share of all CPUs used by others between two snapshots."""
-        elapsed = (end[0] - start[0]) * (os.cpu_count() or 1)
-        return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / elapsed)
+    @staticmethod
+    def cores(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+        """Cores used by each part between two snapshots (nan when unknown)."""
+        elapsed = end["t"] - start["t"]
+        nan = float("nan")
+        out = {
+            part: (end[part] - start[part]) / elapsed if part in start and part in end else nan
+            for part in ("api", "valkey", "postgres", "wrk")
+        }
+        busy = (end.get("busy", nan) - start.get("busy", nan)) / elapsed
+        out["others"] = max(0.0, busy - sum(out.values())) if busy == busy else nan
+        return out
 
 
 def run_async(coro: Any) -> Any:
@@ -513,7 +540,7 @@ class Run:
     socket_errors: int
     wrapped: int
     server_delta: int | None = None  # codes consumed server-side during the run
-    others_cpu: float = float("nan")  # share of all CPUs used by other processes during the run
+    cpu: dict[str, float] = field(default_factory=dict)  # cores used, by part (CPU_PARTS)
     notes: list[str] = field(default_factory=list)
 
 
@@ -559,7 +586,6 @@ def wrk(
     if proc.returncode != 0 or match is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {' '.join(command)}\n{out}\n{err}")
     result: dict[str, Any] = json.loads(match[1])
-    result["raw"] = out
     return result
 
 
@@ -577,6 +603,7 @@ class Bench:
         self.tags = 0
         embedded = stores_.kind.startswith("embedded")
         self.meter = CpuMeter(self.workdir / "data" if embedded else None)
+        self.code: list[str] = []  # source_identity() at each server start, then at the end
         self.quiet_budget = args.quiet_wait * 8  # in all, so a busy machine cannot stall a run
 
     def wait_quiet(self) -> None:
@@ -611,7 +638,8 @@ class Bench:
         if variant in CONSUMING:
             before = consumed(http, fixture, self.stores.database_url, variant)
         self.wait_quiet()
-        start = self.meter.snapshot()
+        assert server.proc is not None
+        start = self.meter.snapshot(server.proc.pid)
         result = wrk(
             server.base_url,
             VARIANTS[variant][0],
@@ -621,7 +649,7 @@ class Bench:
             fixture.tokens_file,
             self.tag(),
         )
-        result["others_cpu"] = self.meter.others(start, self.meter.snapshot())
+        result["cpu"] = self.meter.cores(start, self.meter.snapshot(server.proc.pid))
         if before is not None:
             result["server_delta"] = (
                 consumed(http, fixture, self.stores.database_url, variant) - before
@@ -663,10 +691,11 @@ class Bench:
             + r["timeouts"],
             wrapped=r["wrapped"] if variant in CONSUMING else 0,
             server_delta=r.get("server_delta"),
-            others_cpu=r.get("others_cpu", float("nan")),
+            cpu=r.get("cpu", {}),
         )
-        if run.others_cpu > OTHERS_LIMIT:
-            run.notes.append(f"other processes used {run.others_cpu:.0%} of the CPUs meanwhile")
+        others = run.cpu.get("others", 0.0)
+        if others > OTHERS_LIMIT:
+            run.notes.append(f"other processes used {others:.2f} cores meanwhile")
         if run.non_2xx:
             run.notes.append(f"{run.non_2xx} non-2xx answers")
         if run.socket_errors:
@@ -709,25 +738,73 @@ class Bench:
     def run(self) -> None:
         for processes in self.args.processes:
             env = {**self.env, "QRLOOP_PORT": str(free_port())}
+            # The API processes import qrloop when they start: note what they will import.
+            self.code.append(source_identity())
             with Server(env, processes, self.workdir) as server:
                 http = Http(server.base_url)
                 if self.fixture is None:
                     self.fixture = seed(http, env, self.workdir)
                 best = self.warm_up(server, self.fixture)
                 self.cell(server, self.fixture, best)
+        self.code.append(source_identity())
+
+    def code_summary(self) -> tuple[str, list[str]]:
+        """What code ran, and a problem line when src/ changed while the benchmark ran."""
+        if len(set(self.code)) <= 1:
+            return (self.code[0] if self.code else source_identity()), []
+        pairs = zip(self.args.processes, self.code, strict=False)
+        starts = "; ".join(f"with {p} process(es): {code}" for p, code in pairs)
+        return starts, [f"- src/ changed while the benchmark ran (at the end: {self.code[-1]})"]
 
 
 # --------------------------------------------------------------------------- reporting
 
 
-def machine(stores_: Stores, env: dict[str, str]) -> list[tuple[str, str]]:
-    def out(*command: str) -> str:
-        try:
-            return subprocess.run(
-                command, capture_output=True, text=True, timeout=10, cwd=ROOT
-            ).stdout.strip()
-        except OSError:
-            return ""
+def _out(*command: str) -> str:
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=10, cwd=ROOT
+        ).stdout.strip()
+    except OSError:
+        return ""
+
+
+def source_identity() -> str:
+    """The qrloop code that an API process started now would import: commit + changes."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("qrloop")
+    package = Path(spec.origin).resolve().parent if spec and spec.origin else None
+    if package is not None and package.parent != ROOT / "src":
+        # Not this checkout's src/ (PYTHONPATH, a snapshot, a wheel): name it by its content.
+        digest = hashlib.sha256()
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(package)).encode() + path.read_bytes())
+        return f"qrloop imported from {package} (content digest {digest.hexdigest()[:12]})"
+    commit = _out("git", "rev-parse", "--short=12", "HEAD") or "?"
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--", "src"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    ).stdout.splitlines()
+    if not changed:
+        return commit
+    # What runs is the working tree: name it by a digest of its changes to src/.
+    digest = hashlib.sha256()
+    for line in sorted(changed):
+        path = ROOT / line[3:].split(" -> ")[-1]
+        digest.update(line.encode() + (path.read_bytes() if path.is_file() else b""))
+    return (
+        f"{commit} + uncommitted changes to {len(changed)} files in src/"
+        f" (digest {digest.hexdigest()[:12]})"
+    )
+
+
+def machine(stores_: Stores, env: dict[str, str], code: str) -> list[tuple[str, str]]:
+    out = _out
 
     model = next(
         (
@@ -763,18 +840,6 @@ def machine(stores_: Stores, env: dict[str, str]) -> list[tuple[str, str]]:
     postgres = str(sql(stores_.database_url, "SHOW server_version"))
     pg_sync = sql(stores_.database_url, "SHOW synchronous_commit")
     pg_fsync = sql(stores_.database_url, "SHOW fsync")
-    commit = out("git", "rev-parse", "--short=12", "HEAD") or "?"
-    changed = out("git", "status", "--porcelain", "--untracked-files=all", "--", "src")
-    if changed:
-        # What ran is the working tree: name it by a digest of its changes to src/.
-        digest = hashlib.sha256()
-        for line in sorted(changed.splitlines()):
-            path = ROOT / line.split()[-1]
-            digest.update(line.encode() + (path.read_bytes() if path.is_file() else b""))
-        commit += (
-            f" + uncommitted changes to {len(changed.splitlines())} files in src/"
-            f" (digest {digest.hexdigest()[:12]})"
-        )
     return [
         ("CPU", f"{model}, {os.cpu_count()} CPUs (nproc {out('nproc')})"),
         ("RAM", f"{mem_kb / 1024 / 1024:.1f} GiB"),
@@ -784,14 +849,12 @@ def machine(stores_: Stores, env: dict[str, str]) -> list[tuple[str, str]]:
         ("PostgreSQL", f"{postgres} (fsync {pg_fsync}, synchronous_commit {pg_sync})"),
         ("Stores", stores_.kind),
         ("wrk", out("wrk", "-v").splitlines()[0] if out("wrk", "-v") else "?"),
-        ("qrloop", commit),
+        ("qrloop", code),
         ("Served", served(env)),
     ]
 
 
 def served(env: dict[str, str]) -> str:
-    from bench_app import served_factory
-
     from qrloop.settings import load
 
     settings = load(env)
@@ -801,7 +864,7 @@ def served(env: dict[str, str]) -> str:
         if hasattr(settings, name)
     )
     return (
-        f"`{served_factory()}` plus the /bench routes on its Litestar app, through"
+        "`qrloop.app:create_asgi` plus the /bench routes on its Litestar app, through"
         f" `qrloop.cli.run_api` (uvicorn, uvloop, httptools); settings: {knobs}"
     )
 
@@ -827,6 +890,11 @@ def summarise(runs: list[Run], processes: int, connections: int) -> dict[str, An
                 "p50": statistics.median(r.p50_ms for r in rs),
                 "p99": statistics.median(r.p99_ms for r in rs),
                 "non_2xx": sum(r.non_2xx for r in rs),
+                "cpu": {
+                    part: statistics.median(r.cpu.get(part, math.nan) for r in rs)
+                    for part in CPU_PARTS
+                },
+                "api_us": statistics.median(_api_us(r) for r in rs),
                 "notes": sorted({note for r in rs for note in r.notes}),
             }
             for v, rs in by.items()
@@ -837,18 +905,40 @@ def summarise(runs: list[Run], processes: int, connections: int) -> dict[str, An
     }
 
 
+def _command() -> str:
+    """The command line that ran, with the environment that changes what it measures."""
+    command = shlex.join(["python", "benchmarks/redeem.py", *sys.argv[1:]])
+    if os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    return command
+
+
+def _api_us(run: Run) -> float:
+    """CPU the API processes spent per answered request, in µs."""
+    return run.cpu.get("api", math.nan) / run.rps * 1e6 if run.rps else math.nan
+
+
+def _cores(cpu: dict[str, float]) -> str:
+    return " / ".join(f"{cpu.get(part, math.nan):.2f}" for part in CPU_PARTS)
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]]) -> str:
+def report(
+    args: argparse.Namespace,
+    runs: list[Run],
+    info: list[tuple[str, str]],
+    extra_problems: list[str],
+) -> str:
     lines = [
         SECTION,
         "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with",
         "",
         "```sh",
-        "python benchmarks/redeem.py " + shlex.join(sys.argv[1:]),
+        _command(),
         "```",
         "",
         f"{args.duration:g} s per run, {args.rounds} round(s) per cell, variants alternated"
@@ -860,10 +950,12 @@ def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]
     lines += [
         "",
         "Medians over rounds; ratios are computed within each round (same server, back to back)"
-        " and their median is shown.",
+        " and their median is shown. Cores: CPU-seconds per second used by the API processes,"
+        " Valkey, PostgreSQL, wrk and everything else on the machine during the run (2 = all).",
         "",
-        "| API processes | connections | variant | redemptions/s | p50 ms | p99 ms | non-2xx |",
-        "|---:|---:|---|---:|---:|---:|---:|",
+        "| API processes | connections | variant | redemptions/s | p50 ms | p99 ms | non-2xx"
+        " | API CPU µs/request | cores: " + " / ".join(CPU_PARTS) + " |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     cells = [(p, c) for p in args.processes for c in args.connections]
     summaries = {cell: summarise(runs, *cell) for cell in cells}
@@ -871,7 +963,8 @@ def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]
         for v, m in s["variants"].items():
             lines.append(
                 f"| {p} | {c} | ({v}) {VARIANTS[v][1]} | {m['rps']:.0f} | {m['p50']:.2f}"
-                f" | {m['p99']:.2f} | {m['non_2xx']} |"
+                f" | {m['p99']:.2f} | {m['non_2xx']} | {m['api_us']:.0f}"
+                f" | {_cores(m['cpu'])} |"
             )
     lines += [
         "",
@@ -882,7 +975,7 @@ def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]
         a = s["variants"].get("a", {})
         lines.append(f"| {p} | {c} | {_fmt(s['a/b'])} | {_fmt(s['a/c'])} | {_fmt(a.get('p99'))} |")
     lines += ["", *targets(args, summaries)]
-    problems = [
+    problems = extra_problems + [
         f"- p={r.processes} c={r.connections} round {r.round} ({r.variant}): {'; '.join(r.notes)}"
         for r in runs
         if r.notes
@@ -900,15 +993,15 @@ def report(args: argparse.Namespace, runs: list[Run], info: list[tuple[str, str]
         "<details><summary>Every run</summary>",
         "",
         "| p | c | round | variant | req/s | p50 ms | p99 ms | requests | non-2xx"
-        " | consumed server-side | others' CPU |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | consumed server-side | cores: " + " / ".join(CPU_PARTS) + " |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         delta = "" if r.server_delta is None else str(r.server_delta)
         lines.append(
             f"| {r.processes} | {r.connections} | {r.round} | ({r.variant}) | {r.rps:.0f}"
             f" | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests} | {r.non_2xx} | {delta}"
-            f" | {r.others_cpu:.0%} |"
+            f" | {_cores(r.cpu)} |"
         )
     lines += ["", "</details>", ""]
     return "\n".join(lines)
@@ -1012,7 +1105,8 @@ def main(argv: list[str] | None = None) -> int:
             bench = Bench(args, env, stores_)
             try:
                 bench.run()
-                info = machine(stores_, env)
+                code, code_problems = bench.code_summary()
+                info = machine(stores_, env, code)
             finally:
                 if stores_.kind.startswith("external"):
                     drop_bench_table(stores_.database_url)
@@ -1021,7 +1115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    section = report(args, bench.runs, info)
+    section = report(args, bench.runs, info, code_problems)
     print()
     print(section)
     if not args.no_write:

@@ -6,61 +6,25 @@ PostgreSQL, a flushed Redis); otherwise they start the embedded PostgreSQL and V
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
-import redis
 
 from qrloop.embedded import EmbeddedServers
 from support import Stack, Stores, serving
 
 
-def _fresh_database(admin_url: str) -> tuple[str, str]:
-    """Create an empty database on the configured server; return (its url, its name)."""
-    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
-
-    async def create() -> None:
-        connection = await asyncpg.connect(admin_url)
-        try:
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
-
-    asyncio.run(create())
-    parts = urlsplit(admin_url)
-    return urlunsplit(parts._replace(path=f"/{name}")), name
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    async def drop() -> None:
-        connection = await asyncpg.connect(admin_url)
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    asyncio.run(drop())
-
-
 @pytest.fixture(scope="session")
 def stores() -> Iterator[Stores]:
-    """PostgreSQL and Redis for this test session: configured ones, or embedded ones."""
+    """PostgreSQL and Redis servers for this test session: configured ones, or embedded ones."""
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if database_url and redis_url:
-        url, name = _fresh_database(database_url)
-        redis.Redis.from_url(redis_url).flushdb()
-        try:
-            yield Stores(url, redis_url)
-        finally:
-            _drop_database(database_url, name)
+        # Each stack gets a database and a Redis db number of its own (see support.serving).
+        yield Stores(database_url, redis_url)
         return
     folder = Path(tempfile.mkdtemp(prefix="qrloop-test-"))
     try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -14,8 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
+import redis
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,21 @@ class Merchant:
         campaign_id: int = self.created("/v1/campaigns", body)["id"]
         return campaign_id
 
-    def codes(self, campaign_id: int, quantity: int) -> list[str]:
+    def order(self, campaign_id: int, quantity: int) -> dict[str, Any]:
+        """Order codes and wait (up to a minute) for the signer to finish them."""
         order = self.created(f"/v1/campaigns/{campaign_id}/orders", {"quantity": quantity})
+        path = f"/v1/orders/{order['id']}"
+
+        def signed() -> bool:
+            return self.get(path).json()["status"] not in ("queued", "running")
+
+        eventually(signed, within=60)
+        finished: dict[str, Any] = self.get(path).json()
+        assert finished["status"] == "done", finished
+        return finished
+
+    def codes(self, campaign_id: int, quantity: int) -> list[str]:
+        order = self.order(campaign_id, quantity)
         export = self.get(f"/v1/orders/{order['id']}/codes", format="csv")
         assert export.status_code == 200, export.text
         return [line.split(",")[0] for line in export.text.splitlines()[1:]]
@@ -123,12 +142,54 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: f
     raise TimeoutError("qrloop serve did not become ready")
 
 
-@contextmanager
-def serving(stores: Stores, workdir: Path, **settings: str) -> Iterator[Stack]:
-    """Run `qrloop serve` (API and worker processes) in `workdir`; SIGTERM it at the end.
+_redis_dbs = itertools.count(1)
 
-    `settings` are extra environment variables, e.g. QRLOOP_FAST_PATH="false".
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _with_redis_db(url: str, number: int) -> str:
+    if url.startswith("unix://"):
+        return f"{url.partition('?')[0]}?db={number}"
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+async def _admin(database_url: str, statement: str) -> None:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def own_stores(servers: Stores) -> Iterator[Stores]:
+    """A fresh database and an empty Redis db number on the session's servers.
+
+    Stacks never share state: processes of one stack would otherwise pick up another's
+    orders and events, signed with another key ring.
     """
+    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(servers.database_url, f'CREATE DATABASE "{name}"'))
+    redis_url = _with_redis_db(servers.redis_url, next(_redis_dbs))
+    redis.Redis.from_url(redis_url).flushdb()
+    try:
+        yield Stores(_with_database(servers.database_url, name), redis_url)
+    finally:
+        asyncio.run(_admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def serving(servers: Stores, workdir: Path, **settings: str) -> Iterator[Stack]:
+    """Run `qrloop serve` (API, worker and signer processes) on stores of its own in
+    `workdir`; SIGTERM it at the end. `settings` are extra environment variables."""
+    with own_stores(servers) as stores, _serve(stores, workdir, settings) as stack:
+        yield stack
+
+
+@contextmanager
+def _serve(stores: Stores, workdir: Path, settings: dict[str, str]) -> Iterator[Stack]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -207,3 +268,16 @@ def start_valkey(folder: Path, port: int) -> subprocess.Popen[bytes]:
             pass
         assert time.monotonic() < deadline, "valkey did not start"
         time.sleep(0.05)
+
+
+def fetchval(stack: Stack, query: str, *args: Any) -> Any:
+    """One value from the stack's PostgreSQL, for checks the API does not expose."""
+
+    async def fetch() -> Any:
+        connection = await asyncpg.connect(stack.stores.database_url)
+        try:
+            return await connection.fetchval(query, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())

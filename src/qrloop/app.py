@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -20,10 +20,12 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
 from qrloop import metrics
 from qrloop.accounts.routes import AccountsController, exchange_token
+from qrloop.claim.routes import ClaimPages, PoolsController
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
@@ -161,8 +163,11 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The ASGI application; settings default to the environment."""
+def create_app(
+    settings: Settings | None = None, extra_handlers: Sequence[ControllerRouterHandler] = ()
+) -> Litestar:
+    """The ASGI application; settings default to the environment. `extra_handlers` join the
+    app's own routes (the benchmarks add comparison endpoints this way)."""
     settings = settings or load()
 
     @asynccontextmanager
@@ -183,9 +188,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exchange_token,
             IssuanceController,
             TillController,
+            ClaimPages,
+            PoolsController,
             live,
             ready,
             prometheus,
+            *extra_handlers,
         ],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
         lifespan=[lifespan],
@@ -204,10 +212,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
 
-def create_asgi() -> ASGIApp:
+def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIApp:
     """What `qrloop api` serves: the app, with the fast redeem path in front unless disabled."""
     settings = load()
-    app = create_app(settings)
+    app = create_app(settings, extra_handlers)
     asgi = cast(ASGIApp, app)
     if not settings.fast_path:
         return asgi

@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
     commands.add_parser("api", help="run API processes only").set_defaults(run=cmd_api)
     commands.add_parser("worker", help="run a settlement worker").set_defaults(run=cmd_worker)
+    commands.add_parser("signer", help="run an order signer").set_defaults(run=cmd_signer)
+    orders = commands.add_parser("orders", help="follow orders").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    watch = orders.add_parser("watch", help="show an order's progress until it finishes")
+    watch.add_argument("order_id", type=int)
+    watch.set_defaults(run=cmd_orders_watch)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
 
     merchants = commands.add_parser("merchants", help="manage merchants").add_subparsers(
@@ -204,6 +211,23 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_signer(settings: Settings, _: argparse.Namespace) -> int:
+    from qrloop.issuance.signer import serve
+
+    if not settings.database_url:
+        raise SystemExit("qrloop signer: set DATABASE_URL (or use `qrloop serve`)")
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_orders_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.issuance.progress import watch
+
+    with stores(settings) as ready:
+        assert ready.database_url
+        return asyncio.run(watch(ready.database_url, args.order_id, sys.stdout))
+
+
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     """Prepare stores and keys, then supervise API and worker processes until a signal."""
     # Until the supervisor loop takes over, a stop request unwinds start-up and what it began.
@@ -278,7 +302,7 @@ def _supervise(settings: Settings) -> int:
     _prepare(settings)
     assert settings.database_url and settings.redis_url
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
-    roles = ["api"] + (["worker"] if settings.run_worker else [])
+    roles = ["api"] + (["worker", "signer"] if settings.run_worker else [])
     children = {
         role: subprocess.Popen(
             [sys.executable, "-m", "qrloop", role], env=env, preexec_fn=_die_with_parent

@@ -8,6 +8,7 @@ Redis and on Redis Cluster alike.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 
 CHUNK_BITS = 20  # 2^20 serials per bitmap chunk: at most 128 KiB per bitmap
 CHUNK_MASK = (1 << CHUNK_BITS) - 1
@@ -35,8 +36,17 @@ def void_bitmap(partition: int, campaign_id: int, serial: int) -> str:
     return f"{_tag(partition)}:void:{campaign_id}:{serial >> CHUNK_BITS}"
 
 
+def claimed_bitmap(partition: int, campaign_id: int, serial: int) -> str:
+    return f"{_tag(partition)}:claimed:{campaign_id}:{serial >> CHUNK_BITS}"
+
+
+def claim_owners(partition: int, campaign_id: int, serial: int) -> str:
+    """Hash serial → keyed hash of the consumer who claimed the code."""
+    return f"{_tag(partition)}:owner:{campaign_id}:{serial >> CHUNK_BITS}"
+
+
 def last_use(partition: int, campaign_id: int, serial: int) -> str:
-    """Hash of the code's latest redemption: use number, terminal, store, time, reversed."""
+    """The code's latest redemption, packed: "use|terminal|store|at ms|reversed"."""
     return f"{_tag(partition)}:use:{campaign_id}:{serial}"
 
 
@@ -47,6 +57,14 @@ def reversal_counts(partition: int, campaign_id: int, serial: int) -> str:
 
 def bit_offset(serial: int) -> int:
     return serial & CHUNK_MASK
+
+
+def chunk_spans(first: int, last: int) -> Iterator[tuple[int, int]]:
+    """Serials [first, last] cut where bitmap chunks (and so perhaps partitions) change."""
+    while first <= last:
+        end = min(last, first | CHUNK_MASK)
+        yield first, end
+        first = end + 1
 
 
 def events(partition: int) -> str:
@@ -76,3 +94,11 @@ def invalid_scans(terminal_id: int, window: int) -> str:
 
 BLOCKED_TERMINALS = "qr:blocked"
 """Sorted set: terminal id → until when (unix seconds) it is refused for too many invalid scans."""
+
+
+def pool_keys(pool_id: str) -> tuple[str, str]:
+    """A pool's counter of codes handed out, and its hash consumer → codes taken.
+
+    Both share the pool's own hash tag, so handing out the next code is one atomic script.
+    """
+    return f"qr:{{pool:{pool_id}}}:next", f"qr:{{pool:{pool_id}}}:taken"

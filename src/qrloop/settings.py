@@ -32,7 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     run_worker: bool = True
     token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 900
-    sync_order_limit: Positive = 10_000
+    export_dir: Path | None = None
+    signer_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    signer_stale_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     invalid_scans_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     fast_path: bool = True
@@ -42,6 +44,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def base_url(self) -> str:
         """The address consumers and tills reach, without a trailing slash."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def exports_path(self) -> Path:
+        """Where signed orders are written; shared by every host in a multi-host deployment."""
+        return self.export_dir or self.data_dir / "exports"
 
     @property
     def keyring_path(self) -> Path:
@@ -62,7 +69,9 @@ ENVIRONMENT = {
     "QRLOOP_API_PROCESSES": "api_processes",
     "QRLOOP_RUN_WORKER": "run_worker",
     "QRLOOP_TOKEN_TTL_SECONDS": "token_ttl_seconds",
-    "QRLOOP_SYNC_ORDER_LIMIT": "sync_order_limit",
+    "QRLOOP_EXPORT_DIR": "export_dir",
+    "QRLOOP_SIGNER_PROCESSES": "signer_processes",
+    "QRLOOP_SIGNER_STALE_SECONDS": "signer_stale_seconds",
     "QRLOOP_DB_POOL_SIZE": "db_pool_size",
     "QRLOOP_INVALID_SCANS_PER_MINUTE": "invalid_scans_per_minute",
     "QRLOOP_FAST_PATH": "fast_path",

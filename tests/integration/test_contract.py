@@ -124,14 +124,15 @@ def test_idempotency_key_returns_the_first_order(
     first = a.post(path, {"quantity": 3}, **{"Idempotency-Key": "k-1"})
     again = a.post(path, {"quantity": 3}, **{"Idempotency-Key": "k-1"})
     assert first.status_code == again.status_code == 202
-    assert again.json() == first.json()
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["total"] == 3
     _problem(a.post(path, {"quantity": 4}, **{"Idempotency-Key": "k-1"}), 409, "conflict")
 
 
 def test_export_json_lines_match_csv(two_merchants: tuple[Merchant, Merchant, int, int]) -> None:
     """The json export carries the same codes, typed forms and claim links as the csv export."""
     a, _, _, campaign_id = two_merchants
-    order = a.created(f"/v1/campaigns/{campaign_id}/orders", {"quantity": 5})
+    order = a.order(campaign_id, 5)
     csv_rows = a.get(f"/v1/orders/{order['id']}/codes", format="csv").text.splitlines()[1:]
     json_rows = [
         httpx.Response(200, content=line).json()

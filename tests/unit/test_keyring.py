@@ -307,13 +307,14 @@ def test_duplicate_ids_are_refused() -> None:
 
 
 def test_ensure_dev_keys_creates_missing_working_keys_once() -> None:
-    """ensure_dev_keys adds the HMAC code, Ed25519 code and token keys only where none is active."""
+    """ensure_dev_keys adds the code, token and consumer keys only where none is active."""
     ring = KeyRing()
     existing = ring.generate(Purpose.CODE, Algorithm.ED25519)
     made = ensure_dev_keys(ring)
     assert {(e.purpose, e.algorithm) for e in made} == {
         (Purpose.CODE, Algorithm.HMAC_SHA256),
         (Purpose.TOKEN, Algorithm.ED25519),
+        (Purpose.CONSUMER, Algorithm.HMAC_SHA256),
     }
     assert ring.signing_key(Purpose.CODE, Algorithm.ED25519) == existing
     assert ensure_dev_keys(ring) == []

@@ -30,10 +30,12 @@ class Algorithm(StrEnum):
 
 
 class Purpose(StrEnum):
-    """What a key signs: codes, or terminal JWTs (EdDSA, kid = str(key id))."""
+    """What a key signs: codes, terminal JWTs (EdDSA, kid = str(key id)), or consumer
+    identifiers (an HMAC pepper: claims store only keyed hashes of phones and emails)."""
 
     CODE = "code"
     TOKEN = "token"  # noqa: S105 - a purpose name, not a password
+    CONSUMER = "consumer"
 
 
 class KeyStatus(StrEnum):
@@ -207,11 +209,12 @@ _DEV_KEY_KINDS = (
     (Purpose.CODE, Algorithm.HMAC_SHA256),
     (Purpose.CODE, Algorithm.ED25519),
     (Purpose.TOKEN, Algorithm.ED25519),
+    (Purpose.CONSUMER, Algorithm.HMAC_SHA256),
 )
 
 
 def ensure_dev_keys(ring: KeyRing) -> list[KeyEntry]:
-    """Generate whichever of the three working keys has no active key yet; return those made."""
+    """Generate whichever of the working keys has no active key yet; return those made."""
     return [
         ring.generate(purpose, algorithm)
         for purpose, algorithm in _DEV_KEY_KINDS

@@ -148,10 +148,12 @@ async def stats(
     )
     if row is None:
         raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
-    redeemed, voided = await _bit_counts(client, partitions, campaign_id, row["next_serial"])
+    redeemed, voided, claimed = await _bit_counts(
+        client, partitions, campaign_id, row["next_serial"]
+    )
     return CampaignStats(
         issued=row["issued"],
-        claimed=0,  # consumer claims do not exist yet; nothing can be claimed
+        claimed=claimed,
         redeemed=redeemed,
         reversed=row["reversed"],
         voided=voided,
@@ -161,15 +163,16 @@ async def stats(
 
 async def _bit_counts(
     client: redis.Redis, partitions: int, campaign_id: int, next_serial: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     first_serials = range(0, next_serial, 1 << keyspace.CHUNK_BITS)
     async with client.pipeline(transaction=False) as pipe:
         for serial in first_serials:
             partition = keyspace.partition_of(campaign_id, serial, partitions)
             pipe.bitcount(keyspace.used_bitmap(partition, campaign_id, serial))
             pipe.bitcount(keyspace.void_bitmap(partition, campaign_id, serial))
+            pipe.bitcount(keyspace.claimed_bitmap(partition, campaign_id, serial))
         counts = await pipe.execute()
-    return sum(counts[0::2]), sum(counts[1::2])
+    return sum(counts[0::3]), sum(counts[1::3]), sum(counts[2::3])
 
 
 def now_ms() -> int:

@@ -1,18 +1,21 @@
-"""Stream an order's codes out again: derived on demand, memory bounded by one batch."""
+"""Stream an order's codes out: the signer's file for csv, derived on demand otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from enum import StrEnum
+from pathlib import Path
 
 import asyncpg
-import msgspec
 
-from qrloop.codes.format import Signer, to_typed
-from qrloop.codes.keyring import KeyRing, KeyStatus
+from qrloop.codes.bulk import rows_parallel
+from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
 
-BATCH = 2_000
+READ_CHUNK = 256 * 1024
+JSON_BLOCK = 20_000
 
 
 class ExportFormat(StrEnum):
@@ -24,41 +27,52 @@ MEDIA_TYPES = {
     ExportFormat.CSV: "text/csv; charset=utf-8",
     ExportFormat.JSON: "application/x-ndjson",
 }
+EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.JSON: "jsonl"}
 
 
-def signer_for(keyring: KeyRing, key_id: int) -> Signer:
+def ready(order: asyncpg.Record) -> None:
+    """Refuse an export until the signer has finished the order."""
+    if order["status"] != "done":
+        raise Problem(
+            Reason.CONFLICT,
+            f"Order {order['id']} is {order['status']} ({order['done']:,} of"
+            f" {order['total']:,} codes signed); its codes can be exported once it is done.",
+            order_status=order["status"],
+        )
+
+
+def key_for(keyring: KeyRing, key_id: int) -> KeyEntry:
     key = keyring.get(key_id)
     if key is None or key.status in (KeyStatus.REVOKED, KeyStatus.RETIRED):
         raise Problem(
             Reason.CONFLICT,
             "This order's signing key is no longer in service; its codes do not verify.",
         )
-    return Signer(key)
+    return key
 
 
-def _rows(signer: Signer, order: asyncpg.Record, claim_base: str) -> Iterator[tuple[str, str, str]]:
-    campaign_id, first = order["campaign_id"], order["first_serial"]
-    serial = first
-    for code in signer.sign_range(campaign_id, first, order["total"]):
-        yield code, to_typed(code), claim_base + signer.claim_token(campaign_id, serial)
-        serial += 1
+async def file_chunks(path: Path) -> AsyncIterator[bytes]:
+    """The signer's export file, read in bounded chunks off the event loop."""
+    file = await asyncio.to_thread(path.open, "rb")
+    try:
+        while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
+            yield chunk
+    finally:
+        file.close()
 
 
-async def stream(
-    signer: Signer, order: asyncpg.Record, fmt: ExportFormat, base_url: str
-) -> AsyncIterator[bytes]:
-    """Lines of the export in batches; the event loop gets a turn between batches."""
-    if fmt is ExportFormat.CSV:
-        yield b"code,typed,claim_url\n"
-    batch: list[str] = []
-    for code, typed, claim_url in _rows(signer, order, base_url + "/c/"):
-        if fmt is ExportFormat.CSV:
-            batch.append(f"{code},{typed},{claim_url}\n")
-        else:
-            line = {"code": code, "typed": typed, "claim_url": claim_url}
-            batch.append(msgspec.json.encode(line).decode() + "\n")
-        if len(batch) == BATCH:
-            yield "".join(batch).encode()
-            batch.clear()
-    if batch:
-        yield "".join(batch).encode()
+async def derived_json(key: KeyEntry, order: asyncpg.Record, base_url: str) -> AsyncIterator[bytes]:
+    """JSON lines derived again from (campaign, serial, key), one block at a time."""
+    blocks: Iterator[bytes] = rows_parallel(
+        key,
+        order["campaign_id"],
+        order["first_serial"],
+        order["total"],
+        base_url + "/c/",
+        "json",
+        1,
+        JSON_BLOCK,
+    )
+    with contextlib.closing(blocks):  # type: ignore[type-var]
+        for _ in range(0, order["total"], JSON_BLOCK):
+            yield await asyncio.to_thread(next, blocks)

@@ -10,6 +10,8 @@ from qrloop.errors import Problem, Reason
 from qrloop.issuance.schemas import OrderOut
 
 _COLUMNS = "id, campaign_id, status, quantity AS total, done, first_serial, key_id"
+# Signers LISTEN here; a new order wakes one at once instead of at its next poll.
+ORDERS_CHANNEL = "qrloop_orders"
 
 
 def _out(row: asyncpg.Record) -> OrderOut:
@@ -31,19 +33,12 @@ async def create(
     campaign_id: int,
     quantity: int,
     idempotency_key: str | None,
-    sync_limit: int,
 ) -> OrderOut:
     """Reserve `quantity` serials; a repeated Idempotency-Key returns the first order."""
     if idempotency_key is not None:
         existing = await _by_idempotency_key(pool, merchant_id, idempotency_key)
         if existing is not None:
             return _same_order(existing, campaign_id, quantity)
-    if quantity > sync_limit:
-        raise Problem(
-            Reason.BAD_REQUEST,
-            f"Orders above {sync_limit} codes need the background signer, which this"
-            " deployment does not run yet; split the order.",
-        )
     try:
         async with pool.acquire() as connection, connection.transaction():
             row = await _reserve(
@@ -83,10 +78,10 @@ async def _reserve(
             Reason.UNAVAILABLE,
             f"No active {campaign['algorithm']} signing key; run `qrloop keys generate`.",
         ) from None
-    # Signing is derivation from (campaign, serial, key): the range is complete once reserved.
+    # The range is reserved now; the signer process writes the codes out in the background.
     row = await connection.fetchrow(
-        "INSERT INTO orders (campaign_id, merchant_id, key_id, first_serial, quantity, done,"
-        " status, idempotency_key) VALUES ($1, $2, $3, $4, $5, $5, 'done', $6)"
+        "INSERT INTO orders (campaign_id, merchant_id, key_id, first_serial, quantity,"
+        " status, idempotency_key) VALUES ($1, $2, $3, $4, $5, 'queued', $6)"
         f" RETURNING {_COLUMNS}",
         campaign_id,
         merchant_id,
@@ -96,6 +91,7 @@ async def _reserve(
         idempotency_key,
     )
     assert row is not None
+    await connection.execute(f"NOTIFY {ORDERS_CHANNEL}")
     return row
 
 
@@ -130,3 +126,22 @@ async def get_row(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> asyncp
 
 async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
     return _out(await get_row(pool, merchant_id, order_id))
+
+
+async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
+    """Mark a queued or running order cancelled; a finished one is a conflict."""
+    row = await pool.fetchrow(
+        "UPDATE orders SET status = 'cancelled', finished_at = now()"
+        " WHERE id = $1 AND merchant_id = $2 AND status IN ('queued', 'running')"
+        f" RETURNING {_COLUMNS}",
+        order_id,
+        merchant_id,
+    )
+    if row is None:
+        current = await get_row(pool, merchant_id, order_id)
+        raise Problem(
+            Reason.CONFLICT,
+            f"Order {order_id} is {current['status']}; only a queued or running order can be"
+            " cancelled (void a finished order's codes instead).",
+        )
+    return _out(row)

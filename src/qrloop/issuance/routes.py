@@ -21,6 +21,7 @@ from qrloop.issuance.schemas import (
     VoidIn,
     VoidOut,
 )
+from qrloop.issuance.signer import export_file
 from qrloop.runtime import Runtime
 
 IdempotencyKey = Annotated[
@@ -93,14 +94,25 @@ class IssuanceController(Controller):
             campaign_id=campaign_id,
             quantity=data.quantity,
             idempotency_key=idempotency_key,
-            sync_limit=runtime.settings.sync_order_limit,
         )
 
     @get("/orders/{order_id:int}", summary="An order's progress")
     async def get_order(self, order_id: int, merchant_id: int, runtime: Runtime) -> OrderOut:
         return await orders.get(runtime.pool, merchant_id, order_id)
 
-    @get("/orders/{order_id:int}/codes", summary="Stream an order's codes (csv or json lines)")
+    @post("/orders/{order_id:int}/cancel", status_code=200, summary="Cancel an order")
+    async def cancel_order(self, order_id: int, merchant_id: int, runtime: Runtime) -> OrderOut:
+        """Stops the signer at its next block and voids the whole range: none of its codes
+        will be accepted, whether or not they were handed out."""
+        order = await orders.cancel(runtime.pool, merchant_id, order_id)
+        await voids.void_ranges(
+            runtime.redis,
+            runtime.settings.partitions,
+            [(order.campaign_id, order.first_serial, order.first_serial + order.total - 1)],
+        )
+        return order
+
+    @get("/orders/{order_id:int}/codes", summary="Stream an order's codes")
     async def export_codes(
         self,
         order_id: int,
@@ -108,23 +120,26 @@ class IssuanceController(Controller):
         runtime: Runtime,
         format: exports.ExportFormat = exports.ExportFormat.CSV,
     ) -> Stream:
+        """`csv` and `json` (one object per line) carry code, typed form and claim URL."""
         order = await orders.get_row(runtime.pool, merchant_id, order_id)
-        signer = exports.signer_for(runtime.keys.keyring, order["key_id"])
-        filename = f"order-{order_id}.{'csv' if format is exports.ExportFormat.CSV else 'jsonl'}"
+        exports.ready(order)
+        key = exports.key_for(runtime.keys.keyring, order["key_id"])
+        if format is exports.ExportFormat.CSV:
+            body = exports.file_chunks(export_file(runtime.settings, order_id))
+        else:
+            body = exports.derived_json(key, order, runtime.settings.base_url)
+        filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
         return Stream(
-            exports.stream(signer, order, format, runtime.settings.base_url),
+            body,
             media_type=exports.MEDIA_TYPES[format],
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    @post("/codes/void", status_code=200, summary="Void codes")
+    @post("/codes/void", status_code=200, summary="Void codes, a serial range or an order")
     async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
-        voided = await voids.void(
-            runtime.pool,
-            runtime.redis,
-            runtime.keys.verifier,
-            runtime.settings.partitions,
-            merchant_id,
-            data.codes,
+        """Voided codes answer 409 voided at the till; returns how many were newly voided."""
+        ranges = await voids.requested_ranges(
+            runtime.pool, runtime.keys.verifier, merchant_id, data
         )
+        voided = await voids.void_ranges(runtime.redis, runtime.settings.partitions, ranges)
         return VoidOut(voided=voided)

@@ -73,11 +73,24 @@ class OrderOut(msgspec.Struct):
     first_serial: int
 
 
+class SerialRange(msgspec.Struct, forbid_unknown_fields=True):
+    campaign_id: Id
+    first_serial: Annotated[int, msgspec.Meta(ge=0)]
+    last_serial: Annotated[int, msgspec.Meta(ge=0)]
+
+
+Codes = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=200)]],
+    msgspec.Meta(min_length=1, max_length=10_000),
+]
+
+
 class VoidIn(msgspec.Struct, forbid_unknown_fields=True):
-    codes: Annotated[
-        list[Annotated[str, msgspec.Meta(max_length=200)]],
-        msgspec.Meta(min_length=1, max_length=10_000),
-    ]
+    """Exactly one of: `codes`, a serial `range` of a campaign, or an `order_id`."""
+
+    codes: Codes | None = None
+    range: SerialRange | None = None
+    order_id: Id | None = None
 
 
 class VoidOut(msgspec.Struct):

@@ -1,4 +1,4 @@
-"""Void codes: all of a request's codes are checked before any is voided."""
+"""Void codes, a serial range or a whole order; everything is checked before anything is voided."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ from qrloop import keyspace
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier, parse_input
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.campaigns import now_ms
+from qrloop.issuance.schemas import VoidIn
 
 _SCRIPT = resources.files(__package__).joinpath("void.lua").read_text()
 
 
-def _decode_all(verifier: Verifier, codes: list[str]) -> list[CodeRef]:
-    refs = []
+def decode_all(verifier: Verifier, codes: list[str]) -> set[CodeRef]:
+    """The codes' (campaign, serial), or 422 naming the first that is not a valid code."""
+    refs = set()
     for index, raw in enumerate(codes):
         try:
-            refs.append(verifier.verify(parse_input(raw)))
+            refs.add(verifier.verify(parse_input(raw)))
         except (InvalidCode, RevokedKey, RetiredKey):
             raise Problem(
                 Reason.INVALID, f"codes[{index}] is not a valid code.", index=index
@@ -27,34 +29,79 @@ def _decode_all(verifier: Verifier, codes: list[str]) -> list[CodeRef]:
     return refs
 
 
-async def void(
-    pool: asyncpg.Pool,
-    client: redis.Redis,
-    verifier: Verifier,
-    partitions: int,
-    merchant_id: int,
-    codes: list[str],
+async def void_ranges(
+    client: redis.Redis, partitions: int, ranges: list[tuple[int, int, int]]
 ) -> int:
-    """Void the codes (deduplicated on campaign and serial); return how many were newly voided."""
-    refs = set(_decode_all(verifier, codes))
-    campaigns = sorted({ref.campaign_id for ref in refs})
-    owned = await pool.fetchval(
-        "SELECT count(*) FROM campaigns WHERE id = ANY($1::bigint[]) AND merchant_id = $2",
-        campaigns,
-        merchant_id,
-    )
-    if owned != len(campaigns):
-        raise Problem(Reason.NOT_FOUND, "Some codes belong to no campaign of this account.")
+    """Void each (campaign, first, last); return how many codes were not void before."""
     script = client.register_script(_SCRIPT)
     at = now_ms()
     async with client.pipeline(transaction=False) as pipe:
-        for ref in refs:
-            partition = keyspace.partition_of(ref.campaign_id, ref.serial, partitions)
-            keys = [
-                keyspace.void_bitmap(partition, ref.campaign_id, ref.serial),
-                keyspace.events(partition),
-            ]
-            args = [keyspace.bit_offset(ref.serial), ref.campaign_id, ref.serial, at]
-            await script(keys=keys, args=args, client=pipe)
+        for campaign_id, first, last in ranges:
+            for low, high in keyspace.chunk_spans(first, last):
+                partition = keyspace.partition_of(campaign_id, low, partitions)
+                keys = [
+                    keyspace.void_bitmap(partition, campaign_id, low),
+                    keyspace.events(partition),
+                ]
+                bits = [keyspace.bit_offset(low), keyspace.bit_offset(high)]
+                await script(keys=keys, args=[*bits, campaign_id, low, high, at], client=pipe)
         results = await pipe.execute()
     return sum(int(result) for result in results)
+
+
+async def owned_campaigns(pool: asyncpg.Pool, merchant_id: int, campaign_ids: set[int]) -> None:
+    """404 unless every campaign belongs to the merchant."""
+    owned = await pool.fetchval(
+        "SELECT count(*) FROM campaigns WHERE id = ANY($1::bigint[]) AND merchant_id = $2",
+        sorted(campaign_ids),
+        merchant_id,
+    )
+    if owned != len(campaign_ids):
+        raise Problem(Reason.NOT_FOUND, "Some codes belong to no campaign of this account.")
+
+
+async def issued_range(
+    pool: asyncpg.Pool, merchant_id: int, campaign_id: int, first: int, last: int
+) -> tuple[int, int, int]:
+    """The range, once checked to be the merchant's and below the campaign's next serial."""
+    next_serial = await pool.fetchval(
+        "SELECT next_serial FROM campaigns WHERE id = $1 AND merchant_id = $2",
+        campaign_id,
+        merchant_id,
+    )
+    if next_serial is None:
+        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+    if not 0 <= first <= last < next_serial:
+        raise Problem(
+            Reason.BAD_REQUEST,
+            f"The range must lie within the issued serials 0..{next_serial - 1}.",
+        )
+    return campaign_id, first, last
+
+
+async def requested_ranges(
+    pool: asyncpg.Pool, verifier: Verifier, merchant_id: int, request: VoidIn
+) -> list[tuple[int, int, int]]:
+    """The (campaign, first, last) ranges a void request names, all checked to be the caller's."""
+    given = [request.codes is not None, request.range is not None, request.order_id is not None]
+    if sum(given) != 1:
+        raise Problem(Reason.BAD_REQUEST, "Give exactly one of `codes`, `range` or `order_id`.")
+    if request.codes is not None:
+        refs = decode_all(verifier, request.codes)
+        await owned_campaigns(pool, merchant_id, {ref.campaign_id for ref in refs})
+        return [(ref.campaign_id, ref.serial, ref.serial) for ref in refs]
+    if request.range is not None:
+        span = request.range
+        checked = await issued_range(
+            pool, merchant_id, span.campaign_id, span.first_serial, span.last_serial
+        )
+        return [checked]
+    order = await pool.fetchrow(
+        "SELECT campaign_id, first_serial, quantity FROM orders WHERE id = $1 AND merchant_id = $2",
+        request.order_id,
+        merchant_id,
+    )
+    if order is None:
+        raise Problem(Reason.NOT_FOUND, f"No order {request.order_id} in this account.")
+    first = order["first_serial"]
+    return [(order["campaign_id"], first, first + order["quantity"] - 1)]

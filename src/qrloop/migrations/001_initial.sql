@@ -69,10 +69,17 @@ CREATE TABLE orders (
     done             bigint NOT NULL DEFAULT 0 CHECK (done BETWEEN 0 AND quantity),
     status           text NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
     idempotency_key  text,
+    -- The signer's claim on the order, renewed with each block it writes.
+    signer           text,
+    heartbeat_at     timestamptz,
+    -- Bytes of the export file that hold exactly `done` codes; a resumed signer starts there.
+    export_bytes     bigint NOT NULL DEFAULT 0,
+    finished_at      timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     UNIQUE (merchant_id, idempotency_key)
 );
 CREATE INDEX orders_campaign ON orders (campaign_id);
+CREATE INDEX orders_unfinished ON orders (id) WHERE status IN ('queued', 'running');
 
 -- One row per settled redemption. A code is used once per `use_no`: a reversal frees it for
 -- the next use, so (campaign_id, serial, use_no) is the key that makes settlement idempotent.
@@ -101,10 +108,32 @@ CREATE TABLE reversals (
     FOREIGN KEY (campaign_id, serial, use_no) REFERENCES redemptions (campaign_id, serial, use_no)
 );
 
--- Voided codes, so a lost Redis can be rebuilt from here.
+-- Voided serial ranges (a single code is a range of one), so lost Redis state can be rebuilt.
 CREATE TABLE voids (
-    campaign_id  bigint NOT NULL REFERENCES campaigns (id),
-    serial       bigint NOT NULL,
-    voided_at    timestamptz NOT NULL,
+    campaign_id   bigint NOT NULL REFERENCES campaigns (id),
+    first_serial  bigint NOT NULL,
+    last_serial   bigint NOT NULL CHECK (last_serial >= first_serial),
+    voided_at     timestamptz NOT NULL,
+    PRIMARY KEY (campaign_id, first_serial, last_serial)
+);
+
+-- A consumer's claim on a code: only a keyed hash of their phone or email is kept.
+CREATE TABLE claims (
+    campaign_id    bigint NOT NULL REFERENCES campaigns (id),
+    serial         bigint NOT NULL,
+    consumer_hash  text NOT NULL,
+    claimed_at     timestamptz NOT NULL,
     PRIMARY KEY (campaign_id, serial)
+);
+
+-- A pool hands an order's codes to visitors of one link, at most per_consumer each.
+CREATE TABLE pools (
+    id            text PRIMARY KEY,
+    merchant_id   bigint NOT NULL REFERENCES merchants (id),
+    campaign_id   bigint NOT NULL REFERENCES campaigns (id),
+    order_id      bigint NOT NULL REFERENCES orders (id),
+    first_serial  bigint NOT NULL,
+    size          bigint NOT NULL CHECK (size > 0),
+    per_consumer  integer NOT NULL CHECK (per_consumer > 0),
+    created_at    timestamptz NOT NULL DEFAULT now()
 );

@@ -1,16 +1,19 @@
 -- Reverse the latest redemption of a code, within its window, from the store that accepted it.
--- KEYS: 1 epoch marker, 2 used bitmap, 3 last-use hash, 4 reversal counts, 5 events stream
+-- KEYS: 1 epoch marker, 2 used bitmap, 3 last use, 4 reversal counts, 5 events stream
 -- ARGV: 1 bit offset, 2 campaign, 3 serial, 4 use number, 5 store, 6 terminal,
 --       7 now (ms since epoch), 8 reversal window (ms)
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'unavailable' end
-local last = redis.call('HMGET', KEYS[3], 'use', 'store', 'at', 'reversed')
-if not last[1] or last[1] ~= ARGV[4] then return 'not_found' end
-if last[2] ~= ARGV[5] then return 'other_store' end
-if last[4] == '1' then return 'reversed' end
-if tonumber(ARGV[7]) - tonumber(last[3]) >= tonumber(ARGV[8]) then return 'window_closed' end
+local last = redis.call('GET', KEYS[3])
+if not last then return 'not_found' end
+-- last use: "use|terminal|store|at|reversed"
+local use, _, store, at, reversed = string.match(last, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d)$')
+if use ~= ARGV[4] then return 'not_found' end
+if store ~= ARGV[5] then return 'other_store' end
+if reversed == '1' then return 'reversed' end
+if tonumber(ARGV[7]) - tonumber(at) >= tonumber(ARGV[8]) then return 'window_closed' end
 redis.call('SETBIT', KEYS[2], ARGV[1], 0)
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-redis.call('HSET', KEYS[3], 'reversed', 1)
-redis.call('XADD', KEYS[5], '*', 'type', 'reverse', 'campaign', ARGV[2], 'serial', ARGV[3],
-  'use', ARGV[4], 'terminal', ARGV[6], 'store', ARGV[5], 'at', ARGV[7])
+redis.call('SET', KEYS[3], string.sub(last, 1, -2) .. '1', 'KEEPTTL')
+redis.call('XADD', KEYS[5], '*', 'reverse', table.concat(
+  {ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[5], ARGV[7]}, '|'))
 return 'reversed'

@@ -98,7 +98,7 @@ class CodeStateStore:
         if outcome == b"replay":
             return Consumed(redemption_id=answer[1].decode(), replayed=True)
         if outcome == b"already_redeemed":
-            raise already_redeemed(at_ms=answer[1], store_id=answer[2])
+            raise already_redeemed(answer[1])
         raise _refusal(outcome)
 
     async def peek(self, ref: CodeRef) -> bytes:
@@ -154,13 +154,15 @@ class CodeStateStore:
             raise unavailable() from None
 
 
-def already_redeemed(at_ms: bytes | None = None, store_id: bytes | None = None) -> Problem:
-    """The refusal for a used code, saying when and where when the state still knows."""
+def already_redeemed(last_use: bytes | None = None) -> Problem:
+    """The refusal for a used code, saying when and where while Redis still remembers
+    (`last_use` is "use|terminal|store|at ms|reversed")."""
     problem = Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
-    if at_ms is not None and store_id is not None:
+    if last_use is not None:
+        _, _, store, at_ms, _ = last_use.split(b"|")
         used_at = datetime.fromtimestamp(int(at_ms) / 1000, tz=UTC).isoformat()
-        problem.extra.update(redeemed_at=used_at, store_id=int(store_id))
-        problem.detail += f" It was used at store {int(store_id)} at {used_at}."
+        problem.extra.update(redeemed_at=used_at, store_id=int(store))
+        problem.detail += f" It was used at store {int(store)} at {used_at}."
     return problem
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,7 +36,8 @@ class ReversalRow:
 @dataclass(frozen=True, slots=True)
 class VoidRow:
     campaign_id: int
-    serial: int
+    first_serial: int
+    last_serial: int
     voided_at: datetime
 
 
@@ -43,39 +45,79 @@ def _moment(milliseconds: bytes) -> datetime:
     return datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC)
 
 
-Row = RedemptionRow | ReversalRow | VoidRow
+@dataclass(frozen=True, slots=True)
+class ClaimRow:
+    campaign_id: int
+    serial: int
+    consumer_hash: str
+    claimed_at: datetime
+
+
+Row = RedemptionRow | ReversalRow | VoidRow | ClaimRow
 
 
 def parse(entry_id: str, fields: dict[bytes, bytes]) -> Row:
-    """The row an entry settles into; PoisonEntry when it is malformed."""
+    """The row an entry settles into; PoisonEntry when it is malformed.
+
+    An entry is one field, named by its kind, whose value packs the columns with "|"
+    (see the Lua scripts that write them).
+    """
     try:
-        kind = fields[b"type"]
-        if kind == b"redeem":
-            return RedemptionRow(
-                campaign_id=int(fields[b"campaign"]),
-                serial=int(fields[b"serial"]),
-                use_no=int(fields[b"use"]),
-                terminal_id=int(fields[b"terminal"]),
-                store_id=int(fields[b"store"]),
-                merchant_id=int(fields[b"merchant"]),
-                redeemed_at=_moment(fields[b"at"]),
-                stream_entry=entry_id,
-            )
-        if kind == b"reverse":
-            return ReversalRow(
-                campaign_id=int(fields[b"campaign"]),
-                serial=int(fields[b"serial"]),
-                use_no=int(fields[b"use"]),
-                terminal_id=int(fields[b"terminal"]),
-                store_id=int(fields[b"store"]),
-                reversed_at=_moment(fields[b"at"]),
-            )
-        if kind == b"void":
-            return VoidRow(
-                campaign_id=int(fields[b"campaign"]),
-                serial=int(fields[b"serial"]),
-                voided_at=_moment(fields[b"at"]),
-            )
-    except (KeyError, ValueError) as error:
+        ((kind, packed),) = fields.items()
+        return _ROW[kind](entry_id, packed.split(b"|"))
+    except (KeyError, ValueError, TypeError) as error:
         raise PoisonEntry(f"entry {entry_id}: {error!r}") from None
-    raise PoisonEntry(f"entry {entry_id}: unknown type {kind!r}")
+
+
+def _redemption(entry_id: str, values: list[bytes]) -> RedemptionRow:
+    campaign, serial, use, terminal, store, merchant, at = values
+    return RedemptionRow(
+        campaign_id=int(campaign),
+        serial=int(serial),
+        use_no=int(use),
+        terminal_id=int(terminal),
+        store_id=int(store),
+        merchant_id=int(merchant),
+        redeemed_at=_moment(at),
+        stream_entry=entry_id,
+    )
+
+
+def _reversal(_: str, values: list[bytes]) -> ReversalRow:
+    campaign, serial, use, terminal, store, at = values
+    return ReversalRow(
+        campaign_id=int(campaign),
+        serial=int(serial),
+        use_no=int(use),
+        terminal_id=int(terminal),
+        store_id=int(store),
+        reversed_at=_moment(at),
+    )
+
+
+def _claim(_: str, values: list[bytes]) -> ClaimRow:
+    campaign, serial, consumer, at = values
+    return ClaimRow(
+        campaign_id=int(campaign),
+        serial=int(serial),
+        consumer_hash=consumer.decode(),
+        claimed_at=_moment(at),
+    )
+
+
+def _void(_: str, values: list[bytes]) -> VoidRow:
+    campaign, first, last, at = values
+    return VoidRow(
+        campaign_id=int(campaign),
+        first_serial=int(first),
+        last_serial=int(last),
+        voided_at=_moment(at),
+    )
+
+
+_ROW: dict[bytes, Callable[[str, list[bytes]], Row]] = {
+    b"redeem": _redemption,
+    b"reverse": _reversal,
+    b"claim": _claim,
+    b"void": _void,
+}

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import asyncpg
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 
 from qrloop import keyspace
 
-# Per code with any history: used (its latest redemption stands), voided, reversal count.
-_STATE_QUERY = """
-SELECT campaign_id, serial,
-       bool_or(redeemed AND NOT reversed) AS used,
-       bool_or(voided) AS voided,
-       count(*) FILTER (WHERE reversed) AS reversals
-FROM (
-    SELECT r.campaign_id, r.serial, true AS redeemed, v.use_no IS NOT NULL AS reversed,
-           false AS voided
-    FROM redemptions r
-    LEFT JOIN reversals v USING (campaign_id, serial, use_no)
-    UNION ALL
-    SELECT campaign_id, serial, false, false, true FROM voids
-) AS history
-GROUP BY campaign_id, serial
+# Per code that was ever redeemed: does its latest use stand, and how often was it reversed.
+_USES = """
+SELECT r.campaign_id, r.serial,
+       bool_or(v.use_no IS NULL) AS used,
+       count(v.use_no) AS reversals
+FROM redemptions r
+LEFT JOIN reversals v USING (campaign_id, serial, use_no)
+GROUP BY r.campaign_id, r.serial
 """
+_VOIDS = "SELECT campaign_id, first_serial, last_serial FROM voids"
+_CLAIMS = "SELECT campaign_id, serial, consumer_hash FROM claims"
 
 
 async def missing_epochs(client: redis.Redis, partitions: int) -> list[int]:
@@ -46,20 +43,68 @@ async def ensure_epochs(pool: asyncpg.Pool, client: redis.Redis, partitions: int
         return []
     async with client.pipeline(transaction=False) as pipe, pool.acquire() as connection:
         async with connection.transaction():
-            async for row in connection.cursor(_STATE_QUERY):
+            async for row in connection.cursor(_USES):
                 campaign_id, serial = row["campaign_id"], row["serial"]
                 partition = keyspace.partition_of(campaign_id, serial, partitions)
                 if partition not in missing:
                     continue
-                offset = keyspace.bit_offset(serial)
                 if row["used"]:
-                    pipe.setbit(keyspace.used_bitmap(partition, campaign_id, serial), offset, 1)
-                if row["voided"]:
-                    pipe.setbit(keyspace.void_bitmap(partition, campaign_id, serial), offset, 1)
+                    used = keyspace.used_bitmap(partition, campaign_id, serial)
+                    pipe.setbit(used, keyspace.bit_offset(serial), 1)
                 if row["reversals"]:
                     counts = keyspace.reversal_counts(partition, campaign_id, serial)
                     pipe.hset(counts, str(serial), row["reversals"])
+            async for row in connection.cursor(_CLAIMS):
+                campaign_id, serial = row["campaign_id"], row["serial"]
+                partition = keyspace.partition_of(campaign_id, serial, partitions)
+                if partition in missing:
+                    claimed = keyspace.claimed_bitmap(partition, campaign_id, serial)
+                    pipe.setbit(claimed, keyspace.bit_offset(serial), 1)
+                    owners = keyspace.claim_owners(partition, campaign_id, serial)
+                    pipe.hset(owners, str(serial), row["consumer_hash"])
+            async for row in connection.cursor(_VOIDS):
+                _fill(
+                    pipe,
+                    row["campaign_id"],
+                    row["first_serial"],
+                    row["last_serial"],
+                    partitions,
+                    missing,
+                )
         for partition in sorted(missing):
             pipe.set(keyspace.epoch(partition), str(time.time_ns()), nx=True)
         await pipe.execute()
     return sorted(missing)
+
+
+def _fill(
+    pipe: Pipeline, campaign_id: int, first: int, last: int, partitions: int, missing: set[int]
+) -> None:
+    """Set the void bits of [first, last] in the partitions being rebuilt."""
+    for low, high in keyspace.chunk_spans(first, last):
+        partition = keyspace.partition_of(campaign_id, low, partitions)
+        if partition not in missing:
+            continue
+        key = keyspace.void_bitmap(partition, campaign_id, low)
+        start, end = keyspace.bit_offset(low), keyspace.bit_offset(high)
+        for bit in _edge_bits(start, end):
+            pipe.setbit(key, bit, 1)
+        whole = _whole_bytes(start, end)
+        if whole is not None:
+            pipe.setrange(key, whole[0], b"\xff" * whole[1])
+
+
+def _whole_bytes(start: int, end: int) -> tuple[int, int] | None:
+    """(byte offset, byte count) of the whole bytes inside bits [start, end]."""
+    low, high = (start + 7) // 8, (end + 1) // 8
+    return (low, high - low) if high > low else None
+
+
+def _edge_bits(start: int, end: int) -> Iterator[int]:
+    """The bits of [start, end] outside its whole bytes."""
+    whole = _whole_bytes(start, end)
+    if whole is None:
+        yield from range(start, end + 1)
+        return
+    yield from range(start, whole[0] * 8)
+    yield from range((whole[0] + whole[1]) * 8, end + 1)

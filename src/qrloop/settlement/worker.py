@@ -19,7 +19,15 @@ from redis.typing import KeyT, StreamIdT
 from qrloop import keyspace
 from qrloop.db import create_pool
 from qrloop.settings import Settings
-from qrloop.settlement.events import PoisonEntry, RedemptionRow, ReversalRow, Row, VoidRow, parse
+from qrloop.settlement.events import (
+    ClaimRow,
+    PoisonEntry,
+    RedemptionRow,
+    ReversalRow,
+    Row,
+    VoidRow,
+    parse,
+)
 
 log = logging.getLogger("qrloop.worker")
 
@@ -129,6 +137,7 @@ class Worker:
         redemptions = [r for r in rows if isinstance(r, RedemptionRow)]
         reversals = [r for r in rows if isinstance(r, ReversalRow)]
         voids = [r for r in rows if isinstance(r, VoidRow)]
+        claims = [r for r in rows if isinstance(r, ClaimRow)]
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.executemany(
                 "INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,"
@@ -149,9 +158,14 @@ class Worker:
                 ],
             )
             await connection.executemany(
-                "INSERT INTO voids (campaign_id, serial, voided_at) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING",
-                [(v.campaign_id, v.serial, v.voided_at) for v in voids],
+                "INSERT INTO voids (campaign_id, first_serial, last_serial, voided_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                [(v.campaign_id, v.first_serial, v.last_serial, v.voided_at) for v in voids],
+            )
+            await connection.executemany(
+                "INSERT INTO claims (campaign_id, serial, consumer_hash, claimed_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                [(c.campaign_id, c.serial, c.consumer_hash, c.claimed_at) for c in claims],
             )
 
 

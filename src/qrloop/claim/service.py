@@ -1,0 +1,165 @@
+"""Claims and pools: what the consumer pages do, independent of HTML."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import redis.asyncio as redis
+
+from qrloop.claim import state
+from qrloop.claim.consumers import consumer_hash, same_consumer
+from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
+from qrloop.codes.keyring import KeyRing
+from qrloop.errors import Problem, Reason
+
+_COOKIE_DOMAIN = b"qrloop/claim-cookie/v1\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """The campaign as a consumer sees it."""
+
+    name: str
+    face_value: int
+    currency: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+    hours: str | None
+    timezone: str
+
+
+def code_of(verifier: Verifier, claim_token: str) -> CodeRef:
+    """The code behind a claim link, or 404: a bad link says nothing about why."""
+    try:
+        return verifier.verify_claim_token(claim_token)
+    except (InvalidCode, RevokedKey, RetiredKey):
+        raise Problem(Reason.NOT_FOUND, "This link is not valid.") from None
+
+
+async def offer(pool: asyncpg.Pool, campaign_id: int) -> Offer:
+    row = await pool.fetchrow(
+        "SELECT name, face_value, currency, valid_from, valid_until, hours, timezone"
+        " FROM campaigns WHERE id = $1",
+        campaign_id,
+    )
+    if row is None:
+        raise Problem(Reason.NOT_FOUND, "This link is not valid.")
+    return Offer(**dict(row.items()))
+
+
+def consumer_state(found: state.CodeState, terms: Offer) -> str:
+    """valid, used, voided, expired or not_yet_valid: what the consumer's badge says."""
+    now = datetime.now(UTC)
+    if found.voided:
+        return "voided"
+    if found.used:
+        return "used"
+    if terms.valid_until is not None and now >= terms.valid_until:
+        return "expired"
+    if terms.valid_from is not None and now < terms.valid_from:
+        return "not_yet_valid"
+    return "valid"
+
+
+def ownership_cookie(keyring: KeyRing, claim_token: str, owner: str) -> str | None:
+    """The cookie value that proves, on later visits, that this browser made the claim."""
+    key_id, _, _ = owner.partition(":")
+    key = keyring.get(int(key_id)) if key_id.isdigit() else None
+    if key is None:
+        return None
+    message = _COOKIE_DOMAIN + claim_token.encode() + b"\x00" + owner.encode()
+    return hmac.new(key.secret, message, hashlib.sha256).hexdigest()[:40]
+
+
+def owns(keyring: KeyRing, claim_token: str, owner: str | None, cookie: str | None) -> bool:
+    if owner is None or cookie is None:
+        return False
+    expected = ownership_cookie(keyring, claim_token, owner)
+    return expected is not None and hmac.compare_digest(expected, cookie)
+
+
+async def claim(
+    client: redis.Redis, partitions: int, keyring: KeyRing, ref: CodeRef, identifier: str
+) -> str:
+    """Claim the code for this consumer; returns the stored owner hash."""
+    found = await state.read(client, partitions, ref)
+    if found.owner is not None:
+        if same_consumer(keyring, identifier, found.owner):
+            return found.owner
+        raise Problem(Reason.CONFLICT, "Someone else has already claimed this code.", state="taken")
+    owner = consumer_hash(keyring, identifier)
+    outcome = await state.claim(client, partitions, ref, owner)
+    if outcome == "claimed":
+        return owner
+    if outcome == "taken":
+        raise Problem(Reason.CONFLICT, "Someone else has already claimed this code.", state="taken")
+    if outcome == "voided":
+        raise Problem(Reason.VOIDED, "The issuer has voided this code.", state="voided")
+    if outcome == "used":
+        raise Problem(Reason.ALREADY_REDEEMED, "This code has already been used.", state="used")
+    raise Problem(Reason.UNAVAILABLE, "Claims are paused for a moment; try again shortly.")
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    id: str
+    campaign_id: int
+    first_serial: int
+    size: int
+    per_consumer: int
+    key_id: int
+
+
+async def create_pool(
+    pool: asyncpg.Pool, merchant_id: int, campaign_id: int, order_id: int, per_consumer: int
+) -> Pool:
+    """A pool over a finished order of the merchant's campaign."""
+    order = await pool.fetchrow(
+        "SELECT first_serial, quantity, status, key_id FROM orders"
+        " WHERE id = $1 AND campaign_id = $2 AND merchant_id = $3",
+        order_id,
+        campaign_id,
+        merchant_id,
+    )
+    if order is None:
+        raise Problem(Reason.NOT_FOUND, f"No order {order_id} of campaign {campaign_id} here.")
+    if order["status"] != "done":
+        raise Problem(Reason.CONFLICT, f"Order {order_id} is {order['status']}, not done.")
+    pool_id = secrets.token_urlsafe(12)
+    await pool.execute(
+        "INSERT INTO pools (id, merchant_id, campaign_id, order_id, first_serial, size,"
+        " per_consumer) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        pool_id,
+        merchant_id,
+        campaign_id,
+        order_id,
+        order["first_serial"],
+        order["quantity"],
+        per_consumer,
+    )
+    return Pool(
+        pool_id,
+        campaign_id,
+        order["first_serial"],
+        order["quantity"],
+        per_consumer,
+        order["key_id"],
+    )
+
+
+async def find_pool(pool: asyncpg.Pool, pool_id: str, merchant_id: int | None = None) -> Pool:
+    row = await pool.fetchrow(
+        "SELECT p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id"
+        " FROM pools p JOIN orders o ON o.id = p.order_id"
+        " WHERE p.id = $1 AND ($2::bigint IS NULL OR p.merchant_id = $2)",
+        pool_id,
+        merchant_id,
+    )
+    if row is None:
+        raise Problem(Reason.NOT_FOUND, "This link is not valid.")
+    return Pool(**dict(row.items()))

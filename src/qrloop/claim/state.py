@@ -1,0 +1,81 @@
+"""A code's state for its consumer, and the atomic claim and pool scripts."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+import redis.asyncio as redis
+
+from qrloop import keyspace
+from qrloop.codes.format import CodeRef
+from qrloop.errors import Problem, Reason
+
+_CLAIM = resources.files(__package__).joinpath("claim.lua").read_text()
+_POOL = resources.files(__package__).joinpath("pool.lua").read_text()
+
+
+class CodeState:
+    """What Redis knows of one code, read in one round trip."""
+
+    def __init__(self, owner: str | None, used: bool, voided: bool) -> None:
+        self.owner = owner
+        self.used = used
+        self.voided = voided
+
+
+async def read(client: redis.Redis, partitions: int, ref: CodeRef) -> CodeState:
+    campaign_id, serial = ref.campaign_id, ref.serial
+    partition = keyspace.partition_of(campaign_id, serial, partitions)
+    offset = keyspace.bit_offset(serial)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.exists(keyspace.epoch(partition))
+        pipe.hget(keyspace.claim_owners(partition, campaign_id, serial), str(serial))
+        pipe.getbit(keyspace.used_bitmap(partition, campaign_id, serial), offset)
+        pipe.getbit(keyspace.void_bitmap(partition, campaign_id, serial), offset)
+        epoch, owner, used, voided = await pipe.execute()
+    if not epoch:
+        raise Problem(Reason.UNAVAILABLE, "Code state is being restored; try again shortly.")
+    return CodeState(owner.decode() if owner else None, bool(used), bool(voided))
+
+
+async def claim(client: redis.Redis, partitions: int, ref: CodeRef, consumer: str) -> str:
+    """'claimed' (now or before, by this consumer), 'taken', 'voided', 'used' or 'unavailable'."""
+    campaign_id, serial = ref.campaign_id, ref.serial
+    partition = keyspace.partition_of(campaign_id, serial, partitions)
+    keys = [
+        keyspace.epoch(partition),
+        keyspace.claimed_bitmap(partition, campaign_id, serial),
+        keyspace.claim_owners(partition, campaign_id, serial),
+        keyspace.void_bitmap(partition, campaign_id, serial),
+        keyspace.used_bitmap(partition, campaign_id, serial),
+        keyspace.events(partition),
+    ]
+    args: list[str | int] = [
+        keyspace.bit_offset(serial),
+        campaign_id,
+        serial,
+        consumer,
+        int(time.time() * 1000),
+    ]
+    outcome: bytes = await client.register_script(_CLAIM)(keys=keys, args=args)
+    return outcome.decode()
+
+
+async def next_from_pool(
+    client: redis.Redis, pool_id: str, consumer: str, per_consumer: int, size: int
+) -> tuple[str, list[int]]:
+    """('assigned', [offset]) | ('limit', offsets already taken) | ('empty', [])."""
+    keys = list(keyspace.pool_keys(pool_id))
+    answer = await client.register_script(_POOL)(keys=keys, args=[consumer, per_consumer, size])
+    outcome = answer[0].decode()
+    if outcome == "assigned":
+        return outcome, [int(answer[1])]
+    if outcome == "limit":
+        return outcome, [int(part) for part in answer[1].decode().split(",")]
+    return outcome, []
+
+
+async def handed_out(client: redis.Redis, pool_id: str) -> int:
+    counter, _ = keyspace.pool_keys(pool_id)
+    return int(await client.get(counter) or 0)

@@ -1,0 +1,174 @@
+"""The signer process: writes each queued order's codes to its export file, block by block.
+
+Progress is durable: a block is appended and fsynced, then `done` and `export_bytes` move
+forward in one UPDATE. A signer killed mid-order leaves a file that may hold more than
+`export_bytes`; whoever resumes truncates it there and goes on from serial `first + done`, so
+no serial is written twice or skipped. A cancelled order stops at the next block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncpg
+
+from qrloop.codes.bulk import rows_parallel
+from qrloop.codes.keyring import KeyRing
+from qrloop.db import create_pool
+from qrloop.issuance.orders import ORDERS_CHANNEL
+from qrloop.settings import Settings
+
+log = logging.getLogger("qrloop.signer")
+
+BLOCK = 50_000
+POLL_SECONDS = 1.0
+CSV_HEADER = b"code,typed,claim_url\n"
+
+# A running order whose signer has written no block for $2 seconds is taken over.
+_CLAIM_NEXT = """
+UPDATE orders SET status = 'running', signer = $1, heartbeat_at = now()
+WHERE id = (
+    SELECT id FROM orders
+    WHERE status = 'queued'
+       OR (status = 'running' AND heartbeat_at < now() - make_interval(secs => $2))
+    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, campaign_id, key_id, first_serial, quantity, done, export_bytes
+"""
+
+_PROGRESS = """
+UPDATE orders SET done = done + $3, export_bytes = $4, heartbeat_at = now(),
+    status = CASE WHEN done + $3 = quantity THEN 'done' ELSE status END,
+    finished_at = CASE WHEN done + $3 = quantity THEN now() END
+WHERE id = $1 AND signer = $2 AND status = 'running'
+RETURNING status
+"""
+
+
+def export_file(settings: Settings, order_id: int) -> Path:
+    return settings.exports_path / f"order-{order_id}.csv"
+
+
+class OrderSigner:
+    """Claims queued (or abandoned) orders one at a time and signs them to completion."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._name = f"{socket.gethostname()}-{os.getpid()}"
+        self._wake = asyncio.Event()
+        self.signed = 0
+
+    def wake(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sign until `stop` is set; an order in hand is left resumable, never half-counted."""
+        self._settings.exports_path.mkdir(parents=True, exist_ok=True)
+        while not stop.is_set():
+            order = await self._pool.fetchrow(
+                _CLAIM_NEXT, self._name, self._settings.signer_stale_seconds
+            )
+            if order is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                continue
+            await self._sign(order, stop)
+
+    async def _sign(self, order: asyncpg.Record, stop: asyncio.Event) -> None:
+        key = KeyRing.load(self._settings.keyring_path).get(order["key_id"])
+        if key is None:
+            await self._pool.execute(
+                "UPDATE orders SET status = 'failed' WHERE id = $1", order["id"]
+            )
+            log.error("order %s: signing key %s is not in the ring", order["id"], order["key_id"])
+            return
+        path = export_file(self._settings, order["id"])
+        remaining = order["quantity"] - order["done"]
+        log.info(
+            "order %s: signing %d codes from serial %d",
+            order["id"],
+            remaining,
+            order["first_serial"] + order["done"],
+        )
+        blocks = rows_parallel(
+            key,
+            order["campaign_id"],
+            order["first_serial"] + order["done"],
+            remaining,
+            self._settings.base_url + "/c/",
+            "csv",
+            self._settings.signer_processes,
+            BLOCK,
+        )
+        with _resumed(path, order["export_bytes"]) as file, contextlib.closing(blocks):
+            for count in _block_sizes(remaining):
+                block = await asyncio.to_thread(next, blocks)
+                written = await asyncio.to_thread(_append, file, block)
+                status = await self._pool.fetchval(
+                    _PROGRESS, order["id"], self._name, count, written
+                )
+                self.signed += count
+                if status is None:
+                    log.info("order %s: no longer ours (cancelled or taken over)", order["id"])
+                    return
+                if status == "done" or stop.is_set():
+                    log.info("order %s: %s", order["id"], status if status == "done" else "paused")
+                    return
+
+
+def _block_sizes(total: int) -> Iterator[int]:
+    while total > 0:
+        size = min(BLOCK, total)
+        yield size
+        total -= size
+
+
+@contextlib.contextmanager
+def _resumed(path: Path, durable_bytes: int) -> Iterator[BinaryIO]:
+    """The export file, cut back to the bytes that `done` accounts for."""
+    with open(path, "ab+") as file:
+        file.truncate(durable_bytes)
+        file.seek(durable_bytes)
+        if durable_bytes == 0:
+            file.write(CSV_HEADER)
+        yield file
+
+
+def _append(file: BinaryIO, block: bytes) -> int:
+    """Write and fsync a block; return the file's durable length."""
+    file.write(block)
+    file.flush()
+    os.fsync(file.fileno())
+    return file.tell()
+
+
+async def serve(settings: Settings) -> None:
+    """Run a signer until SIGTERM or SIGINT; the order in hand stops at its next block."""
+    assert settings.database_url
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await create_pool(settings.database_url, 2)
+    signer = OrderSigner(settings, pool)
+    listener = await pool.acquire()
+    await listener.add_listener(ORDERS_CHANNEL, signer.wake)
+    stop_waiter = asyncio.create_task(stop.wait())
+    stop_waiter.add_done_callback(lambda _: signer.wake())
+    try:
+        await signer.run(stop)
+    finally:
+        await listener.remove_listener(ORDERS_CHANNEL, signer.wake)
+        await pool.release(listener)
+        await pool.close()
+    log.info("signer stopped after signing %d codes", signer.signed)

@@ -1,0 +1,145 @@
+"""Bulk orders: signed in the background with progress, resumable, cancellable, exported."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qrloop.codes.format import Signer, Verifier
+from qrloop.codes.keyring import KeyRing
+from support import Stack, Stores, eventually, fetchval, reason, redeem, serving
+
+
+@pytest.fixture(scope="module")
+def signerless(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack without its own signer and worker: each test runs the signers it needs."""
+    workdir = tmp_path_factory.mktemp("signerless")
+    settings = {"QRLOOP_RUN_WORKER": "false", "QRLOOP_SIGNER_STALE_SECONDS": "2"}
+    with serving(stores, workdir, **settings) as stack:
+        yield stack
+
+
+def _signer(stack: Stack, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """A `qrloop signer` process, logging at info level into `log` when given."""
+    env = {**stack.env, "QRLOOP_LOG_LEVEL": "info"}
+    output = log.open("wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "qrloop", "signer"], env=env, cwd=stack.workdir, stderr=output
+    )
+
+
+def _serials(stack: Stack, csv_text: str) -> list[int]:
+    verifier = Verifier(KeyRing.load(Path(stack.env["QRLOOP_KEYS_DIR"]) / "keyring.json"))
+    return [verifier.verify(line.split(",")[0]).serial for line in csv_text.splitlines()[1:]]
+
+
+def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
+    """POST answers 202 queued at once; progress rises to done; the CSV holds each serial once."""
+    merchant = stack.new_merchant()
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 120_000})
+    assert order["status"] == "queued"
+    assert (order["done"], order["total"]) == (0, 120_000)
+    seen: set[int] = set()
+
+    def finished() -> bool:
+        progress = merchant.get(f"/v1/orders/{order['id']}").json()
+        seen.add(progress["done"])
+        return progress["status"] == "done"
+
+    eventually(finished, within=60)
+    assert max(seen) == 120_000
+    export = merchant.get(f"/v1/orders/{order['id']}/codes", format="csv")
+    serials = _serials(stack, export.text)
+    assert serials == list(range(order["first_serial"], order["first_serial"] + 120_000))
+
+
+def test_export_waits_for_the_signer(signerless: Stack) -> None:
+    """Until an order is signed, its export is a 409 conflict naming the order's status."""
+    merchant = signerless.new_merchant()
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 10})
+    response = merchant.get(f"/v1/orders/{order['id']}/codes")
+    assert (response.status_code, reason(response)) == (409, "conflict")
+    assert response.json()["order_status"] == "queued"
+
+
+def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> None:
+    """kill -9 of the signer mid-order; another signer takes the order over (after the stale
+    interval) and the export holds every serial of the range exactly once."""
+    merchant = signerless.new_merchant()
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 400_000})
+    path = f"/v1/orders/{order['id']}"
+    first = _signer(signerless)
+    try:
+        eventually(lambda: merchant.get(path).json()["done"] >= 50_000, within=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    interrupted = merchant.get(path).json()
+    assert interrupted["status"] == "running"
+    assert interrupted["done"] < 400_000
+    second = _signer(signerless)
+    try:
+        eventually(lambda: merchant.get(path).json()["status"] == "done", within=120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    export = merchant.get(path + "/codes", format="csv")
+    serials = _serials(signerless, export.text)
+    assert serials == list(range(order["first_serial"], order["first_serial"] + 400_000))
+
+
+def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path: Path) -> None:
+    """Cancelling a running order makes its signer stop at the next block, short of the
+    total, and voids every code of the range."""
+    merchant = signerless.new_merchant()
+    store = merchant.created("/v1/stores", {"name": "S"})["id"]
+    token = merchant.terminal_token(store)
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 2_000_000})
+    path = f"/v1/orders/{order['id']}"
+    log = tmp_path / "signer.log"
+    signer = _signer(signerless, log)
+    try:
+        eventually(lambda: merchant.get(path).json()["done"] > 0, within=60)
+        cancelled = merchant.post(path + "/cancel", {})
+        assert cancelled.json()["status"] == "cancelled"
+        stopped = f"order {order['id']}: no longer ours"
+        eventually(lambda: stopped in log.read_text(), within=30)
+    finally:
+        signer.send_signal(signal.SIGTERM)
+        signer.wait(timeout=30)
+    final = merchant.get(path).json()
+    assert final["status"] == "cancelled"
+    assert final["done"] < 2_000_000
+    assert merchant.post(path + "/cancel", {}).status_code == 409
+
+    # A code of the cancelled range, made with the order's key, is refused as voided.
+    keyring = KeyRing.load(Path(signerless.env["QRLOOP_KEYS_DIR"]) / "keyring.json")
+    key_id = fetchval(signerless, "SELECT key_id FROM orders WHERE id = $1", order["id"])
+    key = keyring.get(key_id)
+    assert key is not None
+    code = Signer(key).sign(campaign, order["first_serial"] + 5)
+    response = redeem(signerless, token, code)
+    assert (response.status_code, reason(response)) == (409, "voided")
+    assert merchant.get(f"/v1/campaigns/{campaign}/stats").json()["voided"] == 2_000_000
+
+
+def test_watch_shows_a_progress_bar_until_done(stack: Stack) -> None:
+    """`qrloop orders watch ID` draws a bar and exits 0 when the order is done."""
+    merchant = stack.new_merchant()
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 60_000})
+    result = stack.cli("orders", "watch", str(order["id"]))
+    assert result.returncode == 0
+    final = result.stdout.split("\r")[-1]
+    assert "100%" in final
+    assert "60,000/60,000" in final
+    assert "done" in final
