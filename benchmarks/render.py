@@ -388,7 +388,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="per timed loop")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--codes", type=int, default=60_000, help="codes per kind")
-    parser.add_argument("--decode", type=int, default=1_000, help="PNGs decoded per kind")
+    parser.add_argument("--decode", type=int, default=2_000, help="PNGs decoded per kind")
     parser.add_argument("--masks", type=int, default=200, help="codes scored per mask")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
     return parser.parse_args(argv)

@@ -23,7 +23,8 @@ def walkthrough() -> str:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Path) -> None:
-    """Pasted as written, the walkthrough redeems a code, is refused the replay, and counts one."""
+    """Pasted as written, the walkthrough watches its order get signed, redeems a code, is
+    refused the replay, and counts one redemption."""
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough()],
@@ -34,8 +35,10 @@ def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Pa
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "code,typed,claim_url"
+    lines = result.stdout.splitlines()  # each redraw of the progress bar is a line here
+    header = lines.index("code,typed,claim_url")
+    assert "100%" in lines[header - 1]
+    assert lines[header - 1].endswith("done")
     redeemed, refused, stats = (json.loads(line) for line in lines[-3:])
     assert redeemed["status"] == "redeemed"
     assert refused["reason"] == "already_redeemed"
