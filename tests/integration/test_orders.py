@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zxingcpp
+from PIL import Image
 
 from qrloop.codes.format import Signer, Verifier
 from qrloop.codes.keyring import KeyRing
@@ -143,3 +147,28 @@ def test_watch_shows_a_progress_bar_until_done(stack: Stack) -> None:
     assert "100%" in final
     assert "60,000/60,000" in final
     assert "done" in final
+
+
+def test_picture_exports_scan(stack: Stack) -> None:
+    """png and svg exports are ZIPs of images named by serial; every PNG scans to its code;
+    the pdf export is a PDF whose first page holds the codes' QR symbols."""
+    merchant = stack.new_merchant()
+    campaign = merchant.campaign(name="Sheet test")
+    order = merchant.order(campaign, 30)
+    path = f"/v1/orders/{order['id']}/codes"
+    codes = [line.split(",")[0] for line in merchant.get(path).text.splitlines()[1:]]
+    first = order["first_serial"]
+
+    pngs = zipfile.ZipFile(io.BytesIO(merchant.get(path, format="png").content))
+    assert pngs.namelist() == [f"{first + i:012d}.png" for i in range(30)]
+    for i, name in enumerate(pngs.namelist()):
+        found = zxingcpp.read_barcodes(Image.open(io.BytesIO(pngs.read(name))))
+        assert [result.text for result in found] == [codes[i]]
+
+    svgs = zipfile.ZipFile(io.BytesIO(merchant.get(path, format="svg").content))
+    assert len(svgs.namelist()) == 30
+    assert svgs.read(svgs.namelist()[0]).lstrip().startswith(b"<")
+
+    pdf = merchant.get(path, format="pdf")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-")

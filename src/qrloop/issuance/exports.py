@@ -11,8 +11,10 @@ from pathlib import Path
 import asyncpg
 
 from qrloop.codes.bulk import rows_parallel
+from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
+from qrloop.issuance import images
 
 READ_CHUNK = 256 * 1024
 JSON_BLOCK = 20_000
@@ -21,13 +23,25 @@ JSON_BLOCK = 20_000
 class ExportFormat(StrEnum):
     CSV = "csv"
     JSON = "json"
+    PNG = "png"
+    SVG = "svg"
+    PDF = "pdf"
 
 
 MEDIA_TYPES = {
     ExportFormat.CSV: "text/csv; charset=utf-8",
     ExportFormat.JSON: "application/x-ndjson",
+    ExportFormat.PNG: images.MEDIA_TYPES["png"],
+    ExportFormat.SVG: images.MEDIA_TYPES["svg"],
+    ExportFormat.PDF: images.MEDIA_TYPES["pdf"],
 }
-EXTENSIONS = {ExportFormat.CSV: "csv", ExportFormat.JSON: "jsonl"}
+EXTENSIONS = {
+    ExportFormat.CSV: "csv",
+    ExportFormat.JSON: "jsonl",
+    ExportFormat.PNG: "png.zip",
+    ExportFormat.SVG: "svg.zip",
+    ExportFormat.PDF: "pdf",
+}
 
 
 def ready(order: asyncpg.Record) -> None:
@@ -76,3 +90,22 @@ async def derived_json(key: KeyEntry, order: asyncpg.Record, base_url: str) -> A
     with contextlib.closing(blocks):  # type: ignore[type-var]
         for _ in range(0, order["total"], JSON_BLOCK):
             yield await asyncio.to_thread(next, blocks)
+
+
+def _codes(key: KeyEntry, order: asyncpg.Record) -> Iterator[tuple[int, str]]:
+    first = order["first_serial"]
+    codes = Signer(key).sign_range(order["campaign_id"], first, order["total"])
+    return enumerate(codes, start=first)
+
+
+def pictures(
+    key: KeyEntry, order: asyncpg.Record, fmt: ExportFormat, title: str
+) -> Iterator[bytes]:
+    """A ZIP of QR images named by serial, or printable A4 sheets; derived as they stream.
+
+    Sync and CPU-bound: the response runs it step by step off the event loop.
+    """
+    if fmt is ExportFormat.PDF:
+        rows = ((serial, code, to_typed(code)) for serial, code in _codes(key, order))
+        return images.pdf_stream(rows, title)
+    return images.zip_stream(_codes(key, order), "png" if fmt is ExportFormat.PNG else "svg")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
@@ -120,14 +121,19 @@ class IssuanceController(Controller):
         runtime: Runtime,
         format: exports.ExportFormat = exports.ExportFormat.CSV,
     ) -> Stream:
-        """`csv` and `json` (one object per line) carry code, typed form and claim URL."""
+        """`csv` and `json` (one object per line) carry code, typed form and claim URL; `png`
+        and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets."""
         order = await orders.get_row(runtime.pool, merchant_id, order_id)
         exports.ready(order)
         key = exports.key_for(runtime.keys.keyring, order["key_id"])
+        body: AsyncIterator[bytes] | Iterator[bytes]
         if format is exports.ExportFormat.CSV:
             body = exports.file_chunks(export_file(runtime.settings, order_id))
-        else:
+        elif format is exports.ExportFormat.JSON:
             body = exports.derived_json(key, order, runtime.settings.base_url)
+        else:
+            campaign = await campaigns.get(runtime.pool, merchant_id, order["campaign_id"])
+            body = exports.pictures(key, order, format, campaign.name)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
         return Stream(
             body,
