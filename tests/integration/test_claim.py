@@ -170,3 +170,34 @@ def test_pool_is_the_merchants_own(stack: Stack, campaign: Campaign) -> None:
     assert stranger.get(f"/v1/pools/{pool['id']}").status_code == 404
     opened = stranger.post(f"/v1/campaigns/{campaign.id}/pools", {"order_id": campaign.order["id"]})
     assert opened.status_code == 404
+
+
+def test_used_code_cannot_be_claimed(campaign: Campaign) -> None:
+    """A code redeemed at the till before anyone claimed it answers 409 and shows as used."""
+    assert redeem(campaign.stack, campaign.token, campaign.codes[6]).status_code == 200
+    with _client(campaign.stack) as browser:
+        refused = browser.post(f"{campaign.links[6]}/claim", data={"identifier": "eve@example.com"})
+        page = browser.get(campaign.links[6])
+    assert refused.status_code == 409
+    assert "Used" in page.text
+    assert 'name="identifier"' not in page.text
+
+
+def test_pool_limit_lists_the_codes_already_taken(stack: Stack) -> None:
+    """With K = 2, a third request by the same person is refused (409) with links to the two
+    codes they hold; another person still gets one."""
+    shop = Campaign(stack, quantity=5)
+    pool = shop.merchant.created(
+        f"/v1/campaigns/{shop.id}/pools", {"order_id": shop.order["id"], "per_consumer": 2}
+    )
+    path = pool["url"].removeprefix(stack.base_url)
+    with _client(stack) as browser:
+        taken = [
+            browser.post(f"{path}/claim", data={"identifier": "+8613800000009"}) for _ in range(3)
+        ]
+        assert [r.status_code for r in taken] == [303, 303, 409]
+        held = {r.headers["location"] for r in taken[:2]}
+        assert held == set(re.findall(r'href="(/c/[A-Z2-7]+)"', taken[2].text))
+        other = browser.post(f"{path}/claim", data={"identifier": "fay@example.com"})
+    assert other.status_code == 303
+    assert other.headers["location"] not in held
