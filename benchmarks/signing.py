@@ -1,17 +1,19 @@
 """Bulk signing: export rows per second against the raw HMAC ceiling, and peak memory.
 
     python benchmarks/signing.py [--rows 1000000] [--block 50000] [--rounds 3]
-                                 [--ed25519-rows 20000] [--quiet-wait 30] [--no-write]
+                                 [--ed25519-rows 20000] [--ed25519-block 2500]
+                                 [--quiet-wait 30] [--no-write]
 
 Measures, each time in a fresh interpreter so that no run inherits another's memory or pool:
 
 * the ceiling: HMAC-SHA256 signatures per second in one Python process, the plain way
-  (`keyed.copy()`, `.update(header)`, `.digest()` on an `hmac.new(...)` object). A row needs
-  two MACs (code tag and claim tag), so one core's ceiling is half that many rows per second;
+  (`keyed.copy()`, `.update(header)`, `.digest()` on an `hmac.new(...)` object), and in two
+  such processes at once. A row needs two MACs (code tag and claim tag), so the ceiling is
+  half that many rows per second;
 * an order of `--rows` HMAC codes exported as csv with `qrloop.codes.bulk.rows_parallel` with 1
   and 2 processes, from the call to the last block written to /dev/null: rows per second,
   the parent's peak RSS (`resource.getrusage`) and the peak RSS of the whole process tree
-  (parent, forkserver and pool processes, sampled every 20 ms with psutil);
+  (parent, forkserver and pool processes: the sum of each one's VmHWM);
 * the same for `--ed25519-rows` Ed25519 codes (not a target: Ed25519 signing dominates).
 
 Rounds alternate the kinds; medians are reported. Before each run the script waits (at most
@@ -32,6 +34,7 @@ import re
 import resource
 import shlex
 import ssl
+import statistics
 import subprocess
 import sys
 import threading
@@ -56,13 +59,14 @@ CAMPAIGN = 4_000_000_001
 FIRST_SERIAL = 1 << 40
 TARGET_RATE = 200_000
 TARGET_MB = 300
-SAMPLE_SECONDS = 0.02
+SAMPLE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
 class Run:
     """One measurement: a kind of work, how many processes did it, and what it cost."""
 
+    round: int
     kind: str  # "ceiling", "hmac-sha256" or "ed25519"
     processes: int
     items: int
@@ -84,21 +88,26 @@ class Run:
 class Watch:
     """While open: peak RSS of this process and its descendants, and the CPU others used.
 
-    A thread samples the tree every 20 ms; CPU used by the machine meanwhile, minus the
-    tree's own, is what other processes took from the measurement.
+    A thread lists the tree every 100 ms and reads each process's own peak RSS (VmHWM, exact
+    even between samples) and CPU time. The tree's peak is the sum of its processes' peaks:
+    an upper bound, since they need not peak at the same moment. CPU used by the machine
+    meanwhile, minus the tree's own, is what other processes took from the measurement.
     """
 
     def __init__(self) -> None:
         self.tree_peak_mb = 0.0
         self.others_cores = 0.0
-        self._peak = 0
+        self._peaks: dict[int, int] = {}
         self._cpu: dict[int, float] = {}
+        self._cpu_before: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._busy = 0.0
         self._started = 0.0
 
     def __enter__(self) -> Watch:
+        self._sample()
+        self._cpu_before = dict(self._cpu)
         self._busy = _busy_seconds()
         self._started = time.perf_counter()
         self._thread.start()
@@ -109,9 +118,9 @@ class Watch:
         self._thread.join()
         self._sample()
         elapsed = time.perf_counter() - self._started
-        others = _busy_seconds() - self._busy - sum(self._cpu.values())
-        self.others_cores = max(0.0, others) / elapsed
-        self.tree_peak_mb = self._peak / 2**20
+        tree_cpu = sum(self._cpu.values()) - sum(self._cpu_before.values())
+        self.others_cores = max(0.0, _busy_seconds() - self._busy - tree_cpu) / elapsed
+        self.tree_peak_mb = sum(self._peaks.values()) / 2**10
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
@@ -119,17 +128,23 @@ class Watch:
 
     def _sample(self) -> None:
         me = psutil.Process()
-        rss = 0
         for process in [me, *me.children(recursive=True)]:
             try:
-                with process.oneshot():
-                    rss += process.memory_info().rss
-                    times = process.cpu_times()
-            except psutil.Error:  # ended between listing and reading
+                times = process.cpu_times()
+                peak_kb = _peak_rss_kb(process.pid)
+            except (psutil.Error, OSError):  # ended between listing and reading
                 continue
-            # The last reading of a process that ends before the next sample is kept.
+            # A process that ends keeps its last reading.
             self._cpu[process.pid] = times.user + times.system
-        self._peak = max(self._peak, rss)
+            self._peaks[process.pid] = peak_kb
+
+
+def _peak_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    if match is None:  # a zombie has no memory left to report
+        raise OSError(f"no VmHWM for process {pid}")
+    return int(match[1])
 
 
 def _busy_seconds() -> float:
@@ -212,20 +227,31 @@ def wait_for_quiet(limit: float) -> None:
         say(f"waiting for the machine to go quiet ({load:.2f} cores busy)")
 
 
-def run_child(kind: str, processes: int, count: int, block: int) -> Run:
-    """One measurement in a fresh interpreter."""
-    command = [sys.executable, __file__, "--child", kind, str(processes), str(count), str(block)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    data = json.loads(out.strip().splitlines()[-1])
+def run_child(round_: int, kind: str, processes: int, count: int, block: int) -> Run:
+    """One measurement in a fresh interpreter; the ceiling on n cores is n of them at once."""
+    copies = processes if kind == "ceiling" else 1
+    each = 1 if kind == "ceiling" else processes
+    command = [sys.executable, __file__, "--child", kind, str(each), str(count), str(block)]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    results = []
+    for process in children:
+        out, _ = process.communicate()
+        if process.returncode:
+            raise SystemExit(f"{shlex.join(command)} failed with status {process.returncode}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    items = sum(r["items"] for r in results)
+    rate = sum(r["items"] / r["seconds"] for r in results)
     run = Run(
+        round_,
         kind,
         processes,
-        data["items"],
-        data["seconds"],
-        data["first_block"],
-        data["self_mb"],
-        data["tree_mb"],
-        data["others"],
+        items,
+        items / rate,
+        max(r["first_block"] for r in results),
+        max(r["self_mb"] for r in results),
+        sum(r["tree_mb"] for r in results),
+        # Each copy counts its siblings' CPU as others'.
+        max(0.0, min(r["others"] for r in results) - (copies - 1)),
     )
     say(
         f"{kind} x{processes}: {run.rate:,.0f}/s, {run.seconds:.2f} s,"
@@ -238,18 +264,19 @@ def run_child(kind: str, processes: int, count: int, block: int) -> Run:
 def measure_all(args: argparse.Namespace) -> list[Run]:
     """Every kind once per round, alternating, so drifting load hits all kinds alike."""
     plan = [
-        ("ceiling", 1, args.ceiling_signatures),
-        ("hmac-sha256", 1, args.rows),
-        ("hmac-sha256", 2, args.rows),
-        ("ed25519", 1, args.ed25519_rows),
-        ("ed25519", 2, args.ed25519_rows),
+        ("ceiling", 1, args.ceiling_signatures, 0),
+        ("ceiling", 2, args.ceiling_signatures, 0),
+        ("hmac-sha256", 1, args.rows, args.block),
+        ("hmac-sha256", 2, args.rows, args.block),
+        ("ed25519", 1, args.ed25519_rows, args.ed25519_block),
+        ("ed25519", 2, args.ed25519_rows, args.ed25519_block),
     ]
     runs = []
     for round_ in range(1, args.rounds + 1):
         say(f"round {round_} of {args.rounds}")
-        for kind, processes, count in plan:
+        for kind, processes, count, block in plan:
             wait_for_quiet(args.quiet_wait)
-            runs.append(run_child(kind, processes, count, args.block))
+            runs.append(run_child(round_, kind, processes, count, block))
     return runs
 
 
@@ -291,10 +318,20 @@ def _median(runs: list[Run], kind: str, processes: int) -> Run:
     return chosen[len(chosen) // 2]
 
 
+def _share(runs: list[Run], kind: str, processes: int) -> float:
+    """Median over rounds of rows/s / (ceiling rows/s) measured in the same round."""
+    ceilings = {
+        r.round: r.rate / 2 for r in runs if r.kind == "ceiling" and r.processes == processes
+    }
+    return statistics.median(
+        r.rate / ceilings[r.round] for r in runs if r.kind == kind and r.processes == processes
+    )
+
+
 def report(args: argparse.Namespace, runs: list[Run], command: str) -> str:
     """The "## Bulk signing" section: machine, method, medians, verdict, every run."""
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    ceiling = _median(runs, "ceiling", 1).rate
+    ceilings = {processes: _median(runs, "ceiling", processes).rate for processes in (1, 2)}
     lines = [
         SECTION,
         "",
@@ -309,20 +346,23 @@ def report(args: argparse.Namespace, runs: list[Run], command: str) -> str:
         f"Each cell is the median of {args.rounds} runs, each in a fresh interpreter. A row is"
         " `code,typed,claim_url`: two HMAC-SHA256 per HMAC row (code tag, claim tag), one"
         " Ed25519 signature and one HMAC per Ed25519 row. Rows are streamed to /dev/null in"
-        f" blocks of {args.block:,} from the call to"
+        f" blocks of {args.block:,} ({args.ed25519_block:,} for Ed25519) from the call to"
         ' `qrloop.codes.bulk.rows_parallel(..., "csv", processes)` until its last block, pool'
         " start-up included (*first block*: seconds until the first block arrived). Peak RSS:"
-        " the calling process (`getrusage`), and the sum over the whole tree (caller,"
-        " forkserver, pool processes; sampled every 20 ms; shared pages counted once per"
-        " process). *Others*: cores used by the rest of the machine meanwhile. *Share of"
-        " ceiling*: rows/s / (processes * signatures/s / 2).",
+        " the calling process (`getrusage`), and the sum of every process's own peak (VmHWM)"
+        " over the whole tree (caller, forkserver, pool processes): an upper bound, shared"
+        " pages counted once per process. *Others*: cores used by the rest of the machine"
+        " meanwhile. *Share of ceiling*: rows/s / (ceiling signatures/s with as many"
+        " processes / 2), computed within each round and its median shown: the host's speed"
+        " drifts by tens of percent from minute to minute, invisibly from inside (no steal"
+        " time reported), so ratios within a round say more than absolute rates.",
         "",
-        f"Ceiling: {ceiling:,.0f} HMAC-SHA256 signatures/s in one Python process"
+        f"Ceiling: {ceilings[1]:,.0f} HMAC-SHA256 signatures/s in one Python process"
         " (`keyed.copy()`, `.update(header)`, `.digest()` on an `hmac.new(...)` object), so"
-        f" {ceiling / 2:,.0f} two-MAC rows/s per core and {ceiling:,.0f} on 2 cores. `bulk`"
-        " computes the same MAC from two pre-keyed SHA-256 states without the `hmac.HMAC`"
-        " wrapper's Python-level method calls, so a row can cost less than two ceiling"
-        " signatures.",
+        f" {ceilings[1] / 2:,.0f} two-MAC rows/s; {ceilings[2]:,.0f} signatures/s from two such"
+        f" processes at once, so {ceilings[2] / 2:,.0f} rows/s on 2 cores. `bulk` computes the"
+        " same MAC from two pre-keyed SHA-256 states without the `hmac.HMAC` wrapper's"
+        " Python-level method calls, so a row can cost less than two ceiling signatures.",
         "",
         "| codes | processes | rows | rows/s | share of ceiling | seconds | first block s"
         " | peak RSS caller MB | peak RSS tree MB | others (cores) |",
@@ -331,7 +371,7 @@ def report(args: argparse.Namespace, runs: list[Run], command: str) -> str:
     for kind in ("hmac-sha256", "ed25519"):
         for processes in (1, 2):
             run = _median(runs, kind, processes)
-            share = run.rate * 2 / ceiling / processes
+            share = _share(runs, kind, processes)
             lines.append(
                 f"| {kind} | {processes} | {run.items:,} | {run.rate:,.0f} | {share:.2f}"
                 f" | {run.seconds:.2f} | {run.first_block:.2f} | {run.self_peak_mb:.0f}"
@@ -357,13 +397,13 @@ def _every_run(runs: list[Run]) -> list[str]:
     return [
         "<details><summary>Every run</summary>",
         "",
-        "| kind | processes | items | per second | seconds | first block s | caller MB"
+        "| round | kind | processes | items | per second | seconds | first block s | caller MB"
         " | tree MB | others |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[
-            f"| {r.kind} | {r.processes} | {r.items:,} | {r.rate:,.0f} | {r.seconds:.2f}"
-            f" | {r.first_block:.2f} | {r.self_peak_mb:.0f} | {r.tree_peak_mb:.0f}"
-            f" | {r.others_cores:.2f} |"
+            f"| {r.round} | {r.kind} | {r.processes} | {r.items:,} | {r.rate:,.0f}"
+            f" | {r.seconds:.2f} | {r.first_block:.2f} | {r.self_peak_mb:.0f}"
+            f" | {r.tree_peak_mb:.0f} | {r.others_cores:.2f} |"
             for r in runs
         ],
         "",
@@ -387,7 +427,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="HMAC order size")
     parser.add_argument("--ed25519-rows", type=int, default=20_000, help="Ed25519 order size")
     parser.add_argument("--ceiling-signatures", type=int, default=1_000_000)
-    parser.add_argument("--block", type=int, default=50_000, help="rows per block")
+    parser.add_argument("--block", type=int, default=50_000, help="HMAC rows per block")
+    parser.add_argument("--ed25519-block", type=int, default=2_500, help="Ed25519 rows per block")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--quiet-wait",

@@ -43,10 +43,11 @@ def validity(
     parts = []
     if valid_from is not None:
         parts.append(f"from {valid_from:%Y-%m-%d %H:%M} UTC")
-    parts.append(f"until {valid_until:%Y-%m-%d %H:%M} UTC" if valid_until else "no expiry date")
+    if valid_until is not None:
+        parts.append(f"until {valid_until:%Y-%m-%d %H:%M} UTC")
     if hours:
         parts.append(f"daily {hours} ({timezone})")
-    return "Valid " + ", ".join(parts)
+    return "Valid " + ", ".join(parts) if parts else "No expiry date"
 
 
 def page(title: str, template: str, **fields: str) -> str:

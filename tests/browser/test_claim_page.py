@@ -1,0 +1,69 @@
+"""The consumer's claim page in real Chromium, on a phone-sized screen."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from support import Stack, redeem
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Chromium on the PATH (Debian: apt-get install chromium)"
+)
+# Headless on a closed network: no sandbox as root, no background fetches to time out on.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_consumer_claims_and_the_shown_qr_scans_then_turns_used(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A consumer opens the link, claims with an email, sees a QR that decodes to the code,
+    and the page's badge turns to 'Used' by itself once the till redeems it."""
+    merchant = stack.new_merchant()
+    store = merchant.created("/v1/stores", {"name": "Main"})["id"]
+    token = merchant.terminal_token(store)
+    campaign = merchant.campaign(name="Free cone after 22:00")
+    order = merchant.order(campaign, 1)
+    row = merchant.get(f"/v1/orders/{order['id']}/codes").text.splitlines()[1].split(",")
+    code, claim_url = row[0], row[2]
+
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            page.goto(claim_url)
+            assert page.locator("h1").inner_text() == "Free cone after 22:00"
+            assert page.locator(".qr").count() == 0
+            page.screenshot(path=tmp_path / "1-offer.png", full_page=True)
+
+            page.fill("#identifier", "ana@example.com")
+            page.click("button[type=submit]")
+            page.wait_for_selector(".qr svg")
+            shot = page.screenshot(path=tmp_path / "2-claimed.png", full_page=True)
+            found = zxingcpp.read_barcodes(
+                Image.open(io.BytesIO(shot)), formats=zxingcpp.BarcodeFormat.QRCode
+            )
+            assert [result.text for result in found] == [code]
+
+            assert redeem(stack, token, code).status_code == 200
+            page.wait_for_function(
+                "document.getElementById('state').textContent === 'Used'", timeout=15_000
+            )
+            page.screenshot(path=tmp_path / "3-used.png", full_page=True)
+        finally:
+            browser.close()
