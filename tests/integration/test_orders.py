@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import zxingcpp
 from PIL import Image
@@ -35,6 +36,17 @@ def _signer(stack: Stack, log: Path | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "qrloop", "signer"], env=env, cwd=stack.workdir, stderr=output
     )
+
+
+def _pool_processes(stack: Stack) -> list[psutil.Process]:
+    """Live signing pool processes (fork server and workers) started from this stack."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["status"] != psutil.STATUS_ZOMBIE and "forkserver" in cmdline:
+            if str(stack.workdir) in cmdline:
+                found.append(process)
+    return found
 
 
 def _serials(stack: Stack, csv_text: str) -> list[int]:
@@ -74,8 +86,8 @@ def test_export_waits_for_the_signer(signerless: Stack) -> None:
 
 
 def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> None:
-    """kill -9 of the signer mid-order; another signer takes the order over (after the stale
-    interval) and the export holds every serial of the range exactly once."""
+    """kill -9 of the signer mid-order leaves no pool process behind; another signer takes
+    the order over (after the stale interval) and the export holds each serial exactly once."""
     merchant = signerless.new_merchant()
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 400_000})
@@ -86,6 +98,7 @@ def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> 
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+    eventually(lambda: not _pool_processes(signerless), within=10)
     interrupted = merchant.get(path).json()
     assert interrupted["status"] == "running"
     assert interrupted["done"] < 400_000

@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import chain, repeat
@@ -51,6 +50,7 @@ from qrloop.codes.format import (
     to_typed,
 )
 from qrloop.codes.keyring import Algorithm, KeyEntry, KeyStatus, Purpose
+from qrloop.parallel import process_pool
 
 RowFormat = Literal["csv", "json"]
 
@@ -326,7 +326,7 @@ def rows_parallel(
     fmt: RowFormat,
     processes: int,
     block: int = 50_000,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The rows in blocks of `block` serials, in serial order, from `processes` processes.
 
     Arguments are checked at the call. With processes > 1 the blocks come from a pool of
@@ -355,13 +355,8 @@ def _pooled(
     processes: int,
     encoder_args: tuple[KeyEntry, int, RowFormat, str],
     blocks: Iterator[tuple[int, int]],
-) -> Iterator[bytes]:
-    pool = ProcessPoolExecutor(
-        processes,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_start_worker,
-        initargs=encoder_args,
-    )
+) -> Generator[bytes, None, None]:
+    pool = process_pool(processes, _start_worker, encoder_args)
     try:
         pending: deque[Future[bytes]] = deque()
         for start, size in blocks:

@@ -77,7 +77,7 @@ async def file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 async def derived_json(key: KeyEntry, order: asyncpg.Record, base_url: str) -> AsyncIterator[bytes]:
     """JSON lines derived again from (campaign, serial, key), one block at a time."""
-    blocks: Iterator[bytes] = rows_parallel(
+    blocks = rows_parallel(
         key,
         order["campaign_id"],
         order["first_serial"],
@@ -87,7 +87,7 @@ async def derived_json(key: KeyEntry, order: asyncpg.Record, base_url: str) -> A
         1,
         JSON_BLOCK,
     )
-    with contextlib.closing(blocks):  # type: ignore[type-var]
+    with contextlib.closing(blocks):
         for _ in range(0, order["total"], JSON_BLOCK):
             yield await asyncio.to_thread(next, blocks)
 

@@ -9,18 +9,18 @@ entry, 16 bytes per PDF page.
 
 from __future__ import annotations
 
-import multiprocessing
 import struct
 import zlib
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
 from typing import Literal
 
 from qrloop.codes import render
+from qrloop.parallel import process_pool
 
 ImageFormat = Literal["png", "svg"]
 MEDIA_TYPES = {"png": "application/zip", "svg": "application/zip", "pdf": "application/pdf"}
@@ -77,15 +77,9 @@ def _rendered_in_pool(
     workers get the layouts this process learned, so none of them learns them again, and
     they start from a fork server: forking a server process that runs threads is unsafe.
     """
-    context = multiprocessing.get_context("forkserver")
     pending: deque[tuple[list[int], Future[list[bytes]]]] = deque()
     iterator = iter(items)
-    with ProcessPoolExecutor(
-        processes,
-        mp_context=context,
-        initializer=render.adopt_layouts,
-        initargs=(render.learned_layouts(),),
-    ) as pool:
+    with process_pool(processes, render.adopt_layouts, (render.learned_layouts(),)) as pool:
         try:
             while batch := list(islice(iterator, BATCH)):
                 serials = [serial for serial, _ in batch]
