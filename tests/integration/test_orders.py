@@ -43,9 +43,9 @@ def _pool_processes(stack: Stack) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if process.info["status"] != psutil.STATUS_ZOMBIE and "forkserver" in cmdline:
-            if str(stack.workdir) in cmdline:
-                found.append(process)
+        alive = process.info["status"] != psutil.STATUS_ZOMBIE
+        if alive and "forkserver" in cmdline and str(stack.workdir) in cmdline:
+            found.append(process)
     return found
 
 
