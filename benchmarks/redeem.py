@@ -74,7 +74,11 @@ BUSY_LIMIT = 0.15  # CPU share in use before a run above which it waits (--quiet
 OTHERS_LIMIT = 0.1  # cores used by other processes during a run above which it is flagged
 _PR_SET_PDEATHSIG = 1
 
+# The API as `qrloop api` runs it, plus a `qrloop signer` in the same process group (orders
+# are signed in the background; the signer idles while requests are measured).
 SERVE = (
+    "import subprocess, sys; "
+    "subprocess.Popen([sys.executable, '-m', 'qrloop', 'signer']); "
     "from qrloop.cli import run_api; from qrloop.settings import load; "
     "run_api(load(), factory='bench_app:create')"
 )
@@ -466,6 +470,11 @@ def new_codes(
         **{"Idempotency-Key": f"bench-{os.getpid()}-{fixture.orders}"},
         **fixture.merchant(),
     )
+    deadline = time.monotonic() + 600
+    while http.ok("GET", f"/v1/orders/{order['id']}", **fixture.merchant())["status"] != "done":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"order {order['id']} was not signed in time")
+        time.sleep(0.1)
     request = urllib.request.Request(
         f"{http.base_url}/v1/orders/{order['id']}/codes?format=csv", headers=fixture.merchant()
     )
