@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -27,11 +26,11 @@ from pathlib import Path
 
 import httpx
 import psutil
+from results import write_section
 
 from qrloop.embedded import EmbeddedServers
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Bulk order"
 
 
@@ -154,17 +153,6 @@ def _run(*command: str) -> str:
         return ""
 
 
-def write_section(section: str) -> None:
-    """Replace this script's section of RESULTS.md, keeping every other section."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\b.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quantity", type=int, default=1_000_000)
@@ -216,7 +204,7 @@ def main() -> None:
     )
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section(SECTION, section)
 
 
 if __name__ == "__main__":

@@ -54,11 +54,11 @@ from typing import Any
 import asyncpg
 import redis
 import redis.asyncio
+from results import RESULTS, write_section
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LUA = HERE / "redeem.lua"
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Redeem"
 
 VARIANTS = {
@@ -1037,17 +1037,6 @@ def targets(args: argparse.Namespace, summaries: dict[tuple[int, int], Any]) -> 
     return out
 
 
-def write_results(section: str) -> None:
-    """Replace the "## Redeem" section of RESULTS.md, keeping every other section."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\b.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -1128,7 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(SECTION, section)
         say(f"wrote {RESULTS.relative_to(ROOT)} ({time.monotonic() - started:.0f}s in all)")
     return 0
 

@@ -26,7 +26,6 @@ import argparse
 import io
 import os
 import platform
-import re
 import shlex
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ import segno
 import segno.encoder
 import zxingcpp
 from PIL import Image
+from results import RESULTS, write_section
 
 from qrloop.codes import render
 from qrloop.codes.format import Signer
@@ -50,7 +50,6 @@ from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
 from qrloop.issuance import images
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## QR image export"
 TARGET = 2_000  # scannable PNGs per second on 2 cores (the issue's target)
 KINDS = {Algorithm.HMAC_SHA256: "HMAC (45 chars, v3)", Algorithm.ED25519: "Ed25519 (122 chars, v5)"}
@@ -372,17 +371,6 @@ def report(args: argparse.Namespace, kinds: list[Kind], learn: float, pool: floa
     return "\n".join(line for part in parts for line in part) + "\n"
 
 
-def write_results(section: str) -> None:
-    """Replace the "## QR image export" section of RESULTS.md, keeping every other section."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\b.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per timed loop")
@@ -404,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(args, kinds, learn, pool)
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(SECTION, section)
         say(f"wrote {RESULTS}")
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
+from results import RESULTS, write_section
 
 from qrloop.codes.bulk import rows_parallel
 from qrloop.codes.format import Signer, to_typed
@@ -52,7 +53,6 @@ from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Bulk signing"
 CLAIM_BASE = "https://qrloop.example/c/"
 CAMPAIGN = 4_000_000_001
@@ -411,17 +411,6 @@ def _every_run(runs: list[Run]) -> list[str]:
     ]
 
 
-def write_results(section: str) -> None:
-    """Replace the "## Bulk signing" section of RESULTS.md, keeping every other section."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\b.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text.rstrip("\n") + "\n")
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="HMAC order size")
@@ -450,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     section = report(args, measure_all(args), command)
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(SECTION, section)
         say(f"wrote {RESULTS.relative_to(ROOT)}")
 
 
