@@ -1,4 +1,4 @@
-"""Each API process re-reads what can change under a till twice a second, off the hot path:
+"""Each API process re-reads what can change under a till four times a second, off the hot path:
 the key ring, campaign rules, disabled terminals and stores, and blocked terminals."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from qrloop.runtime import Runtime
 log = logging.getLogger("qrloop.refresher")
 
 # Bounds how long a pause, a new window or a disabled terminal takes to reach every process.
-REFRESH_SECONDS = 0.5
+REFRESH_SECONDS = 0.25
 
 
 async def keep_fresh(runtime: Runtime) -> None:

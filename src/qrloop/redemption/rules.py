@@ -95,7 +95,7 @@ def _rules(row: asyncpg.Record) -> CampaignRules:
 
 class RulesCache:
     """Campaign rules by id. A campaign is read once on first sight; after that `refresh()`
-    (run by the process's refresher every half second) keeps every cached campaign current,
+    (run by the process's refresher four times a second) keeps every cached campaign current,
     so a pause or a new window reaches every process within a second without the till
     waiting on PostgreSQL."""
 
