@@ -73,12 +73,21 @@ def redeem_call(offset: int) -> Call:
             keyspace.used_bitmap(p, campaign, serial),
             keyspace.void_bitmap(p, campaign, serial),
             keyspace.events(p),
-            keyspace.idempotency(p, 7, f"n{serial}"),
             keyspace.last_use(p, campaign, serial),
             keyspace.reversal_counts(p, campaign, serial),
         ]
         now = int(time.time() * 1000)
-        return keys, [keyspace.bit_offset(serial), campaign, serial, 7, 3, 2, now, 86400, 90000]
+        return keys, [
+            keyspace.bit_offset(serial),
+            campaign,
+            serial,
+            7,
+            3,
+            2,
+            now,
+            f"n{serial}",
+            90000,
+        ]
 
     return call
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 CHUNK_BITS = 20  # 2^20 serials per bitmap chunk: at most 128 KiB per bitmap
 CHUNK_MASK = (1 << CHUNK_BITS) - 1
 SETTLEMENT_GROUP = "settlement"
-IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
-# The latest use of a code is kept this long: longer than any reversal window may be.
+# The latest use of a code is kept this long: longer than any reversal window may be, and
+# longer than the 24 hours in which a till's retry (same terminal and nonce) is recognised.
 LAST_USE_TTL_SECONDS = 25 * 60 * 60
 
 
@@ -46,7 +46,7 @@ def claim_owners(partition: int, campaign_id: int, serial: int) -> str:
 
 
 def last_use(partition: int, campaign_id: int, serial: int) -> str:
-    """The code's latest redemption, packed: "use|terminal|store|at ms|reversed"."""
+    """The code's latest redemption, packed: "use|terminal|store|at ms|reversed|nonce"."""
     return f"{_tag(partition)}:use:{campaign_id}:{serial}"
 
 
@@ -75,11 +75,6 @@ def events(partition: int) -> str:
 def epoch(partition: int) -> str:
     """Present while the partition's state is intact; absent after a loss (fail closed)."""
     return f"{_tag(partition)}:epoch"
-
-
-def idempotency(partition: int, terminal_id: int, nonce: str) -> str:
-    """The answer given to (terminal, nonce), kept for IDEMPOTENCY_TTL_SECONDS."""
-    return f"{_tag(partition)}:idem:{terminal_id}:{nonce}"
 
 
 def dead_letters(stream: str) -> str:

@@ -175,14 +175,16 @@ def test_rate_limited_after_ten_invalid_scans(stack: Stack) -> None:
 
 def test_retry_with_same_nonce_is_answered_alike(stack: Stack, shop: Shop) -> None:
     """A timed-out till retrying with its nonce gets `redeemed` and the same id, not a refusal;
-    the same nonce for another code is a conflict."""
+    another till, or the same till with a new nonce, is refused."""
     code = shop.code()
     first = redeem(stack, shop.token, code, nonce="till-retry-7")
     retry = redeem(stack, shop.token, code, nonce="till-retry-7")
     assert first.status_code == retry.status_code == 200
     assert retry.json() == first.json()
-    other = redeem(stack, shop.token, shop.code(), nonce="till-retry-7")
-    assert (other.status_code, reason(other)) == (409, "conflict")
+    other_till = shop.merchant.terminal_token(shop.store_id, "other")
+    for token, nonce in ((other_till, "till-retry-7"), (shop.token, "till-retry-8")):
+        refused = redeem(stack, token, code, nonce=nonce)
+        assert (refused.status_code, reason(refused)) == (409, "already_redeemed")
 
 
 def test_reverse_then_redeem_again_once(stack: Stack, shop: Shop) -> None:

@@ -5,15 +5,16 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'unavailable' end
 local last = redis.call('GET', KEYS[3])
 if not last then return 'not_found' end
--- last use: "use|terminal|store|at|reversed"
-local use, _, store, at, reversed = string.match(last, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d)$')
+-- last use: "use|terminal|store|at|reversed|nonce"
+local use, terminal, store, at, reversed, nonce =
+  string.match(last, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d)|(.*)$')
 if use ~= ARGV[4] then return 'not_found' end
 if store ~= ARGV[5] then return 'other_store' end
 if reversed == '1' then return 'reversed' end
 if tonumber(ARGV[7]) - tonumber(at) >= tonumber(ARGV[8]) then return 'window_closed' end
 redis.call('SETBIT', KEYS[2], ARGV[1], 0)
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-redis.call('SET', KEYS[3], string.sub(last, 1, -2) .. '1', 'KEEPTTL')
+redis.call('SET', KEYS[3], table.concat({use, terminal, store, at, 1, nonce}, '|'), 'KEEPTTL')
 redis.call('XADD', KEYS[5], '*', 'reverse', table.concat(
   {ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[5], ARGV[7]}, '|'))
 return 'reversed'

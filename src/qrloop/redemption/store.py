@@ -76,7 +76,6 @@ class CodeStateStore:
             keyspace.used_bitmap(partition, campaign_id, serial),
             keyspace.void_bitmap(partition, campaign_id, serial),
             keyspace.events(partition),
-            keyspace.idempotency(partition, terminal.terminal_id, nonce),
             keyspace.last_use(partition, campaign_id, serial),
             keyspace.reversal_counts(partition, campaign_id, serial),
         ]
@@ -88,7 +87,7 @@ class CodeStateStore:
             terminal.store_id,
             terminal.merchant_id,
             now_ms,
-            keyspace.IDEMPOTENCY_TTL_SECONDS,
+            nonce,
             keyspace.LAST_USE_TTL_SECONDS,
         ]
         answer = await self._run(_REDEEM, keys, args)
@@ -156,10 +155,10 @@ class CodeStateStore:
 
 def already_redeemed(last_use: bytes | None = None) -> Problem:
     """The refusal for a used code, saying when and where while Redis still remembers
-    (`last_use` is "use|terminal|store|at ms|reversed")."""
+    (`last_use` is "use|terminal|store|at ms|reversed|nonce")."""
     problem = Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
     if last_use is not None:
-        _, _, store, at_ms, _ = last_use.split(b"|")
+        _, _, store, at_ms, *_ = last_use.split(b"|")
         used_at = datetime.fromtimestamp(int(at_ms) / 1000, tz=UTC).isoformat()
         problem.extra.update(redeemed_at=used_at, store_id=int(store))
         problem.detail += f" It was used at store {int(store)} at {used_at}."
@@ -169,6 +168,4 @@ def already_redeemed(last_use: bytes | None = None) -> Problem:
 def _refusal(outcome: object) -> Problem:
     if outcome == b"voided":
         return Problem(Reason.VOIDED, "This code was voided by its issuer.")
-    if outcome == b"nonce_reused":
-        return Problem(Reason.CONFLICT, "This nonce was already used for another code.")
     return unavailable()
