@@ -18,7 +18,7 @@ from qrloop.redemption.rules import parse_hours
 
 _COLUMNS = (
     "id, name, face_value, currency, valid_from, valid_until, hours, timezone,"
-    " accepted_merchants, algorithm, paused, reversal_window_s"
+    " accepted_merchants, algorithm, paused, reversal_window_s, platform_fee"
 )
 # The rules a patch may change, in the order of the UPDATE's parameters.
 _MUTABLE = (
@@ -75,8 +75,9 @@ async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> Camp
         allies = await _allies(connection, merchant_id, data.accepted_merchants)
         row = await connection.fetchrow(
             "INSERT INTO campaigns (merchant_id, name, face_value, currency, valid_from,"
-            " valid_until, hours, timezone, accepted_merchants, algorithm, reversal_window_s)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {_COLUMNS}",
+            " valid_until, hours, timezone, accepted_merchants, algorithm, reversal_window_s,"
+            " platform_fee)"
+            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {_COLUMNS}",
             merchant_id,
             data.name,
             data.face_value,
@@ -88,6 +89,7 @@ async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> Camp
             allies,
             data.algorithm,
             data.reversal_window_s,
+            data.platform_fee,
         )
     assert row is not None
     return _out(row)

@@ -26,6 +26,7 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
     accepted_merchants: Annotated[list[Id], msgspec.Meta(max_length=1000)] = []
     algorithm: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
     reversal_window_s: ReversalWindow = 900
+    platform_fee: Annotated[int, msgspec.Meta(ge=0, le=2**53)] = 0
 
 
 class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -58,6 +59,7 @@ class CampaignOut(msgspec.Struct):
     algorithm: str
     paused: bool
     reversal_window_s: int
+    platform_fee: int
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):

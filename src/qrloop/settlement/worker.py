@@ -19,6 +19,7 @@ from redis.typing import KeyT, StreamIdT
 from qrloop import keyspace
 from qrloop.db import create_pool
 from qrloop.settings import Settings
+from qrloop.settlement import ledger
 from qrloop.settlement.events import (
     ClaimRow,
     PoisonEntry,
@@ -133,7 +134,8 @@ class Worker:
         self.settled += sum(isinstance(row, RedemptionRow) for row in rows)
 
     async def _insert(self, rows: list[Row]) -> None:
-        """One transaction; redemptions first, since a reversal refers to its redemption."""
+        """One transaction: rows first (a reversal refers to its redemption), then their
+        ledger postings, so a redemption is settled and booked together or not at all."""
         redemptions = [r for r in rows if isinstance(r, RedemptionRow)]
         reversals = [r for r in rows if isinstance(r, ReversalRow)]
         voids = [r for r in rows if isinstance(r, VoidRow)]
@@ -156,6 +158,12 @@ class Worker:
                     (r.campaign_id, r.serial, r.use_no, r.terminal_id, r.store_id, r.reversed_at)
                     for r in reversals
                 ],
+            )
+            await ledger.post(
+                connection, "redemption", [(r.campaign_id, r.serial, r.use_no) for r in redemptions]
+            )
+            await ledger.post(
+                connection, "reversal", [(r.campaign_id, r.serial, r.use_no) for r in reversals]
             )
             await connection.executemany(
                 "INSERT INTO voids (campaign_id, first_serial, last_serial, voided_at)"

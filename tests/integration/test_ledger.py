@@ -1,0 +1,102 @@
+"""The double-entry ledger: what a redemption and its reversal book, and that it balances."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+from support import Stack, eventually, fetchval, redeem, till
+
+ENTRIES = """
+SELECT t.kind, e.account, e.merchant_id, e.currency, e.amount
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE t.campaign_id = $1 ORDER BY t.id, e.account
+"""
+
+
+def _entries(stack: Stack, campaign_id: int) -> list[tuple[Any, ...]]:
+    async def fetch() -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(stack.stores.database_url)
+        try:
+            return [tuple(row) for row in await connection.fetch(ENTRIES, campaign_id)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def test_alliance_redemption_and_reversal_book_balanced_entries(stack: Stack) -> None:
+    """A code of issuer A redeemed at ally B's store moves the face value from A's payable to
+    B's receivable and the platform fee from A to the platform; reversing it books the contra
+    entries; every transaction sums to zero."""
+    issuer, ally = stack.new_merchant("Issuer"), stack.new_merchant("Ally")
+    ally_store = ally.created("/v1/stores", {"name": "Partner"})["id"]
+    token = ally.terminal_token(ally_store)
+    campaign = issuer.campaign(face_value=10_000, accepted_merchants=[ally.id], platform_fee=100)
+    code = issuer.codes(campaign, 1)[0]
+    redemption = redeem(stack, token, code).json()["redemption_id"]
+    eventually(lambda: len(_entries(stack, campaign)) == 4, within=10)
+    assert _entries(stack, campaign) == [
+        ("redemption", "fees", issuer.id, "CNY", -100),
+        ("redemption", "payable", issuer.id, "CNY", -10_000),
+        ("redemption", "platform_revenue", None, "CNY", 100),
+        ("redemption", "receivable", ally.id, "CNY", 10_000),
+    ]
+    assert till(stack, f"/v1/redemptions/{redemption}/reverse", token, {}).status_code == 200
+    eventually(lambda: len(_entries(stack, campaign)) == 8, within=10)
+    reversal = _entries(stack, campaign)[4:]
+    assert [(kind, account, amount) for kind, account, _, _, amount in reversal] == [
+        ("reversal", "fees", 100),
+        ("reversal", "payable", 10_000),
+        ("reversal", "platform_revenue", -100),
+        ("reversal", "receivable", -10_000),
+    ]
+    unbalanced = fetchval(
+        stack,
+        "SELECT count(*) FROM (SELECT transaction_id FROM ledger_entries"
+        " GROUP BY transaction_id HAVING sum(amount) <> 0) AS t",
+    )
+    assert unbalanced == 0
+    assert fetchval(stack, "SELECT coalesce(sum(amount), 0) FROM ledger_entries") == 0
+
+
+def test_the_schema_refuses_an_unbalanced_or_edited_ledger(stack: Stack) -> None:
+    """An unbalanced transaction fails at commit, and entries cannot be updated or deleted."""
+    merchant = stack.new_merchant()
+    store = merchant.created("/v1/stores", {"name": "S"})["id"]
+    campaign = merchant.campaign()
+    code = merchant.codes(campaign, 1)[0]
+    assert redeem(stack, merchant.terminal_token(store), code).status_code == 200
+    eventually(lambda: len(_entries(stack, campaign)) == 2, within=10)
+
+    async def tamper() -> None:
+        connection = await asyncpg.connect(stack.stores.database_url)
+        try:
+            transaction = await connection.fetchval(
+                "SELECT id FROM ledger_transactions WHERE campaign_id = $1", campaign
+            )
+            with pytest.raises(asyncpg.RaiseError, match="does not balance"):
+                async with connection.transaction():
+                    await connection.execute(
+                        "INSERT INTO ledger_entries (transaction_id, merchant_id, account,"
+                        " currency, amount) VALUES ($1, $2, 'payable', 'CNY', -1)",
+                        transaction,
+                        merchant.id,
+                    )
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await connection.execute(
+                    "UPDATE ledger_entries SET amount = amount + 1 WHERE transaction_id = $1",
+                    transaction,
+                )
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await connection.execute(
+                    "DELETE FROM ledger_entries WHERE transaction_id = $1", transaction
+                )
+        finally:
+            await connection.close()
+
+    asyncio.run(tamper())
+    assert len(_entries(stack, campaign)) == 2
