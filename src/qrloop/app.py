@@ -40,6 +40,7 @@ from qrloop.redemption.rules import RulesCache
 from qrloop.redemption.store import CodeStateStore
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
+from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 
 log = logging.getLogger("qrloop.app")
@@ -190,6 +191,7 @@ def create_app(
             TillController,
             ClaimPages,
             PoolsController,
+            SettlementController,
             live,
             ready,
             prometheus,

@@ -100,3 +100,40 @@ def test_the_schema_refuses_an_unbalanced_or_edited_ledger(stack: Stack) -> None
 
     asyncio.run(tamper())
     assert len(_entries(stack, campaign)) == 2
+
+
+def test_daily_settlement_by_counterparty_as_json_and_csv(stack: Stack) -> None:
+    """The issuer owes its ally what the ally's stores redeemed, plus the platform's fees; the
+    ally is owed the same; both as JSON and CSV for the day."""
+    issuer, ally = stack.new_merchant("Issuer"), stack.new_merchant("Ally")
+    ally_token = ally.terminal_token(ally.created("/v1/stores", {"name": "Partner"})["id"])
+    own_token = issuer.terminal_token(issuer.created("/v1/stores", {"name": "Own"})["id"])
+    campaign = issuer.campaign(face_value=2_000, accepted_merchants=[ally.id], platform_fee=50)
+    codes = issuer.codes(campaign, 3)
+    for token, code in ((ally_token, codes[0]), (ally_token, codes[1]), (own_token, codes[2])):
+        assert redeem(stack, token, code).status_code == 200
+    eventually(lambda: len(_entries(stack, campaign)) == 12, within=10)
+    day = fetchval(stack, "SELECT max(booked_at)::date FROM ledger_transactions")
+
+    owes = issuer.get("/v1/settlements", date=str(day)).json()
+    assert owes["lines"] == [
+        {"direction": "own", "counterparty_id": issuer.id, "currency": "CNY", "amount": 2_000,
+         "redemptions": 1, "reversals": 0},
+        {"direction": "owes", "counterparty_id": ally.id, "currency": "CNY", "amount": 4_000,
+         "redemptions": 2, "reversals": 0},
+    ]  # fmt: skip
+    assert owes["platform_fees"] == [{"currency": "CNY", "amount": 150}]
+    assert owes["net"] == {"CNY": -4_150}
+    owed = ally.get("/v1/settlements", date=str(day)).json()
+    assert owed["net"] == {"CNY": 4_000}
+    assert [line["direction"] for line in owed["lines"]] == ["owed"]
+
+    table = ally.get("/v1/settlements", date=str(day), format="csv")
+    assert table.headers["content-type"].startswith("text/csv")
+    assert table.text.splitlines() == [
+        "date,direction,counterparty_id,currency,amount,redemptions,reversals",
+        f"{day},owed,{issuer.id},CNY,4000,2,0",
+    ]
+    stranger = stack.new_merchant("Stranger")
+    assert stranger.get("/v1/settlements", date=str(day)).json()["lines"] == []
+    assert issuer.get("/v1/settlements", date="not-a-day").status_code == 400

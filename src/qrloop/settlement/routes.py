@@ -1,0 +1,42 @@
+"""Merchant routes over the ledger."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from litestar import Controller, Response, get
+from litestar.di import Provide
+
+from qrloop.accounts.guards import current_merchant
+from qrloop.runtime import Runtime
+from qrloop.settlement import reports
+
+
+class ReportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+
+
+class SettlementController(Controller):
+    path = "/v1"
+    tags = ["settlement"]
+    dependencies = {"merchant_id": Provide(current_merchant)}
+
+    @get("/settlements", summary="What the merchant owes and is owed on a day, by counterparty")
+    async def settlements(
+        self,
+        date: date,
+        merchant_id: int,
+        runtime: Runtime,
+        format: ReportFormat = ReportFormat.JSON,
+    ) -> Response[reports.Settlement | str]:
+        """Amounts in minor units, per currency, for the UTC day; `net` > 0: owed to you."""
+        settlement = await reports.daily(runtime.pool, merchant_id, date)
+        if format is ReportFormat.CSV:
+            return Response(
+                reports.as_csv(settlement),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="settlement-{date}.csv"'},
+            )
+        return Response(settlement)
