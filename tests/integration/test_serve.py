@@ -98,17 +98,21 @@ def test_serve_survives_kill_9_and_the_cli_finds_the_running_servers(scratch_dir
     assert _no_servers_left(scratch_dir)
 
 
-def test_bad_setting_stops_with_a_message_naming_it(scratch_dir: Path) -> None:
-    """A malformed QRLOOP_PORT stops qrloop with exit 2 and a message that names the variable."""
-    env = {**_embedded_env(0), "QRLOOP_PORT": "eighty"}
-    result = subprocess.run(
-        [sys.executable, "-m", "qrloop", "serve"],
-        cwd=scratch_dir,
-        env=env,
+def _qrloop(folder: Path, command: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`qrloop COMMAND` on the embedded default in `folder`, with extra settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "qrloop", command],
+        cwd=folder,
+        env={**_embedded_env(0), **settings},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_bad_setting_stops_with_a_message_naming_it(scratch_dir: Path) -> None:
+    """A malformed QRLOOP_PORT stops qrloop with exit 2 and a message that names the variable."""
+    result = _qrloop(scratch_dir, "serve", QRLOOP_PORT="eighty")
     assert result.returncode == 2
     assert "QRLOOP_PORT" in result.stderr
     assert not (scratch_dir / ".qrloop").exists()
@@ -117,14 +121,6 @@ def test_bad_setting_stops_with_a_message_naming_it(scratch_dir: Path) -> None:
 @pytest.mark.parametrize("value", ["0", "1025"])
 def test_partitions_out_of_range_is_refused(scratch_dir: Path, value: str) -> None:
     """QRLOOP_PARTITIONS outside 1..1024 is refused at start, naming the variable."""
-    env = {**_embedded_env(0), "QRLOOP_PARTITIONS": value}
-    result = subprocess.run(
-        [sys.executable, "-m", "qrloop", "migrate"],
-        cwd=scratch_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _qrloop(scratch_dir, "migrate", QRLOOP_PARTITIONS=value)
     assert result.returncode == 2
     assert "QRLOOP_PARTITIONS" in result.stderr
