@@ -42,6 +42,7 @@ from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
+from qrloop.settlement.worker import settlement_gauges
 
 log = logging.getLogger("qrloop.app")
 
@@ -155,8 +156,9 @@ async def ready(runtime: Runtime) -> dict[str, str]:
 
 
 @get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
-async def prometheus() -> str:
-    return metrics.render()
+async def prometheus(runtime: Runtime) -> str:
+    backlog, dead = await settlement_gauges(runtime.redis, runtime.settings.partitions)
+    return metrics.render(backlog, dead)
 
 
 def _runtime(state: State) -> Runtime:

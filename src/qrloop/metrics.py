@@ -11,11 +11,20 @@ def count_answer(route: str, outcome: str) -> None:
     _answers[(route, outcome)] += 1
 
 
-def render() -> str:
+def render(settlement_backlog: int, dead_letters: int) -> str:
+    """This process's answer counters, and the shared settlement gauges read from Redis."""
     lines = [
         "# HELP qrloop_answers_total Answers given, by route and outcome (reason or ok).",
         "# TYPE qrloop_answers_total counter",
     ]
     for (route, outcome), value in sorted(_answers.items()):
         lines.append(f'qrloop_answers_total{{route="{route}",outcome="{outcome}"}} {value}')
+    lines += [
+        "# HELP qrloop_settlement_backlog Stream entries not yet settled into PostgreSQL.",
+        "# TYPE qrloop_settlement_backlog gauge",
+        f"qrloop_settlement_backlog {settlement_backlog}",
+        "# HELP qrloop_dead_letters Entries settlement could never read, parked for a person.",
+        "# TYPE qrloop_dead_letters gauge",
+        f"qrloop_dead_letters {dead_letters}",
+    ]
     return "\n".join(lines) + "\n"

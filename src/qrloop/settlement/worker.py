@@ -177,6 +177,23 @@ class Worker:
             )
 
 
+async def settlement_gauges(client: redis.Redis, partitions: int) -> tuple[int, int]:
+    """(entries read or unread but not yet acknowledged, entries in dead-letter streams)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for partition in range(partitions):
+            stream = keyspace.events(partition)
+            pipe.xinfo_groups(stream)
+            pipe.xlen(keyspace.dead_letters(stream))
+        answers = await pipe.execute(raise_on_error=False)
+    backlog = dead = 0
+    for groups, dead_count in zip(answers[0::2], answers[1::2], strict=True):
+        for group in groups if isinstance(groups, list) else []:
+            if group["name"] == keyspace.SETTLEMENT_GROUP.encode():
+                backlog += int(group["pending"]) + int(group.get("lag") or 0)
+        dead += int(dead_count) if isinstance(dead_count, int) else 0
+    return backlog, dead
+
+
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
