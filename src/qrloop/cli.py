@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("order_id", type=int)
     watch.set_defaults(run=cmd_orders_watch)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+    reconcile = commands.add_parser("reconcile", help="compare Redis state with PostgreSQL")
+    reconcile.add_argument(
+        "--rehydrate", action="store_true", help="rebuild partitions that lost their state"
+    )
+    reconcile.set_defaults(run=cmd_reconcile)
 
     merchants = commands.add_parser("merchants", help="manage merchants").add_subparsers(
         required=True, metavar="ACTION"
@@ -209,6 +214,37 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
         raise SystemExit("qrloop worker: set DATABASE_URL and REDIS_URL (or use `qrloop serve`)")
     asyncio.run(serve(settings))
     return 0
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    """Report disagreements; exit 1 while a settled redemption is free again in Redis."""
+    from qrloop.settlement.reconcile import describe, reconcile
+    from qrloop.settlement.state import ensure_epochs
+
+    async def run(database_url: str, redis_url: str) -> bool:
+        import redis.asyncio as redis
+
+        pool = await db.create_pool(database_url, 2)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            if args.rehydrate:
+                rebuilt = await ensure_epochs(pool, client, settings.partitions)
+                print(
+                    f"rebuilt partitions {rebuilt} from PostgreSQL"
+                    if rebuilt
+                    else "nothing to rebuild"
+                )
+            report = await reconcile(pool, client, settings.partitions)
+            print(describe(report))
+            return report.consistent
+        finally:
+            await client.aclose()
+            await pool.close()
+
+    with stores(settings) as ready:
+        assert ready.database_url
+        assert ready.redis_url
+        return 0 if asyncio.run(run(ready.database_url, ready.redis_url)) else 1
 
 
 def cmd_signer(settings: Settings, _: argparse.Namespace) -> int:

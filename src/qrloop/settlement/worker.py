@@ -75,6 +75,13 @@ class Worker:
                 backlog = await self._reclaim() or backlog
             try:
                 entries = await self._read("0" if backlog else ">")
+            except ResponseError as error:
+                if "NOGROUP" not in str(error):
+                    raise
+                # Redis came back without its streams: recreate the groups, settle what comes.
+                log.warning("consumer groups missing, recreating them")
+                await self.ensure_groups()
+                continue
             except (RedisError, OSError) as error:
                 log.warning("redis unavailable, retrying: %s", error)
                 await _pause(stop, 1.0)
