@@ -50,14 +50,6 @@ class RedemptionId:
         return cls(int(parts[0]), int(parts[1]), int(parts[2]))
 
 
-@dataclass(frozen=True, slots=True)
-class Consumed:
-    """The code is now used by this redemption (or was, by this same retried request)."""
-
-    redemption_id: str
-    replayed: bool
-
-
 class CodeStateStore:
     """Atomic check-and-consume of a code's bit, with the redemption queued in the same step."""
 
@@ -65,10 +57,10 @@ class CodeStateStore:
         self._pipe = pipe
         self._partitions = partitions
 
-    async def consume(
-        self, ref: CodeRef, nonce: str, terminal: TerminalClaims, now_ms: int
-    ) -> Consumed:
-        """Consume the code, or raise the Problem that says why not."""
+    async def consume(self, ref: CodeRef, nonce: str, terminal: TerminalClaims, now_ms: int) -> str:
+        """Consume the code and return the redemption id (the first one again for a retried
+        scan: a till's retry is answered as it was the first time), or raise the Problem that
+        says why not."""
         campaign_id, serial = ref.campaign_id, ref.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
         keys = [
@@ -92,10 +84,9 @@ class CodeStateStore:
         ]
         answer = await self._run(_REDEEM, keys, args)
         outcome = answer[0]
-        if outcome == b"redeemed":
-            return Consumed(redemption_id=answer[1].decode(), replayed=False)
-        if outcome == b"replay":
-            return Consumed(redemption_id=answer[1].decode(), replayed=True)
+        if outcome in (b"redeemed", b"replay"):
+            redemption_id: str = answer[1].decode()
+            return redemption_id
         if outcome == b"already_redeemed":
             raise already_redeemed(answer[1])
         raise _refusal(outcome)
