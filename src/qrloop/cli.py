@@ -103,17 +103,18 @@ def _parser() -> argparse.ArgumentParser:
 @contextmanager
 def stores(settings: Settings) -> Iterator[Settings]:
     """Settings that name both stores: the environment's, or the embedded default's."""
-    if settings.database_url and settings.redis_url:
+    if settings.database_url:  # settings.load() makes sure REDIS_URL is set with it
         yield settings
         return
-    if settings.database_url or settings.redis_url:
-        raise SystemExit(
-            "qrloop: set both DATABASE_URL and REDIS_URL, or neither for the embedded default"
-        )
     with embedded.running(settings.data_dir) as urls:
-        yield msgspec.structs.replace(
-            settings, database_url=urls.database_url, redis_url=urls.redis_url
-        )
+        yield _on(settings, urls)
+
+
+def _on(settings: Settings, urls: embedded.EmbeddedUrls) -> Settings:
+    """`settings` pointed at the embedded servers."""
+    return msgspec.structs.replace(
+        settings, database_url=urls.database_url, redis_url=urls.redis_url
+    )
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -269,18 +270,11 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     # Until the supervisor loop takes over, a stop request unwinds start-up and what it began.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     _wait_for_port(settings)
-    if settings.database_url and settings.redis_url:
+    if settings.database_url:
         return _supervise(settings)
-    if settings.database_url or settings.redis_url:
-        raise SystemExit(
-            "qrloop: set both DATABASE_URL and REDIS_URL, or neither for the embedded default"
-        )
     print(f"starting embedded PostgreSQL and Valkey in {settings.data_dir}/ ...", flush=True)
     with embedded.EmbeddedServers(settings.data_dir) as urls:
-        ready = msgspec.structs.replace(
-            settings, database_url=urls.database_url, redis_url=urls.redis_url
-        )
-        return _supervise(ready)
+        return _supervise(_on(settings, urls))
 
 
 def _exit_on_signal(signum: int, _: FrameType | None) -> None:

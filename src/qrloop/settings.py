@@ -89,6 +89,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         settings = msgspec.convert(raw, Settings, strict=False, dec_hook=_decode_path)
     except msgspec.ValidationError as error:
         raise SettingsError(_explain(str(error))) from None
+    if bool(settings.database_url) != bool(settings.redis_url):
+        raise SettingsError(
+            "set both DATABASE_URL and REDIS_URL, or neither for the embedded default"
+        )
     if settings.log_level not in _LOG_LEVELS:
         raise SettingsError(
             f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"

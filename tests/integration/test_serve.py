@@ -124,3 +124,11 @@ def test_partitions_out_of_range_is_refused(scratch_dir: Path, value: str) -> No
     result = _qrloop(scratch_dir, "migrate", QRLOOP_PARTITIONS=value)
     assert result.returncode == 2
     assert "QRLOOP_PARTITIONS" in result.stderr
+
+
+def test_only_one_store_url_is_refused(scratch_dir: Path) -> None:
+    """DATABASE_URL without REDIS_URL is refused at start (exit 2), naming both variables."""
+    result = _qrloop(scratch_dir, "migrate", DATABASE_URL="postgresql://nobody@/nothing")
+    assert result.returncode == 2
+    assert "DATABASE_URL and REDIS_URL" in result.stderr
+    assert not (scratch_dir / ".qrloop").exists()
