@@ -43,6 +43,7 @@ from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 from qrloop.settlement.worker import settlement_gauges
+from qrloop.webhooks.routes import WebhooksController
 
 log = logging.getLogger("qrloop.app")
 
@@ -194,6 +195,7 @@ def create_app(
             ClaimPages,
             PoolsController,
             SettlementController,
+            WebhooksController,
             live,
             ready,
             prometheus,

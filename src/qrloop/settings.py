@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     invalid_scans_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     fast_path: bool = True
+    webhook_retry_hours: Annotated[float, msgspec.Meta(gt=0, le=168)] = 24.0
+    webhook_first_retry_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
+    webhook_private_networks: bool = False
     log_level: str = "info"
 
     @property
@@ -49,6 +53,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def exports_path(self) -> Path:
         """Where signed orders are written; shared by every host in a multi-host deployment."""
         return self.export_dir or self.data_dir / "exports"
+
+    @property
+    def webhook_retry_seconds(self) -> float:
+        """How long a delivery is retried after its event, before it is marked failed."""
+        return self.webhook_retry_hours * 3600
 
     @property
     def keyring_path(self) -> Path:
@@ -75,6 +84,10 @@ ENVIRONMENT = {
     "QRLOOP_DB_POOL_SIZE": "db_pool_size",
     "QRLOOP_INVALID_SCANS_PER_MINUTE": "invalid_scans_per_minute",
     "QRLOOP_FAST_PATH": "fast_path",
+    "QRLOOP_WEBHOOK_RETRY_HOURS": "webhook_retry_hours",
+    "QRLOOP_WEBHOOK_FIRST_RETRY_SECONDS": "webhook_first_retry_seconds",
+    "QRLOOP_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
+    "QRLOOP_WEBHOOK_PRIVATE_NETWORKS": "webhook_private_networks",
     "QRLOOP_LOG_LEVEL": "log_level",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}

@@ -307,7 +307,8 @@ def test_duplicate_ids_are_refused() -> None:
 
 
 def test_ensure_dev_keys_creates_missing_working_keys_once() -> None:
-    """ensure_dev_keys adds the code, token and consumer keys only where none is active."""
+    """ensure_dev_keys adds the code, token, consumer and webhook keys only where none is
+    active."""
     ring = KeyRing()
     existing = ring.generate(Purpose.CODE, Algorithm.ED25519)
     made = ensure_dev_keys(ring)
@@ -315,6 +316,7 @@ def test_ensure_dev_keys_creates_missing_working_keys_once() -> None:
         (Purpose.CODE, Algorithm.HMAC_SHA256),
         (Purpose.TOKEN, Algorithm.ED25519),
         (Purpose.CONSUMER, Algorithm.HMAC_SHA256),
+        (Purpose.WEBHOOK, Algorithm.HMAC_SHA256),
     }
     assert ring.signing_key(Purpose.CODE, Algorithm.ED25519) == existing
     assert ensure_dev_keys(ring) == []

@@ -30,12 +30,14 @@ class Algorithm(StrEnum):
 
 
 class Purpose(StrEnum):
-    """What a key signs: codes, terminal JWTs (EdDSA, kid = str(key id)), or consumer
-    identifiers (an HMAC pepper: claims store only keyed hashes of phones and emails)."""
+    """What a key signs: codes, terminal JWTs (EdDSA, kid = str(key id)), consumer
+    identifiers (an HMAC pepper: claims store only keyed hashes of phones and emails), or
+    webhook endpoints (each endpoint's signing secret is derived from it, never stored)."""
 
     CODE = "code"
     TOKEN = "token"  # noqa: S105 - a purpose name, not a password
     CONSUMER = "consumer"
+    WEBHOOK = "webhook"
 
 
 class KeyStatus(StrEnum):
@@ -210,6 +212,7 @@ _DEV_KEY_KINDS = (
     (Purpose.CODE, Algorithm.ED25519),
     (Purpose.TOKEN, Algorithm.ED25519),
     (Purpose.CONSUMER, Algorithm.HMAC_SHA256),
+    (Purpose.WEBHOOK, Algorithm.HMAC_SHA256),
 )
 
 

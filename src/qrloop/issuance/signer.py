@@ -25,6 +25,7 @@ from qrloop.codes.keyring import KeyRing
 from qrloop.db import create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
 from qrloop.settings import Settings
+from qrloop.webhooks import outbox
 
 log = logging.getLogger("qrloop.signer")
 
@@ -114,9 +115,7 @@ class OrderSigner:
             for count in _block_sizes(remaining):
                 block = await asyncio.to_thread(next, blocks)
                 written = await asyncio.to_thread(_append, file, block)
-                status = await self._pool.fetchval(
-                    _PROGRESS, order["id"], self._name, count, written
-                )
+                status = await self._progress(order["id"], count, written)
                 self.signed += count
                 if status is None:
                     log.info("order %s: no longer ours (cancelled or taken over)", order["id"])
@@ -124,6 +123,21 @@ class OrderSigner:
                 if status == "done" or stop.is_set():
                     log.info("order %s: %s", order["id"], status if status == "done" else "paused")
                     return
+
+    async def _progress(self, order_id: int, count: int, written: int) -> str | None:
+        """Record a signed block; the order's completion and its webhook event commit together."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            status: str | None = await connection.fetchval(
+                _PROGRESS, order_id, self._name, count, written
+            )
+            if status == "done":
+                await outbox.order_completed(
+                    connection,
+                    order_id,
+                    self._settings.base_url,
+                    self._settings.webhook_retry_seconds,
+                )
+        return status
 
 
 def _block_sizes(total: int) -> Iterator[int]:

@@ -25,28 +25,32 @@ WITH keys AS (
                            = (r.campaign_id, r.serial, r.use_no)
     ON CONFLICT DO NOTHING
     RETURNING id, campaign_id, serial, use_no
+), entries AS (
+    INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
+    SELECT posted.id, e.merchant_id, e.account, c.currency, e.amount * $5
+    FROM posted
+    JOIN redemptions r USING (campaign_id, serial, use_no)
+    JOIN campaigns c ON c.id = posted.campaign_id
+    CROSS JOIN LATERAL (VALUES
+        (c.merchant_id, 'payable', -c.face_value),
+        (r.accepting_merchant_id, 'receivable', c.face_value),
+        (c.merchant_id, 'fees', -c.platform_fee),
+        (NULL::bigint, 'platform_revenue', c.platform_fee)
+    ) AS e(merchant_id, account, amount)
+    WHERE e.amount <> 0
 )
-INSERT INTO ledger_entries (transaction_id, merchant_id, account, currency, amount)
-SELECT posted.id, e.merchant_id, e.account, c.currency, e.amount * $5
-FROM posted
-JOIN redemptions r USING (campaign_id, serial, use_no)
-JOIN campaigns c ON c.id = posted.campaign_id
-CROSS JOIN LATERAL (VALUES
-    (c.merchant_id, 'payable', -c.face_value),
-    (r.accepting_merchant_id, 'receivable', c.face_value),
-    (c.merchant_id, 'fees', -c.platform_fee),
-    (NULL::bigint, 'platform_revenue', c.platform_fee)
-) AS e(merchant_id, account, amount)
-WHERE e.amount <> 0
+SELECT id FROM posted
 """
 
 Key = tuple[int, int, int]
 
 
-async def post(connection: PoolConnectionProxy, kind: str, keys: list[Key]) -> None:
-    """Book `keys` (campaign, serial, use) as redemptions or as their reversals."""
+async def post(connection: PoolConnectionProxy, kind: str, keys: list[Key]) -> list[int]:
+    """Book `keys` (campaign, serial, use) as redemptions or as their reversals; return the
+    ids of the ledger transactions booked now (none for keys booked before)."""
     if not keys:
-        return
+        return []
     campaigns, serials, uses = (list(column) for column in zip(*keys, strict=True))
     sign = 1 if kind == "redemption" else -1
-    await connection.execute(_POST, campaigns, serials, uses, kind, sign)
+    rows = await connection.fetch(_POST, campaigns, serials, uses, kind, sign)
+    return [row["id"] for row in rows]

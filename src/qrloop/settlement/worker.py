@@ -29,6 +29,7 @@ from qrloop.settlement.events import (
     VoidRow,
     parse,
 )
+from qrloop.webhooks import outbox
 
 log = logging.getLogger("qrloop.worker")
 
@@ -45,8 +46,15 @@ Entries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 class Worker:
     """Settles every partition's stream through one consumer group."""
 
-    def __init__(self, pool: asyncpg.Pool, client: redis.Redis, partitions: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: redis.Redis,
+        partitions: int,
+        webhook_retry_seconds: float = Settings().webhook_retry_seconds,
+    ) -> None:
         self._pool = pool
+        self._webhook_retry_seconds = webhook_retry_seconds
         self._redis = client
         self._streams = [keyspace.events(p) for p in range(partitions)]
         self._consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -142,7 +150,8 @@ class Worker:
 
     async def _insert(self, rows: list[Row]) -> None:
         """One transaction: rows first (a reversal refers to its redemption), then their
-        ledger postings, so a redemption is settled and booked together or not at all."""
+        ledger postings and webhook events, so a redemption is settled, booked and announced
+        together or not at all."""
         redemptions = [r for r in rows if isinstance(r, RedemptionRow)]
         reversals = [r for r in rows if isinstance(r, ReversalRow)]
         voids = [r for r in rows if isinstance(r, VoidRow)]
@@ -166,12 +175,11 @@ class Worker:
                     for r in reversals
                 ],
             )
-            await ledger.post(
-                connection, "redemption", [(r.campaign_id, r.serial, r.use_no) for r in redemptions]
-            )
-            await ledger.post(
-                connection, "reversal", [(r.campaign_id, r.serial, r.use_no) for r in reversals]
-            )
+            for kind, keyed in (("redemption", redemptions), ("reversal", reversals)):
+                booked = await ledger.post(
+                    connection, kind, [(r.campaign_id, r.serial, r.use_no) for r in keyed]
+                )
+                await outbox.settled(connection, kind, booked, self._webhook_retry_seconds)
             await connection.executemany(
                 "INSERT INTO voids (campaign_id, first_serial, last_serial, voided_at)"
                 " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -207,20 +215,24 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    """Run a worker until SIGTERM or SIGINT, then drain for at most DRAIN_SECONDS."""
+    """Settle and deliver webhooks until SIGTERM or SIGINT, then drain for at most
+    DRAIN_SECONDS."""
+    from qrloop.webhooks.delivery import Dispatcher
+
     assert settings.database_url and settings.redis_url
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    pool = await create_pool(settings.database_url, 4)
+    pool = await create_pool(settings.database_url, 6)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
-    worker = Worker(pool, client, settings.partitions)
+    worker = Worker(pool, client, settings.partitions, settings.webhook_retry_seconds)
+    dispatcher = Dispatcher(pool, settings)
     log.info("settlement worker %s started on %d partitions", worker._consumer, settings.partitions)
-    task = asyncio.create_task(worker.run(stop))
+    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(dispatcher.run(stop))]
     await stop.wait()
     try:
-        await asyncio.wait_for(task, DRAIN_SECONDS)
+        await asyncio.wait_for(asyncio.gather(*tasks), DRAIN_SECONDS)
     except TimeoutError:
         log.warning(
             "drain took longer than %ss; unacknowledged entries stay pending", DRAIN_SECONDS
@@ -228,4 +240,8 @@ async def serve(settings: Settings) -> None:
     finally:
         await client.aclose()
         await pool.close()
-    log.info("settlement worker stopped after settling %d redemptions", worker.settled)
+    log.info(
+        "settlement worker stopped after settling %d redemptions and delivering %d webhooks",
+        worker.settled,
+        dispatcher.delivered,
+    )

@@ -1,0 +1,1 @@
+"""Telling merchants what happened: signed event deliveries to their endpoints, with retries."""

@@ -1,0 +1,92 @@
+"""Webhook events, written in the transaction that makes them true (an outbox).
+
+An event exists only if what it reports committed, and exactly once: settlement writes the
+redemption events for ledger transactions it has just booked, the signer writes
+`order.completed` in the transaction that marks the order done. Events are written only for
+merchants with an active endpoint subscribed to the type, one delivery per such endpoint.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from asyncpg.pool import PoolConnectionProxy
+
+
+class EventType(StrEnum):
+    REDEMPTION_CREATED = "redemption.created"
+    REDEMPTION_REVERSED = "redemption.reversed"
+    ORDER_COMPLETED = "order.completed"
+
+
+def _fan_out(candidates: str) -> str:
+    """One statement: the `candidates` query's (merchant_id, data) rows become events of type
+    $2 for merchants subscribed to it, and deliveries retried for $3 seconds."""
+    return f"""
+WITH candidates AS ({candidates}), events AS (
+    INSERT INTO webhook_events (merchant_id, type, data)
+    SELECT c.merchant_id, $2, c.data FROM candidates c
+    WHERE EXISTS (
+        SELECT 1 FROM webhook_endpoints w
+        WHERE w.merchant_id = c.merchant_id AND w.active AND $2 = ANY (w.events)
+    )
+    RETURNING id, merchant_id
+)
+INSERT INTO webhook_deliveries (endpoint_id, event_id, give_up_at)
+SELECT w.id, e.id, now() + make_interval(secs => $3)
+FROM events e JOIN webhook_endpoints w
+  ON w.merchant_id = e.merchant_id AND w.active AND $2 = ANY (w.events)
+"""
+
+
+# Both sides of a booked redemption or reversal hear of it: the issuer and the acceptor.
+_SETTLED = _fan_out("""
+SELECT m.merchant_id, jsonb_build_object(
+    'redemption_id', t.campaign_id || '-' || t.serial || '-' || t.use_no,
+    'campaign_id', t.campaign_id, 'serial', t.serial, 'use_no', t.use_no,
+    'face_value', c.face_value, 'currency', c.currency,
+    'issuer_merchant_id', c.merchant_id, 'accepting_merchant_id', r.accepting_merchant_id,
+    'store_id', r.store_id, 'terminal_id', r.terminal_id, 'redeemed_at', r.redeemed_at,
+    'reversed_at', v.reversed_at
+) AS data
+FROM ledger_transactions t
+JOIN redemptions r USING (campaign_id, serial, use_no)
+JOIN campaigns c ON c.id = t.campaign_id
+LEFT JOIN reversals v ON t.kind = 'reversal'
+    AND (v.campaign_id, v.serial, v.use_no) = (t.campaign_id, t.serial, t.use_no)
+CROSS JOIN LATERAL (
+    SELECT DISTINCT unnest(ARRAY[c.merchant_id, r.accepting_merchant_id])
+) AS m(merchant_id)
+WHERE t.id = ANY ($1::bigint[])
+""")
+
+_ORDER_DONE = _fan_out("""
+SELECT o.merchant_id, jsonb_build_object(
+    'order_id', o.id, 'campaign_id', o.campaign_id, 'quantity', o.quantity,
+    'first_serial', o.first_serial, 'last_serial', o.first_serial + o.quantity - 1,
+    'completed_at', o.finished_at, 'codes_url', $4::text || '/v1/orders/' || o.id || '/codes'
+) AS data
+FROM orders o WHERE o.id = $1
+""")
+
+_KIND_TO_TYPE = {
+    "redemption": EventType.REDEMPTION_CREATED,
+    "reversal": EventType.REDEMPTION_REVERSED,
+}
+
+
+async def settled(
+    connection: PoolConnectionProxy, kind: str, transaction_ids: list[int], retry_seconds: float
+) -> None:
+    """Events for the ledger transactions (redemptions or reversals) just booked."""
+    if transaction_ids:
+        event_type = _KIND_TO_TYPE[kind].value
+        await connection.execute(_SETTLED, transaction_ids, event_type, retry_seconds)
+
+
+async def order_completed(
+    connection: PoolConnectionProxy, order_id: int, base_url: str, retry_seconds: float
+) -> None:
+    """The event for an order marked done in this database transaction."""
+    event_type = EventType.ORDER_COMPLETED.value
+    await connection.execute(_ORDER_DONE, order_id, event_type, retry_seconds, base_url)
