@@ -137,3 +137,25 @@ def test_daily_settlement_by_counterparty_as_json_and_csv(stack: Stack) -> None:
     stranger = stack.new_merchant("Stranger")
     assert stranger.get("/v1/settlements", date=str(day)).json()["lines"] == []
     assert issuer.get("/v1/settlements", date="not-a-day").status_code == 400
+
+
+def test_campaign_stats_agree_with_the_ledger(stack: Stack) -> None:
+    """After four redemptions and one reversal have settled, the campaign's stats count 4
+    settled and 1 reversed, 3 codes live-redeemed (= settled - reversed), and the value and
+    fees the ledger holds for the campaign, net of the reversal."""
+    merchant = stack.new_merchant()
+    token = merchant.terminal_token(merchant.created("/v1/stores", {"name": "S"})["id"])
+    campaign = merchant.campaign(face_value=1_500, platform_fee=30)
+    answers = [redeem(stack, token, code).json() for code in merchant.codes(campaign, 4)]
+    first = answers[0]["redemption_id"]
+    assert till(stack, f"/v1/redemptions/{first}/reverse", token, {}).status_code == 200
+    eventually(lambda: len(_entries(stack, campaign)) == 5 * 4, within=15)
+
+    stats = merchant.get(f"/v1/campaigns/{campaign}/stats").json()
+    assert (stats["settled"], stats["reversed"], stats["redeemed"]) == (4, 1, 3)
+    assert stats["redeemed"] == stats["settled"] - stats["reversed"]
+    payable = sum(amount for _, account, _, _, amount in _entries(stack, campaign)
+                  if account == "payable")  # fmt: skip
+    assert stats["settled_value"] == -payable == 3 * 1_500
+    assert stats["platform_fees"] == 3 * 30
+    assert stats["currency"] == "CNY"

@@ -134,20 +134,36 @@ async def get(pool: asyncpg.Pool, merchant_id: int, campaign_id: int) -> Campaig
     return _out(row)
 
 
+# Settled = redemptions booked in the ledger, reversed = reversals booked; the amounts are the
+# issuer's payable and fees for the campaign, net of reversals.
+_STATS = """
+SELECT c.next_serial, c.currency,
+    (SELECT coalesce(sum(quantity), 0)::bigint FROM orders o
+     WHERE o.campaign_id = c.id AND o.status = 'done') AS issued,
+    t.settled, t.reversed, e.settled_value, e.platform_fees
+FROM campaigns c
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE kind = 'redemption') AS settled,
+           count(*) FILTER (WHERE kind = 'reversal') AS reversed
+    FROM ledger_transactions WHERE campaign_id = c.id
+) t
+CROSS JOIN LATERAL (
+    SELECT (-coalesce(sum(amount) FILTER (WHERE account = 'payable'), 0))::bigint
+               AS settled_value,
+           (-coalesce(sum(amount) FILTER (WHERE account = 'fees'), 0))::bigint AS platform_fees
+    FROM ledger_entries JOIN ledger_transactions lt ON lt.id = transaction_id
+    WHERE lt.campaign_id = c.id
+) e
+WHERE c.id = $1 AND c.merchant_id = $2
+"""
+
+
 async def stats(
     pool: asyncpg.Pool, client: redis.Redis, partitions: int, merchant_id: int, campaign_id: int
 ) -> CampaignStats:
-    """Counts from the live code state (Redis) and the settled ledger (PostgreSQL)."""
-    row = await pool.fetchrow(
-        "SELECT c.next_serial,"
-        " (SELECT coalesce(sum(quantity), 0)::bigint FROM orders o"
-        "   WHERE o.campaign_id = c.id AND o.status = 'done') AS issued,"
-        " (SELECT count(*) FROM redemptions r WHERE r.campaign_id = c.id) AS settled,"
-        " (SELECT count(*) FROM reversals v WHERE v.campaign_id = c.id) AS reversed"
-        " FROM campaigns c WHERE c.id = $1 AND c.merchant_id = $2",
-        campaign_id,
-        merchant_id,
-    )
+    """Live counts from the code state (Redis); settled counts and amounts from the ledger
+    (PostgreSQL), so they agree with the settlement reports to the unit."""
+    row = await pool.fetchrow(_STATS, campaign_id, merchant_id)
     if row is None:
         raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
     redeemed, voided, claimed = await _bit_counts(
@@ -160,6 +176,9 @@ async def stats(
         reversed=row["reversed"],
         voided=voided,
         settled=row["settled"],
+        currency=row["currency"],
+        settled_value=row["settled_value"],
+        platform_fees=row["platform_fees"],
     )
 
 

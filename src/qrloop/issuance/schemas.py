@@ -100,9 +100,17 @@ class VoidOut(msgspec.Struct):
 
 
 class CampaignStats(msgspec.Struct):
+    """`redeemed`, `claimed`, `voided`: the live state (a reversed code is free again).
+    `settled`, `reversed`: redemptions and reversals booked in the ledger; once settlement has
+    caught up, redeemed = settled - reversed. `settled_value` and `platform_fees`: what the
+    ledger holds for the campaign, in minor units of `currency`, net of reversals."""
+
     issued: int
     claimed: int
     redeemed: int
     reversed: int
     voided: int
     settled: int
+    currency: str
+    settled_value: int
+    platform_fees: int
