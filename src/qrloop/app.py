@@ -159,7 +159,11 @@ async def ready(runtime: Runtime) -> dict[str, str]:
 @get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
 async def prometheus(runtime: Runtime) -> str:
     backlog, dead = await settlement_gauges(runtime.redis, runtime.settings.partitions)
-    return metrics.render(backlog, dead)
+    rows = await runtime.pool.fetch(
+        "SELECT status, count(*) FROM webhook_deliveries"
+        " WHERE status IN ('pending', 'failed') GROUP BY status"
+    )
+    return metrics.render(backlog, dead, {row["status"]: row["count"] for row in rows})
 
 
 def _runtime(state: State) -> Runtime:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -267,9 +268,12 @@ def test_delivery_fails_after_the_retry_horizon_and_can_be_sent_again(
     hooks_stack: Stack, receiver: Receiver
 ) -> None:
     """An endpoint that keeps failing is retried until the horizon, then the delivery is
-    marked failed with the last error; once the receiver is fixed, a manual retry delivers."""
+    marked failed with the last error (and /metrics counts it); once the receiver is fixed, a
+    manual retry delivers."""
+    failed_before = _failed_gauge(hooks_stack)
     merchant, endpoint = _redeem_with_answers(hooks_stack, receiver, [503] * 100)
     eventually(lambda: _latest_status(merchant, endpoint["id"]) == "failed", within=30)
+    assert _failed_gauge(hooks_stack) == failed_before + 1
     (delivery,) = _deliveries(merchant, endpoint["id"])
     assert delivery["attempts"] >= 3
     assert delivery["last_status"] == 503
@@ -280,6 +284,15 @@ def test_delivery_fails_after_the_retry_horizon_and_can_be_sent_again(
     path = f"/v1/webhooks/{endpoint['id']}/deliveries/{delivery['id']}/retry"
     assert merchant.post(path, {}).status_code == 202
     eventually(lambda: _latest_status(merchant, endpoint["id"]) == "delivered", within=15)
+    assert _failed_gauge(hooks_stack) == failed_before
+
+
+def _failed_gauge(stack: Stack) -> int:
+    """/metrics' count of deliveries given up."""
+    text = httpx.get(stack.base_url + "/metrics").text
+    match = re.search(r'^qrloop_webhook_deliveries\{status="failed"\} (\d+)$', text, re.M)
+    assert match, text
+    return int(match.group(1))
 
 
 def test_endpoints_belong_to_their_merchant(hooks_stack: Stack, receiver: Receiver) -> None:

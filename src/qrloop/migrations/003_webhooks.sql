@@ -40,6 +40,8 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id)
+    WHERE status = 'failed';
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id DESC);
 
 CREATE TABLE webhook_attempts (
