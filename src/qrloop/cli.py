@@ -329,16 +329,13 @@ def _prepare(settings: Settings) -> None:
 
 
 def _supervise(settings: Settings) -> int:
+    """Run the API, worker and signer processes; restart one that dies (a settlement worker
+    killed mid-batch must not take the tills down with it) until a stop signal."""
     _prepare(settings)
     assert settings.database_url and settings.redis_url
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     roles = ["api"] + (["worker", "signer"] if settings.run_worker else [])
-    children = {
-        role: subprocess.Popen(
-            [sys.executable, "-m", "qrloop", role], env=env, preexec_fn=_die_with_parent
-        )
-        for role in roles
-    }
+    children = {role: _Child(role, env) for role in roles}
     stopping = False
 
     def request_stop(signum: int, _: FrameType | None) -> None:
@@ -347,20 +344,56 @@ def _supervise(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    if _wait_until_live(settings, children["api"]):
+    if _wait_until_live(settings, children["api"].process):
         print(
             f"qrloop is serving at {settings.base_url}  (OpenAPI: {settings.base_url}/schema)",
             flush=True,
         )
-    status = 0
     while not stopping:
-        for role, child in children.items():
-            if child.poll() is not None:
-                print(f"qrloop: the {role} process exited with {child.returncode}", file=sys.stderr)
-                stopping, status = True, 1
+        for child in children.values():
+            child.restart_if_dead()
         time.sleep(0.2)
-    _stop_children(children)
-    return status
+    _stop_children([child.process for child in children.values()])
+    return 0
+
+
+class _Child:
+    """One supervised process; restarted after it dies, waiting longer after each quick death
+    (1 s doubling to 30 s), so a process that cannot start does not spin."""
+
+    _FIRST_DELAY, _MAX_DELAY, _STABLE_SECONDS = 1.0, 30.0, 60.0
+
+    def __init__(self, role: str, env: dict[str, str]) -> None:
+        self.role, self._env = role, env
+        self._delay = self._FIRST_DELAY
+        self._restart_at: float | None = None
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self._started = time.monotonic()
+        return subprocess.Popen(
+            [sys.executable, "-m", "qrloop", self.role], env=self._env, preexec_fn=_die_with_parent
+        )
+
+    def restart_if_dead(self) -> None:
+        now = time.monotonic()
+        if self._restart_at is not None:
+            if now >= self._restart_at:
+                self._restart_at = None
+                self.process = self._start()
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        if now - self._started > self._STABLE_SECONDS:
+            self._delay = self._FIRST_DELAY
+        print(
+            f"qrloop: the {self.role} process exited with {code}; restarting in {self._delay:g} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._restart_at = now + self._delay
+        self._delay = min(self._delay * 2, self._MAX_DELAY)
 
 
 def _die_with_parent() -> None:
@@ -384,12 +417,12 @@ def _wait_until_live(
     return False
 
 
-def _stop_children(children: dict[str, subprocess.Popen[bytes]], grace: float = 15.0) -> None:
-    for child in children.values():
+def _stop_children(children: list[subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
-    for child in children.values():
+    for child in children:
         try:
             child.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

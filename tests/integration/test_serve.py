@@ -14,7 +14,15 @@ import httpx
 import psutil
 import pytest
 
-from support import free_port, wait_until_ready
+from support import (
+    Stores,
+    eventually,
+    fetchval,
+    free_port,
+    redeem,
+    serving,
+    wait_until_ready,
+)
 
 
 def _embedded_env(port: int) -> dict[str, str]:
@@ -132,3 +140,34 @@ def test_only_one_store_url_is_refused(scratch_dir: Path) -> None:
     assert result.returncode == 2
     assert "DATABASE_URL and REDIS_URL" in result.stderr
     assert not (scratch_dir / ".qrloop").exists()
+
+
+def _role_pids(workdir: Path, role: str) -> set[int]:
+    """Live `qrloop <role>` processes started from `workdir`."""
+    found = set()
+    for process in psutil.process_iter(["cmdline", "status", "cwd"]):
+        cmdline = process.info["cmdline"] or []
+        if (
+            cmdline[-3:] == ["-m", "qrloop", role]
+            and process.info["status"] != psutil.STATUS_ZOMBIE
+            and process.info["cwd"] == str(workdir)
+        ):
+            found.add(process.pid)
+    return found
+
+
+def test_a_killed_worker_is_restarted_while_the_tills_keep_answering(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """kill -9 of the settlement worker leaves the API answering; serve starts a new worker,
+    which settles what was redeemed meanwhile."""
+    with serving(stores, tmp_path / "serve") as stack:
+        merchant = stack.new_merchant()
+        token = merchant.terminal_token(merchant.created("/v1/stores", {"name": "S"})["id"])
+        codes = merchant.codes(merchant.campaign(), 2)
+        (worker,) = _role_pids(stack.workdir, "worker")
+        os.kill(worker, signal.SIGKILL)
+        assert redeem(stack, token, codes[0]).status_code == 200
+        eventually(lambda: len(_role_pids(stack.workdir, "worker") - {worker}) == 1, within=15)
+        assert redeem(stack, token, codes[1]).status_code == 200
+        eventually(lambda: fetchval(stack, "SELECT count(*) FROM redemptions") == 2, within=15)
