@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import asyncpg
 import redis.asyncio as redis
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
@@ -23,7 +22,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
-from qrloop import metrics
+from qrloop import db, metrics
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.claim.routes import ClaimPages, PoolsController
 from qrloop.db import create_pool
@@ -48,14 +47,7 @@ from qrloop.webhooks.routes import WebhooksController
 log = logging.getLogger("qrloop.app")
 
 # Connection-level failures of the state stores: the answer is 503, never a 500.
-_UNAVAILABLE_ERRORS = (
-    RedisError,
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
+_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_ERRORS)
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -67,6 +59,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     pipe = RedisPipe(settings.redis_url)
     keys = Keys(settings)
     rules = RulesCache(pool)
+    await rules.preload()
     gate = TerminalGate(pipe, settings.invalid_scans_per_minute)
     store = CodeStateStore(pipe, settings.partitions)
     return Runtime(

@@ -15,6 +15,18 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 Pool = asyncpg.Pool
 Connection = asyncpg.Connection
 
+# PostgreSQL cannot answer right now (down, restarting, the connection lost mid-transaction,
+# which asyncpg reports as an InterfaceError): callers retry, or answer 503, never 500.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+# Any failure of a statement, the server's refusals included: worth retrying off the hot path.
+DB_ERRORS: tuple[type[Exception], ...] = (asyncpg.PostgresError, *UNAVAILABLE_ERRORS)
+
 
 async def create_pool(database_url: str, size: int) -> asyncpg.Pool:
     """A pool whose connections fail fast instead of hanging a request."""

@@ -22,7 +22,7 @@ import asyncpg
 
 from qrloop.codes.bulk import rows_parallel
 from qrloop.codes.keyring import KeyRing
-from qrloop.db import create_pool
+from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
 from qrloop.settings import Settings
 from qrloop.webhooks import outbox
@@ -33,13 +33,15 @@ BLOCK = 50_000
 POLL_SECONDS = 1.0
 CSV_HEADER = b"code,typed,claim_url\n"
 
-# A running order whose signer has written no block for $2 seconds is taken over.
+# A running order whose signer has written no block for $2 seconds is taken over; our own
+# running order (left when PostgreSQL went away mid-order) is resumed at once.
 _CLAIM_NEXT = """
 UPDATE orders SET status = 'running', signer = $1, heartbeat_at = now()
 WHERE id = (
     SELECT id FROM orders
     WHERE status = 'queued'
        OR (status = 'running' AND heartbeat_at < now() - make_interval(secs => $2))
+       OR (status = 'running' AND signer = $1)
     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 )
 RETURNING id, campaign_id, key_id, first_serial, quantity, done, export_bytes
@@ -75,15 +77,19 @@ class OrderSigner:
         """Sign until `stop` is set; an order in hand is left resumable, never half-counted."""
         self._settings.exports_path.mkdir(parents=True, exist_ok=True)
         while not stop.is_set():
-            order = await self._pool.fetchrow(
-                _CLAIM_NEXT, self._name, self._settings.signer_stale_seconds
-            )
-            if order is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-                continue
-            await self._sign(order, stop)
+            try:
+                order = await self._pool.fetchrow(
+                    _CLAIM_NEXT, self._name, self._settings.signer_stale_seconds
+                )
+                if order is not None:
+                    await self._sign(order, stop)
+                    continue
+            except DB_ERRORS as error:
+                # The order in hand stays ours: the next claim resumes it from its last block.
+                log.warning("postgres unavailable, retrying: %s: %s", type(error).__name__, error)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
     async def _sign(self, order: asyncpg.Record, stop: asyncio.Event) -> None:
         key = KeyRing.load(self._settings.keyring_path).get(order["key_id"])
@@ -182,7 +188,9 @@ async def serve(settings: Settings) -> None:
     try:
         await signer.run(stop)
     finally:
-        await listener.remove_listener(ORDERS_CHANNEL, signer.wake)
-        await pool.release(listener)
+        # After an outage the listening connection may be gone; polling carried on without it.
+        with contextlib.suppress(*DB_ERRORS):
+            await listener.remove_listener(ORDERS_CHANNEL, signer.wake)
+            await pool.release(listener)
         await pool.close()
     log.info("signer stopped after signing %d codes", signer.signed)

@@ -10,6 +10,7 @@ import asyncpg
 
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, parse_input
+from qrloop.db import DB_ERRORS
 from qrloop.errors import Problem, Reason
 from qrloop.keys import Keys
 from qrloop.redemption.gate import TerminalGate
@@ -111,7 +112,7 @@ class Redeemer:
     async def _rules_or_none(self, campaign_id: int) -> CampaignRules | None:
         try:
             return await self._rules.get(campaign_id)
-        except (OSError, asyncpg.PostgresError):
+        except DB_ERRORS:
             raise unavailable() from None
 
     async def _campaign(self, ref: CodeRef) -> CampaignRules:
@@ -129,7 +130,7 @@ class Redeemer:
                 ref.campaign_id,
                 ref.serial,
             )
-        except (OSError, asyncpg.PostgresError):
+        except DB_ERRORS:
             row = None
         if row is None:
             refusal.extra["settled"] = False

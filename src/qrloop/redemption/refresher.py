@@ -8,16 +8,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import asyncpg
 from redis.exceptions import RedisError
 
 from qrloop.codes.keyring import KeyRingError
+from qrloop.db import DB_ERRORS
 from qrloop.runtime import Runtime
 
 log = logging.getLogger("qrloop.refresher")
 
 # Bounds how long a pause, a new window or a disabled terminal takes to reach every process.
 REFRESH_SECONDS = 0.25
+_KEEP_LAST_STATE: tuple[type[Exception], ...] = (RedisError, KeyRingError, *DB_ERRORS)
 
 
 async def keep_fresh(runtime: Runtime) -> None:
@@ -27,7 +28,7 @@ async def keep_fresh(runtime: Runtime) -> None:
             runtime.keys.reload_if_changed()
             await runtime.rules.refresh()
             await runtime.gate.refresh(runtime.pool)
-        except (OSError, asyncpg.PostgresError, RedisError, KeyRingError) as error:
+        except _KEEP_LAST_STATE as error:
             log.warning("refresh failed, keeping the last known state: %s", error)
         await asyncio.sleep(REFRESH_SECONDS)
 

@@ -94,14 +94,17 @@ def _rules(row: asyncpg.Record) -> CampaignRules:
 
 
 class RulesCache:
-    """Campaign rules by id. A campaign is read once on first sight; after that `refresh()`
-    (run by the process's refresher four times a second) keeps every cached campaign current,
-    so a pause or a new window reaches every process within a second without the till
-    waiting on PostgreSQL."""
+    """Campaign rules by id, for every campaign a till may scan, held in process.
+
+    `preload()` reads the live campaigns at start; `refresh()` (run by the process's refresher
+    four times a second) re-reads them and picks up campaigns created since, so a pause or a
+    new window reaches every process within a second, and a till keeps being answered while
+    PostgreSQL is away, even for a campaign this process has not scanned before."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._rules: dict[int, CampaignRules | None] = {}
+        self._newest = 0
 
     async def get(self, campaign_id: int) -> CampaignRules | None:
         if campaign_id in self._rules:
@@ -112,14 +115,25 @@ class RulesCache:
         rules = self._rules[campaign_id] = _rules(row) if row else None
         return rules
 
+    async def preload(self) -> None:
+        """Every campaign not yet expired."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                f"SELECT {_COLUMNS} FROM campaigns WHERE valid_until IS NULL OR valid_until > now()"
+            )
+            newest = await connection.fetchval("SELECT coalesce(max(id), 0) FROM campaigns")
+        self._rules.update((row["id"], _rules(row)) for row in rows)
+        self._newest = max(self._newest, newest)
+
     async def refresh(self) -> None:
-        """Re-read every cached campaign in one query."""
+        """Re-read every cached campaign, and add those created since, in one query."""
         ids = list(self._rules)
-        if not ids:
-            return
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM campaigns WHERE id = ANY($1::bigint[])", ids
+            f"SELECT {_COLUMNS} FROM campaigns WHERE id = ANY($1::bigint[]) OR id > $2",
+            ids,
+            self._newest,
         )
         fresh: dict[int, CampaignRules | None] = dict.fromkeys(ids)
         fresh.update((row["id"], _rules(row)) for row in rows)
         self._rules.update(fresh)
+        self._newest = max(self._newest, *(row["id"] for row in rows), 0)

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from qrloop import keyspace
-from qrloop.db import create_pool
+from qrloop.db import DB_ERRORS, create_pool
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -39,6 +39,9 @@ DRAIN_SECONDS = 10.0
 # An entry pending this long on some consumer is taken to belong to a dead worker.
 RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_SECONDS = 10.0
+
+# A store that cannot answer, or lost the connection mid-batch: retry the batch, never stop.
+_RETRYABLE: tuple[type[Exception], ...] = (RedisError, *DB_ERRORS)
 
 Entries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
@@ -100,9 +103,11 @@ class Worker:
             if entries:
                 try:
                     await self.settle(entries)
-                except (asyncpg.PostgresError, OSError) as error:
-                    # Unacknowledged entries stay pending and are read again from "0".
-                    log.warning("postgres unavailable, retrying: %s", error)
+                except _RETRYABLE as error:
+                    # Unacknowledged entries stay pending and are read again from "0"; those
+                    # committed but not acknowledged (Redis lost after the commit) settle again
+                    # as no-ops.
+                    log.warning("cannot settle now, retrying: %s: %s", type(error).__name__, error)
                     backlog = True
                     await _pause(stop, 1.0)
 
@@ -230,7 +235,11 @@ async def serve(settings: Settings) -> None:
     dispatcher = Dispatcher(pool, settings)
     log.info("settlement worker %s started on %d partitions", worker._consumer, settings.partitions)
     tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(dispatcher.run(stop))]
-    await stop.wait()
+    stopping = asyncio.create_task(stop.wait())
+    # A task that ends before the stop signal has failed: exit, so the supervisor restarts us
+    # rather than leave a live process that settles nothing.
+    await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), DRAIN_SECONDS)
     except TimeoutError:

@@ -20,6 +20,7 @@ import httpx
 import msgspec
 
 from qrloop.codes.keyring import KeyStatus, Purpose
+from qrloop.db import DB_ERRORS
 from qrloop.keys import Keys
 from qrloop.settings import Settings
 from qrloop.webhooks.destinations import refusal
@@ -124,7 +125,7 @@ class Dispatcher:
                 try:
                     self._keys.reload_if_changed()
                     due = await self._pool.fetch(_TAKE_DUE, BATCH, self._lease_seconds)
-                except (asyncpg.PostgresError, OSError) as error:
+                except DB_ERRORS as error:
                     log.warning("postgres unavailable, retrying: %s", error)
                     due = []
                 if not due:
@@ -139,7 +140,7 @@ class Dispatcher:
         """Until the next retry falls due, or POLL_SECONDS for new events, whichever is first."""
         try:
             due_in: float | None = await self._pool.fetchval(_NEXT_DUE_IN)
-        except (asyncpg.PostgresError, OSError):
+        except DB_ERRORS:
             return POLL_SECONDS
         return POLL_SECONDS if due_in is None else min(max(due_in, 0.0), POLL_SECONDS)
 
@@ -147,7 +148,7 @@ class Dispatcher:
         outcome = await self._post(row)
         try:
             await self._record(row, outcome)
-        except (asyncpg.PostgresError, OSError) as error:
+        except DB_ERRORS as error:
             # The lease runs out and the delivery is attempted again: at least once.
             log.warning("could not record delivery %s: %s", row["id"], error)
 
