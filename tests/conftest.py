@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from qrloop.embedded import EmbeddedServers
-from support import Stack, Stores, serving
+from support import Stack, Stores, free_port, serving, start_valkey
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +51,17 @@ def stack(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """`qrloop serve` as a real process tree on the session's stores."""
     with serving(stores, tmp_path_factory.mktemp("serve")) as running:
         yield running
+
+
+@pytest.fixture
+def own_redis(stores: Stores, scratch_dir: Path) -> Iterator[tuple[Stack, Path, int]]:
+    """A stack whose Redis is a Valkey of this test's own, free to be killed."""
+    port = free_port()
+    valkey = start_valkey(scratch_dir / "valkey", port)
+    own = Stores(stores.database_url, f"redis://127.0.0.1:{port}/0")
+    try:
+        with serving(own, scratch_dir / "serve") as stack:
+            yield stack, scratch_dir / "valkey", port
+    finally:
+        valkey.kill()
+        valkey.wait()

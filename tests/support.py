@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -126,6 +127,12 @@ class Merchant:
         export = self.get(f"/v1/orders/{order['id']}/codes", format="csv")
         assert export.status_code == 200, export.text
         return [line.split(",")[0] for line in export.text.splitlines()[1:]]
+
+
+def tills(merchant: Merchant, count: int) -> list[str]:
+    """Access tokens of `count` new terminals, spread over two new stores of the merchant."""
+    stores = [merchant.created("/v1/stores", {"name": name})["id"] for name in ("East", "West")]
+    return [merchant.terminal_token(stores[i % 2], f"till {i}") for i in range(count)]
 
 
 def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -272,12 +279,195 @@ def start_valkey(folder: Path, port: int) -> subprocess.Popen[bytes]:
 
 def fetchval(stack: Stack, query: str, *args: Any) -> Any:
     """One value from the stack's PostgreSQL, for checks the API does not expose."""
+    rows = fetch(stack, query, *args)
+    return rows[0][0] if rows else None
 
-    async def fetch() -> Any:
+
+def fetch(stack: Stack, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Rows from the stack's PostgreSQL, for checks the API does not expose."""
+
+    async def rows() -> list[asyncpg.Record]:
         connection = await asyncpg.connect(stack.stores.database_url)
         try:
-            return await connection.fetchval(query, *args)
+            return await connection.fetch(query, *args)
         finally:
             await connection.close()
 
-    return asyncio.run(fetch())
+    return asyncio.run(rows())
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One POST /v1/redeem and its answer; status 0 means no HTTP answer came back."""
+
+    code: str
+    nonce: str
+    terminal: int  # index into the load's tokens
+    sent: float  # time.monotonic() just before sending
+    answered: float
+    status: int
+    reason: str | None  # the problem's reason, for a refusal
+    redemption_id: str | None  # for a 200
+
+
+class Load:
+    """Tills redeeming `codes` concurrently from a background thread (asyncio and httpx).
+
+    Each code is scanned once, with a nonce of its own, at the terminal `tokens[i % n]`. An
+    answer whose status is in `retry` is retried by the same till with the same nonce a second
+    later (the Retry-After the API gives), as a till would; `rate` caps new scans per second.
+    Use it as a context manager; `finish` waits until every code has an answer not retried.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: list[str],
+        codes: list[str],
+        *,
+        concurrency: int = 32,
+        rate: float | None = None,
+        retry: frozenset[int] = frozenset(),
+    ) -> None:
+        self._base_url = base_url
+        self._tokens = tokens
+        self._jobs = iter(
+            [(code, i % len(tokens), uuid.uuid4().hex) for i, code in enumerate(codes)]
+        )
+        self._concurrency = concurrency
+        self._interval = 1 / rate if rate else 0.0
+        self._next_slot = 0.0
+        self._retry = retry
+        self._attempts: list[Attempt] = []
+        self._stopping = threading.Event()  # no new codes
+        self._aborting = threading.Event()  # no retries either
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="load", daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        self._aborting.set()
+        self._thread.join(timeout=60)
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt so far, in the order the answers came."""
+        return list(self._attempts)
+
+    def count(self, status: int | None = None, sent_after: float = 0.0) -> int:
+        """Answers so far (with this status), to requests sent after `sent_after`."""
+        return sum(
+            1
+            for a in self.attempts
+            if a.sent > sent_after and (status is None or a.status == status)
+        )
+
+    def stop(self) -> None:
+        """Scan no new codes; the ones in hand are still answered (and retried)."""
+        self._stopping.set()
+
+    def finish(self, within: float) -> list[Attempt]:
+        """Wait until every code scanned has its final answer; return all attempts."""
+        self._thread.join(timeout=within)
+        assert not self._thread.is_alive(), f"the load did not finish within {within} s"
+        if self._error is not None:
+            raise self._error
+        return self.attempts
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as error:
+            self._error = error
+
+    async def _run(self) -> None:
+        # A few connections per client: one httpx pool shared by dozens of tasks is the
+        # bottleneck (its lock), not the server.
+        per_client = 4
+        clients = [
+            httpx.AsyncClient(
+                base_url=self._base_url,
+                limits=httpx.Limits(max_connections=per_client),
+                timeout=30,
+            )
+            for _ in range(0, self._concurrency, per_client)
+        ]
+        try:
+            await asyncio.gather(
+                *(self._till(clients[i // per_client]) for i in range(self._concurrency))
+            )
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    async def _till(self, client: httpx.AsyncClient) -> None:
+        for code, terminal, nonce in self._jobs:
+            if self._stopping.is_set():
+                return
+            if self._interval:
+                now = time.monotonic()
+                slot = self._next_slot = max(now, self._next_slot + self._interval)
+                await asyncio.sleep(slot - now)
+            while True:
+                attempt = await self._redeem(client, code, terminal, nonce)
+                if attempt.status not in self._retry or self._aborting.is_set():
+                    break
+                await asyncio.sleep(1)
+
+    async def _redeem(
+        self, client: httpx.AsyncClient, code: str, terminal: int, nonce: str
+    ) -> Attempt:
+        headers = {"Authorization": f"Bearer {self._tokens[terminal]}"}
+        sent = time.monotonic()
+        status, body = 0, {}
+        try:
+            response = await client.post(
+                "/v1/redeem", json={"code": code, "nonce": nonce}, headers=headers
+            )
+            status, body = response.status_code, response.json()
+        except (httpx.TransportError, ValueError):
+            pass
+        attempt = Attempt(
+            code,
+            nonce,
+            terminal,
+            sent,
+            time.monotonic(),
+            status,
+            body.get("reason"),
+            body.get("redemption_id"),
+        )
+        self._attempts.append(attempt)
+        return attempt
+
+
+def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) -> None:
+    """Check that PostgreSQL holds exactly `redemptions` (ids "campaign-serial-use") for the
+    campaign, each one with exactly one balanced ledger transaction."""
+    settled = fetch(
+        stack,
+        "SELECT campaign_id, serial, use_no FROM redemptions WHERE campaign_id = $1",
+        campaign_id,
+    )
+    ids = [f"{r['campaign_id']}-{r['serial']}-{r['use_no']}" for r in settled]
+    assert len(ids) == len(set(ids))
+    missing, extra = redemptions - set(ids), set(ids) - redemptions
+    assert not missing and not extra, (
+        f"{len(missing)} missing, e.g. {sorted(missing)[:5]};"
+        f" {len(extra)} never acknowledged, e.g. {sorted(extra)[:5]}"
+    )
+    booked = fetch(
+        stack,
+        "SELECT t.serial, t.use_no, count(e.*) AS entries, sum(e.amount) AS balance"
+        " FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id"
+        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id",
+        campaign_id,
+    )
+    postings = [f"{campaign_id}-{r['serial']}-{r['use_no']}" for r in booked]
+    assert len(postings) == len(set(postings)), "a redemption was booked twice"
+    assert set(postings) == redemptions, "a settled redemption has no ledger posting"
+    assert {(r["entries"], r["balance"]) for r in booked} <= {(2, 0), (4, 0)}

@@ -679,6 +679,32 @@ class EmbeddedServers:
             _stop_postgres(self._paths.pgdata)
         self._paths.state.unlink(missing_ok=True)
 
+    def stop_postgres(self) -> None:
+        """Stop only PostgreSQL (fast mode) and leave Valkey running: a database outage, for
+        fault tests. `start_postgres` brings it back on the same data and socket."""
+        assert self._urls is not None, "the servers are not started"
+        _stop_postgres(self._paths.pgdata)
+        _release_postgres_handle(self._paths.pgdata)
+        self._postgres = None
+
+    def start_postgres(self) -> None:
+        """Start PostgreSQL again after `stop_postgres`, at the same URL; a no-op while it runs."""
+        assert self._urls is not None and self._valkey is not None, "the servers are not started"
+        if self._postgres is not None:
+            return
+        self._postgres = _start_postgres(self._paths.pgdata)
+        info = self._postgres.get_postmaster_info()
+        if _database_url(Path(info.socket_dir)) != self._urls.database_url:
+            raise RuntimeError(f"PostgreSQL came back on another socket: {info.socket_dir}")
+        state = _State(
+            self._owner_pid,
+            self._urls.database_url,
+            self._urls.redis_url,
+            info.pid,
+            self._valkey.pid,
+        )
+        _write_state(self._paths, state)
+
     def stop(self) -> None:
         """Stop Valkey (AOF flushed) and PostgreSQL (fast mode). Safe to call repeatedly."""
         atexit.unregister(self.stop)
