@@ -1,12 +1,14 @@
 -- wrk script for benchmarks/redeem.py: every request carries the next unused code.
 --
---   wrk -t2 -c64 -d10s --latency -s redeem.lua URL -- CODES TOKENS TAG THREADS
+--   wrk -t2 -c64 -d10s --latency -s redeem.lua URL -- CODES TOKENS TAG THREADS [RATE]
 --
 -- CODES: one code per line; thread i of THREADS takes lines i, i+THREADS, ... so no two
 --        requests of a run share a code. Should a thread run out, it starts over and
 --        counts the reuse in `wrapped` (the script that sized the file treats it as an error).
 -- TOKENS: terminal access tokens, one per line, used in turn.
 -- TAG:   unique per run; nonces are TAG-thread-n, so none repeats across runs.
+-- RATE:  optional, requests/s in all: each thread spaces its requests evenly (no catching up
+--        after a stall), so the load is steady instead of as fast as the server answers.
 -- done() prints one line "BENCH_JSON {...}" with counts and latency percentiles in µs.
 
 local threads = {}
@@ -40,6 +42,31 @@ function init(args)
   prefix = args[3] .. "-" .. id .. "-"
   sent = 0
   wrapped = 0
+  local rate = tonumber(args[5] or "0")
+  if rate > 0 then
+    pace(1000 * nthreads / rate)
+  end
+end
+
+-- Defines wrk's delay() hook: the next request of this thread is due `interval` ms after
+-- the previous one's slot, or now if that slot has passed.
+function pace(interval)
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+    int clock_gettime(int clock, bench_timespec *tp);
+  ]]
+  local ts = ffi.new("bench_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local slot = now_ms()
+  function delay()
+    local now = now_ms()
+    slot = math.max(slot + interval, now)
+    return slot - now
+  end
 end
 
 function request()

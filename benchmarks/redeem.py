@@ -44,12 +44,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 import redis
@@ -132,7 +132,8 @@ class CpuMeter:
     """Where the CPU went during a run, in cores (CPU-seconds per second).
 
     api: the API server's process group; valkey: the embedded Valkey; postgres: the embedded
-    PostgreSQL's process tree; wrk: this script's reaped children (wrk) and itself; others:
+    PostgreSQL's process tree; wrk: this script's reaped children (wrk) and itself; any
+    process trees named in `snapshot(..., name=[pids])` (e.g. settlement workers); others:
     everything else the machine did (other people's work, kernel threads such as journal
     commits). With external stores their servers' CPU counts as others.
     """
@@ -148,45 +149,52 @@ class CpuMeter:
             return int(json.loads((self.data_dir / "embedded.json").read_text())["postgres_pid"])
         return None
 
-    def _parts(self, server_pid: int) -> dict[str, float]:
+    def _parts(self, server_pid: int, trees: dict[str, list[int]]) -> dict[str, float]:
         import psutil  # a dependency of qrloop.embedded
 
+        def tree(pids: list[int]) -> list[Any]:
+            procs: dict[int, Any] = {}
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    root = psutil.Process(pid)
+                    procs |= {p.pid: p for p in [root, *root.children(recursive=True)]}
+            return list(procs.values())
+
         def used(procs: list[Any]) -> float:
+            """CPU of live processes, and of their children that exited and were waited for
+            (PostgreSQL's short-lived backends, Valkey's AOF rewrite child, ...)."""
             total = 0.0
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
                     t = proc.cpu_times()
-                    total += t.user + t.system
+                    total += t.user + t.system + t.children_user + t.children_system
             return total
 
         me = psutil.Process()
         mine = me.cpu_times()
         parts = {"wrk": mine.user + mine.system + mine.children_user + mine.children_system}
-        descendants = me.children(recursive=True)
-        api: list[Any] = []
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(server_pid)
-            api = [root, *root.children(recursive=True)]
+        api = tree([server_pid])
         api_pids = {proc.pid for proc in api}
         parts["api"] = used(api)
-        parts["valkey"] = used(
-            [p for p in descendants if p.pid not in api_pids and p.name() == "valkey-server"]
-        )
-        postgres: list[Any] = []
+        for name, pids in trees.items():
+            parts[name] = used(tree(pids))
+        valkeys = [
+            p.pid
+            for p in me.children(recursive=True)
+            if p.pid not in api_pids and p.name() == "valkey-server"
+        ]
+        parts["valkey"] = used(tree(valkeys))
         pg = self._postgres_pid()
-        with contextlib.suppress(psutil.Error):
-            if pg is not None:
-                root = psutil.Process(pg)
-                postgres = [root, *root.children(recursive=True)]
-        parts["postgres"] = used(postgres)
+        parts["postgres"] = used(tree([pg] if pg is not None else []))
         fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         parts["busy"] = (sum(fields) - fields[3] - fields[4]) / self.ticks
         parts["t"] = time.monotonic()
         return parts
 
-    def snapshot(self, server_pid: int) -> dict[str, float]:
+    def snapshot(self, server_pid: int, **trees: list[int]) -> dict[str, float]:
+        """CPU times so far; `trees` names more process trees (our children) to count apart."""
         try:
-            return self._parts(server_pid)
+            return self._parts(server_pid, trees)
         except Exception:  # never let accounting break a benchmark
             return {"t": time.monotonic()}
 
@@ -195,9 +203,10 @@ class CpuMeter:
         """Cores used by each part between two snapshots (nan when unknown)."""
         elapsed = end["t"] - start["t"]
         nan = float("nan")
+        named = [part for part in {**start, **end} if part not in ("busy", "t")]
         out = {
             part: (end[part] - start[part]) / elapsed if part in start and part in end else nan
-            for part in ("api", "valkey", "postgres", "wrk")
+            for part in dict.fromkeys(["api", "valkey", "postgres", "wrk", *named])
         }
         busy = (end.get("busy", nan) - start.get("busy", nan)) / elapsed
         out["others"] = max(0.0, busy - sum(out.values())) if busy == busy else nan
@@ -262,12 +271,31 @@ def stores(args: argparse.Namespace, workdir: Path) -> Iterator[Stores]:
         yield Stores(args.database_url, args.redis_url, "external (--database-url/--redis-url)")
         return
     if args.database_url or args.redis_url:
-        raise SystemExit("redeem.py: give both --database-url and --redis-url, or neither")
+        raise SystemExit(f"{Path(sys.argv[0]).name}: give both --database-url and --redis-url")
     from qrloop.embedded import EmbeddedServers
 
     say(f"starting embedded PostgreSQL and Valkey in {workdir / 'data'}")
     with EmbeddedServers(workdir / "data") as urls:
         yield Stores(urls.database_url, urls.redis_url, "embedded default (qrloop.embedded)")
+
+
+def bench_env(stores_: Stores, workdir: Path) -> dict[str, str]:
+    """The environment of every qrloop process the benchmark starts: these stores, keys in
+    `workdir`, benchmarks/ importable (bench_app), no QRLOOP_* setting of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QRLOOP_")}
+    env.update(
+        DATABASE_URL=stores_.database_url,
+        REDIS_URL=stores_.redis_url,
+        QRLOOP_HOST="127.0.0.1",
+        QRLOOP_PORT="8000",
+        QRLOOP_KEYS_DIR=str(workdir / "keys"),
+        QRLOOP_DATA_DIR=str(workdir / "data"),
+        QRLOOP_SYNC_ORDER_LIMIT="1000000",
+        QRLOOP_TOKEN_TTL_SECONDS="3600",
+        QRLOOP_LOG_LEVEL="warning",
+        PYTHONPATH=os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    return env
 
 
 def prepare(stores_: Stores, env: dict[str, str]) -> None:
@@ -327,21 +355,21 @@ def sql(database_url: str, query: str, *params: Any) -> Any:
 # --------------------------------------------------------------------------- the server
 
 
-class Server:
-    """`run_api(settings, factory="bench_app:create")` in its own process group."""
+class Service:
+    """One of our commands in its own process group, stopped with all its children on exit."""
 
-    def __init__(self, env: dict[str, str], processes: int, workdir: Path) -> None:
-        self.env = {**env, "QRLOOP_API_PROCESSES": str(processes)}
-        self.processes = processes
-        self.base_url = f"http://127.0.0.1:{env['QRLOOP_PORT']}"
-        self.log_path = workdir / f"server-{processes}p.log"
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path, label: str):
+        self.command = command
+        self.env = env
+        self.log_path = log_path
+        self.label = label
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Server:
-        say(f"starting the API with {self.processes} process(es) on {self.base_url}")
+    def __enter__(self) -> Self:
+        say(f"starting {self.label}")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVE],
+                self.command,
                 env=self.env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
@@ -360,18 +388,22 @@ class Server:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
+    def ready(self) -> bool:
+        """Whether it serves yet (polled after the start until it does)."""
+        return True
+
     def _wait_ready(self, timeout: float = 60) -> None:
         assert self.proc is not None
-        http = Http(self.base_url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the API exited with {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(OSError):
-                if http.call("GET", "/health/ready", timeout=2)[0] == 200:
-                    return
+                raise RuntimeError(
+                    f"{self.label} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
+            if self.ready():
+                return
             time.sleep(0.2)
-        raise RuntimeError(f"the API did not get ready in {timeout:.0f}s:\n{self.tail()}")
+        raise RuntimeError(f"{self.label} did not get ready in {timeout:.0f}s:\n{self.tail()}")
 
     def tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -395,6 +427,25 @@ class Server:
                 time.sleep(0.1)
             if not _group_alive(proc.pid):
                 return
+
+
+class Server(Service):
+    """`run_api(settings, factory="bench_app:create")` (and a signer) in its own process group."""
+
+    def __init__(self, env: dict[str, str], processes: int, workdir: Path) -> None:
+        self.processes = processes
+        self.base_url = f"http://127.0.0.1:{env['QRLOOP_PORT']}"
+        super().__init__(
+            [sys.executable, "-c", SERVE],
+            {**env, "QRLOOP_API_PROCESSES": str(processes)},
+            workdir / f"server-{processes}p.log",
+            f"the API with {processes} process(es) on {self.base_url}",
+        )
+
+    def ready(self) -> bool:
+        with contextlib.suppress(OSError):
+            return Http(self.base_url).call("GET", "/health/ready", timeout=2)[0] == 200
+        return False
 
 
 def _group_alive(pgid: int) -> bool:
@@ -423,7 +474,8 @@ class Fixture:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
-def seed(http: Http, env: dict[str, str], workdir: Path) -> Fixture:
+def seed(http: Http, env: dict[str, str], workdir: Path, **campaign: Any) -> Fixture:
+    """`campaign`: more fields for POST /v1/campaigns (e.g. platform_fee)."""
     made = subprocess.run(
         [sys.executable, "-m", "qrloop", "merchants", "create", "Benchmark"],
         env=env,
@@ -447,7 +499,7 @@ def seed(http: Http, env: dict[str, str], workdir: Path) -> Fixture:
     campaign = http.ok(
         "POST",
         "/v1/campaigns",
-        {"name": "Bench cone", "face_value": 500, "currency": "CNY"},
+        {"name": "Bench cone", "face_value": 500, "currency": "CNY", **campaign},
         **merchant,
     )["id"]
     tokens_file = workdir / "tokens.txt"
@@ -561,7 +613,9 @@ def wrk(
     codes: Path,
     tokens: Path,
     tag: str,
+    rate: float = 0,
 ) -> dict[str, Any]:
+    """One wrk run; `rate` > 0 paces it to about that many requests/s (redeem.lua)."""
     threads = min(2, connections)
     command = [
         "wrk",
@@ -577,6 +631,7 @@ def wrk(
         str(tokens),
         tag,
         str(threads),
+        *([f"{rate:g}"] if rate > 0 else []),
     ]
     proc = subprocess.Popen(
         command,
@@ -612,7 +667,8 @@ class Bench:
         self.tags = 0
         embedded = stores_.kind.startswith("embedded")
         self.meter = CpuMeter(self.workdir / "data" if embedded else None)
-        self.code: list[str] = []  # source_identity() at each server start, then at the end
+        # (when, source_identity()) at each server start, then at the end
+        self.code: list[tuple[str, str]] = []
         self.quiet_budget = args.quiet_wait * 8  # in all, so a busy machine cannot stall a run
 
     def wait_quiet(self) -> None:
@@ -640,25 +696,36 @@ class Bench:
         return path
 
     def measure(
-        self, server: Server, fixture: Fixture, variant: str, connections: int, codes: Path
+        self,
+        server: Server,
+        fixture: Fixture,
+        variant: str,
+        connections: int,
+        codes: Path,
+        duration: float | None = None,
+        rate: float = 0,
+        **trees: list[int],
     ) -> dict[str, Any]:
+        """One wrk run (--duration unless `duration`, paced to `rate`/s if given); `trees`:
+        more processes to meter (CpuMeter.snapshot)."""
         http = Http(server.base_url)
         before = None
         if variant in CONSUMING:
             before = consumed(http, fixture, self.stores.database_url, variant)
         self.wait_quiet()
         assert server.proc is not None
-        start = self.meter.snapshot(server.proc.pid)
+        start = self.meter.snapshot(server.proc.pid, **trees)
         result = wrk(
             server.base_url,
             VARIANTS[variant][0],
             connections,
-            self.args.duration,
+            self.args.duration if duration is None else duration,
             codes,
             fixture.tokens_file,
             self.tag(),
+            rate,
         )
-        result["cpu"] = self.meter.cores(start, self.meter.snapshot(server.proc.pid))
+        result["cpu"] = self.meter.cores(start, self.meter.snapshot(server.proc.pid, **trees))
         if before is not None:
             result["server_delta"] = (
                 consumed(http, fixture, self.stores.database_url, variant) - before
@@ -748,22 +815,21 @@ class Bench:
         for processes in self.args.processes:
             env = {**self.env, "QRLOOP_PORT": str(free_port())}
             # The API processes import qrloop when they start: note what they will import.
-            self.code.append(source_identity())
+            self.code.append((f"with {processes} process(es)", source_identity()))
             with Server(env, processes, self.workdir) as server:
                 http = Http(server.base_url)
                 if self.fixture is None:
                     self.fixture = seed(http, env, self.workdir)
                 best = self.warm_up(server, self.fixture)
                 self.cell(server, self.fixture, best)
-        self.code.append(source_identity())
+        self.code.append(("at the end", source_identity()))
 
     def code_summary(self) -> tuple[str, list[str]]:
         """What code ran, and a problem line when src/ changed while the benchmark ran."""
-        if len(set(self.code)) <= 1:
-            return (self.code[0] if self.code else source_identity()), []
-        pairs = zip(self.args.processes, self.code, strict=False)
-        starts = "; ".join(f"with {p} process(es): {code}" for p, code in pairs)
-        return starts, [f"- src/ changed while the benchmark ran (at the end: {self.code[-1]})"]
+        if len({code for _, code in self.code}) <= 1:
+            return (self.code[0][1] if self.code else source_identity()), []
+        starts = "; ".join(f"{when}: {code}" for when, code in self.code[:-1])
+        return starts, [f"- src/ changed while the benchmark ran ({'; '.join(self.code[-1])})"]
 
 
 # --------------------------------------------------------------------------- reporting
@@ -914,9 +980,9 @@ def summarise(runs: list[Run], processes: int, connections: int) -> dict[str, An
     }
 
 
-def _command() -> str:
+def _command(script: str = "benchmarks/redeem.py") -> str:
     """The command line that ran, with the environment that changes what it measures."""
-    command = shlex.join(["python", "benchmarks/redeem.py", *sys.argv[1:]])
+    command = shlex.join(["python", script, *sys.argv[1:]])
     if os.environ.get("PYTHONPATH"):
         command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
     return command
@@ -927,12 +993,18 @@ def _api_us(run: Run) -> float:
     return run.cpu.get("api", math.nan) / run.rps * 1e6 if run.rps else math.nan
 
 
-def _cores(cpu: dict[str, float]) -> str:
-    return " / ".join(f"{cpu.get(part, math.nan):.2f}" for part in CPU_PARTS)
+def _cores(cpu: dict[str, float], parts: tuple[str, ...] = CPU_PARTS) -> str:
+    return " / ".join(f"{cpu.get(part, math.nan):.2f}" for part in parts)
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def heading(section: str, script: str) -> list[str]:
+    """A section's first lines: its title, when it ran and the command that ran it."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [section, "", f"Run {when} with", "", "```sh", _command(script), "```", ""]
 
 
 def report(
@@ -942,14 +1014,7 @@ def report(
     extra_problems: list[str],
 ) -> str:
     lines = [
-        SECTION,
-        "",
-        f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} with",
-        "",
-        "```sh",
-        _command(),
-        "```",
-        "",
+        *heading(SECTION, "benchmarks/redeem.py"),
         f"{args.duration:g} s per run, {args.rounds} round(s) per cell, variants alternated"
         f" a, b, c; wrk -t2 --latency; warm-up {args.warmup:g} s per variant per server start;"
         " every (a) and (c) request redeems a distinct valid code.",
@@ -997,23 +1062,37 @@ def report(
         " errors, no reused code, server-side consumed counts match wrk's).",
         *problems,
     ]
-    lines += [
+    lines += every_run(
+        runs,
+        ("| p | c | round | variant", "|---:|---:|---:|---"),
+        lambda r: f"| {r.processes} | {r.connections} | {r.round} | ({r.variant})",
+    )
+    return "\n".join(lines)
+
+
+def every_run(
+    runs: list[Run],
+    head: tuple[str, str],
+    first: Callable[[Run], str],
+    parts: tuple[str, ...] = CPU_PARTS,
+) -> list[str]:
+    """A folded table of every wrk run; `head` (titles, alignments) names the leading columns
+    that `first(run)` fills."""
+    lines = [
         "",
         "<details><summary>Every run</summary>",
         "",
-        "| p | c | round | variant | req/s | p50 ms | p99 ms | requests | non-2xx"
-        " | consumed server-side | cores: " + " / ".join(CPU_PARTS) + " |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        f"{head[0]} | req/s | p50 ms | p99 ms | requests | non-2xx | consumed server-side"
+        " | cores: " + " / ".join(parts) + " |",
+        f"{head[1]}|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         delta = "" if r.server_delta is None else str(r.server_delta)
         lines.append(
-            f"| {r.processes} | {r.connections} | {r.round} | ({r.variant}) | {r.rps:.0f}"
-            f" | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests} | {r.non_2xx} | {delta}"
-            f" | {_cores(r.cpu)} |"
+            f"{first(r)} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests}"
+            f" | {r.non_2xx} | {delta} | {_cores(r.cpu, parts)} |"
         )
-    lines += ["", "</details>", ""]
-    return "\n".join(lines)
+    return [*lines, "", "</details>", ""]
 
 
 def targets(args: argparse.Namespace, summaries: dict[tuple[int, int], Any]) -> list[str]:
@@ -1052,15 +1131,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="smoke: 3 s runs, 1 round, 1 s warm-up"
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=15,
-        help="wait up to this many seconds before each run for other load to settle (15)",
-    )
-    parser.add_argument("--database-url", help="a scratch PostgreSQL (with --redis-url)")
-    parser.add_argument("--redis-url", help="a scratch Redis/Valkey (with --database-url)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+    common_options(parser, quiet_wait=15)
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup = 3, 1, 1
@@ -1069,38 +1140,53 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def common_options(parser: argparse.ArgumentParser, quiet_wait: float) -> None:
+    """The options every benchmark built on Bench and bench_main takes."""
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=quiet_wait,
+        help="wait up to this many seconds before each run for other load to settle"
+        f" ({quiet_wait:g})",
+    )
+    parser.add_argument("--database-url", help="a scratch PostgreSQL (with --redis-url)")
+    parser.add_argument("--redis-url", help="a scratch Redis/Valkey (with --database-url)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    return bench_main(
+        args, SECTION, Bench, lambda bench, info, problems: report(args, bench.runs, info, problems)
+    )
+
+
+def bench_main(
+    args: argparse.Namespace,
+    section: str,
+    make: Callable[[argparse.Namespace, dict[str, str], Stores], Any],
+    render: Callable[[Any, list[tuple[str, str]], list[str]], str],
+) -> int:
+    """Run a benchmark made by `make(args, env, stores)` (a Bench: run(), code_summary()) on
+    fresh stores, then print `render(bench, machine info, problems)` and write it as `section`
+    of RESULTS.md unless --no-write. Everything started is stopped on the way out."""
+    script = Path(sys.argv[0]).name
     if shutil.which("wrk") is None:
         print(
-            "redeem.py: wrk is not installed. Install it with `sudo apt-get install -y wrk`"
+            f"{script}: wrk is not installed. Install it with `sudo apt-get install -y wrk`"
             " (Debian/Ubuntu), `brew install wrk` (macOS), or build it from"
             " https://github.com/wg/wrk.",
             file=sys.stderr,
         )
         return 2
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    workdir = Path(tempfile.mkdtemp(prefix="qrloop-bench-", dir="/tmp"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"qrloop-{Path(script).stem}-", dir="/tmp"))
     started = time.monotonic()
     try:
         with stores(args, workdir) as stores_:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("QRLOOP_")}
-            env.update(
-                DATABASE_URL=stores_.database_url,
-                REDIS_URL=stores_.redis_url,
-                QRLOOP_HOST="127.0.0.1",
-                QRLOOP_PORT="8000",
-                QRLOOP_KEYS_DIR=str(workdir / "keys"),
-                QRLOOP_DATA_DIR=str(workdir / "data"),
-                QRLOOP_SYNC_ORDER_LIMIT="1000000",
-                QRLOOP_TOKEN_TTL_SECONDS="3600",
-                QRLOOP_LOG_LEVEL="warning",
-                PYTHONPATH=os.pathsep.join(
-                    [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
-                ),
-            )
+            env = bench_env(stores_, workdir)
             prepare(stores_, env)
-            bench = Bench(args, env, stores_)
+            bench = make(args, env, stores_)
             try:
                 bench.run()
                 code, code_problems = bench.code_summary()
@@ -1113,11 +1199,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    section = report(args, bench.runs, info, code_problems)
+    text = render(bench, info, code_problems)
     print()
-    print(section)
+    print(text)
     if not args.no_write:
-        write_section(SECTION, section)
+        write_section(section, text)
         say(f"wrote {RESULTS.relative_to(ROOT)} ({time.monotonic() - started:.0f}s in all)")
     return 0
 
