@@ -35,6 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     export_dir: Path | None = None
     signer_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     signer_stale_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
+    settlement_consumers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
     invalid_scans_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     fast_path: bool = True
@@ -81,6 +82,7 @@ ENVIRONMENT = {
     "QRLOOP_EXPORT_DIR": "export_dir",
     "QRLOOP_SIGNER_PROCESSES": "signer_processes",
     "QRLOOP_SIGNER_STALE_SECONDS": "signer_stale_seconds",
+    "QRLOOP_SETTLEMENT_CONSUMERS": "settlement_consumers",
     "QRLOOP_DB_POOL_SIZE": "db_pool_size",
     "QRLOOP_INVALID_SCANS_PER_MINUTE": "invalid_scans_per_minute",
     "QRLOOP_FAST_PATH": "fast_path",

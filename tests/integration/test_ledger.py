@@ -64,7 +64,8 @@ def test_alliance_redemption_and_reversal_book_balanced_entries(stack: Stack) ->
 
 
 def test_the_schema_refuses_an_unbalanced_or_edited_ledger(stack: Stack) -> None:
-    """An unbalanced transaction fails at commit, and entries cannot be updated or deleted."""
+    """An insert that leaves a ledger transaction unbalanced fails, and entries cannot be
+    updated or deleted."""
     merchant = stack.new_merchant()
     store = merchant.created("/v1/stores", {"name": "S"})["id"]
     campaign = merchant.campaign()

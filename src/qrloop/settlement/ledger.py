@@ -3,7 +3,8 @@
 A redemption moves the face value from the issuing merchant's payable to the accepting
 merchant's receivable (they differ in an alliance) and books the campaign's platform fee
 from the issuer to the platform. A reversal books the contra entries. Each posting is one
-ledger transaction whose entries sum to zero, which the schema checks at commit.
+ledger transaction whose entries sum to zero, inserted by one statement, which the schema
+checks as that statement ends (migrations/005).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import time
-from typing import cast
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as redis
@@ -47,7 +49,12 @@ Entries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
 
 class Worker:
-    """Settles every partition's stream through one consumer group."""
+    """One consumer of the settlement group, settling every partition's stream.
+
+    A worker process runs several (QRLOOP_SETTLEMENT_CONSUMERS): each has one transaction in
+    flight, so while one waits on PostgreSQL's commit another is reading and inserting. A
+    reversal whose redemption is still in a sibling's uncommitted batch fails its foreign key;
+    its batch is retried a second later, after the sibling commits."""
 
     def __init__(
         self,
@@ -55,12 +62,13 @@ class Worker:
         client: redis.Redis,
         partitions: int,
         webhook_retry_seconds: float = Settings().webhook_retry_seconds,
+        name: str | None = None,
     ) -> None:
         self._pool = pool
         self._webhook_retry_seconds = webhook_retry_seconds
         self._redis = client
         self._streams = [keyspace.events(p) for p in range(partitions)]
-        self._consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._consumer = name or f"{socket.gethostname()}-{os.getpid()}"
         self.settled = 0
 
     async def ensure_groups(self) -> None:
@@ -157,44 +165,68 @@ class Worker:
         """One transaction: rows first (a reversal refers to its redemption), then their
         ledger postings and webhook events, so a redemption is settled, booked and announced
         together or not at all."""
-        redemptions = [r for r in rows if isinstance(r, RedemptionRow)]
-        reversals = [r for r in rows if isinstance(r, ReversalRow)]
-        voids = [r for r in rows if isinstance(r, VoidRow)]
-        claims = [r for r in rows if isinstance(r, ClaimRow)]
+        by_type: dict[type, list[Row]] = {row_type: [] for row_type in _INSERTS}
+        for row in rows:
+            by_type[type(row)].append(row)
+        booked = {
+            "redemption": [(r.campaign_id, r.serial, r.use_no) for r in rows
+                           if isinstance(r, RedemptionRow)],
+            "reversal": [(r.campaign_id, r.serial, r.use_no) for r in rows
+                         if isinstance(r, ReversalRow)],
+        }  # fmt: skip
         async with self._pool.acquire() as connection, connection.transaction():
-            await connection.executemany(
-                "INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,"
-                " accepting_merchant_id, redeemed_at, stream_entry)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                [
-                    (r.campaign_id, r.serial, r.use_no, r.terminal_id, r.store_id,
-                     r.merchant_id, r.redeemed_at, r.stream_entry)
-                    for r in redemptions
-                ],
-            )  # fmt: skip
-            await connection.executemany(
-                "INSERT INTO reversals (campaign_id, serial, use_no, terminal_id, store_id,"
-                " reversed_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                [
-                    (r.campaign_id, r.serial, r.use_no, r.terminal_id, r.store_id, r.reversed_at)
-                    for r in reversals
-                ],
-            )
-            for kind, keyed in (("redemption", redemptions), ("reversal", reversals)):
-                booked = await ledger.post(
-                    connection, kind, [(r.campaign_id, r.serial, r.use_no) for r in keyed]
-                )
-                await outbox.settled(connection, kind, booked, self._webhook_retry_seconds)
-            await connection.executemany(
-                "INSERT INTO voids (campaign_id, first_serial, last_serial, voided_at)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                [(v.campaign_id, v.first_serial, v.last_serial, v.voided_at) for v in voids],
-            )
-            await connection.executemany(
-                "INSERT INTO claims (campaign_id, serial, consumer_hash, claimed_at)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                [(c.campaign_id, c.serial, c.consumer_hash, c.claimed_at) for c in claims],
-            )
+            for row_type, (statement, values) in _INSERTS.items():
+                if by_type[row_type]:
+                    columns = zip(*map(values, by_type[row_type]), strict=True)
+                    await connection.execute(statement, *map(list, columns))
+            for kind, keys in booked.items():
+                transactions = await ledger.post(connection, kind, keys)
+                await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
+
+
+def _unnest_insert(table: str, columns: dict[str, str]) -> str:
+    """One INSERT for a whole batch: each column travels as one array."""
+    arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(columns.values(), 1))
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+        " ON CONFLICT DO NOTHING"
+    )
+
+
+# Row type → (its INSERT, its values in the statement's column order). Redemptions go first:
+# a reversal's row refers to its redemption's.
+_INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
+    RedemptionRow: (
+        _unnest_insert("redemptions", {
+            "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
+            "terminal_id": "bigint", "store_id": "bigint", "accepting_merchant_id": "bigint",
+            "redeemed_at": "timestamptz", "stream_entry": "text",
+        }),
+        attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id",
+                   "merchant_id", "redeemed_at", "stream_entry"),
+    ),
+    ReversalRow: (
+        _unnest_insert("reversals", {
+            "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
+            "terminal_id": "bigint", "store_id": "bigint", "reversed_at": "timestamptz",
+        }),
+        attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id", "reversed_at"),
+    ),
+    VoidRow: (
+        _unnest_insert("voids", {
+            "campaign_id": "bigint", "first_serial": "bigint", "last_serial": "bigint",
+            "voided_at": "timestamptz",
+        }),
+        attrgetter("campaign_id", "first_serial", "last_serial", "voided_at"),
+    ),
+    ClaimRow: (
+        _unnest_insert("claims", {
+            "campaign_id": "bigint", "serial": "bigint", "consumer_hash": "text",
+            "claimed_at": "timestamptz",
+        }),
+        attrgetter("campaign_id", "serial", "consumer_hash", "claimed_at"),
+    ),
+}  # fmt: skip
 
 
 async def settlement_gauges(client: redis.Redis, partitions: int) -> tuple[int, int]:
@@ -229,12 +261,21 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    pool = await create_pool(settings.database_url, 6)
+    consumers = settings.settlement_consumers
+    pool = await create_pool(settings.database_url, consumers + 2)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
-    worker = Worker(pool, client, settings.partitions, settings.webhook_retry_seconds)
+    process = f"{socket.gethostname()}-{os.getpid()}"
+    workers = [
+        Worker(pool, client, settings.partitions, settings.webhook_retry_seconds, f"{process}-{i}")
+        for i in range(consumers)
+    ]
     dispatcher = Dispatcher(pool, settings)
-    log.info("settlement worker %s started on %d partitions", worker._consumer, settings.partitions)
-    tasks = [asyncio.create_task(worker.run(stop)), asyncio.create_task(dispatcher.run(stop))]
+    log.info(
+        "settlement worker %s started: %d consumers on %d partitions",
+        process, consumers, settings.partitions,
+    )  # fmt: skip
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    tasks.append(asyncio.create_task(dispatcher.run(stop)))
     stopping = asyncio.create_task(stop.wait())
     # A task that ends before the stop signal has failed: exit, so the supervisor restarts us
     # rather than leave a live process that settles nothing.
@@ -251,6 +292,6 @@ async def serve(settings: Settings) -> None:
         await pool.close()
     log.info(
         "settlement worker stopped after settling %d redemptions and delivering %d webhooks",
-        worker.settled,
+        sum(worker.settled for worker in workers),
         dispatcher.delivered,
     )
