@@ -3,14 +3,18 @@ PostgreSQL, and afterwards Redis and PostgreSQL agree."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import httpx
 import redis
 
-from support import Load, Stack, eventually, fetch, reason, tills
+from qrloop.settlement.state import REBUILD_LOCK
+from support import Load, Stack, eventually, fetch, reason, redeem, tills
 
 CODES = 4_000
 AGREE = "Redis and PostgreSQL agree on every code's use."
@@ -78,3 +82,48 @@ def test_wiped_redis_refuses_until_rehydrated_then_agrees_with_postgres(
         rescans = again.finish(within=120)
     answers = Counter((a.status, a.reason) for a in rescans)
     assert answers == {(409, "already_redeemed"): len(settled)}
+
+
+def test_the_rebuild_waits_for_a_batch_read_before_the_wipe(
+    own_redis: tuple[Stack, Path, int],
+) -> None:
+    """A settlement batch read before Redis was wiped, and committing while the rebuild runs,
+    is not missed: settlement holds the rebuild lock shared from its read to its commit, so
+    the rebuild waits for the commit and the batch's code is refused afterwards instead of
+    being free again."""
+    stack, _, port = own_redis
+    merchant = stack.new_merchant()
+    store_id = merchant.created("/v1/stores", {"name": "S"})["id"]
+    terminal_id, token = merchant.terminal(store_id)
+    campaign = merchant.campaign()
+    order = merchant.order(campaign, 1)
+    code = merchant.get(f"/v1/orders/{order['id']}/codes", format="csv").text.split("\n")[1]
+    redis.Redis(port=port).flushall()
+
+    async def commit_during_the_rebuild() -> int:
+        connection = await asyncpg.connect(stack.stores.database_url)
+        batch = connection.transaction()
+        await batch.start()
+        await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", REBUILD_LOCK)
+        await connection.execute(
+            "INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,"
+            " accepting_merchant_id, redeemed_at, stream_entry)"
+            " VALUES ($1, $2, 1, $3, $4, $5, now(), '1-0')",
+            campaign, order["first_serial"], terminal_id, store_id, merchant.id,
+        )  # fmt: skip
+        rebuild = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "qrloop", "reconcile", "--rehydrate",
+            env=stack.env, cwd=stack.workdir, stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        deadline = time.monotonic() + 30
+        while not await connection.fetchval(waiting):
+            assert time.monotonic() < deadline, "the rebuild never waited for the batch"
+            await asyncio.sleep(0.05)
+        await batch.commit()
+        await connection.close()
+        return await rebuild.wait()
+
+    assert asyncio.run(commit_during_the_rebuild()) == 0
+    refused = redeem(stack, token, code.split(",")[0])
+    assert (refused.status_code, reason(refused)) == (409, "already_redeemed")

@@ -19,19 +19,16 @@ CODES = 10_000
 SETTLED = "SELECT count(*) FROM redemptions WHERE campaign_id = $1"
 
 
-def _held(client: redis.Redis, partitions: int, consumer: str) -> list[str]:
-    """Ids of the stream entries `consumer` has read and not acknowledged."""
+def _held(client: redis.Redis, partitions: int, worker_pid: int) -> list[str]:
+    """Ids of the stream entries the worker's consumers (named `<host>-<pid>-<n>`) have read
+    and not acknowledged."""
+    prefix = f"{socket.gethostname()}-{worker_pid}-".encode()
     held = []
     for partition in range(partitions):
         pending = client.xpending_range(
-            keyspace.events(partition),
-            keyspace.SETTLEMENT_GROUP,
-            "-",
-            "+",
-            CODES,
-            consumername=consumer,
+            keyspace.events(partition), keyspace.SETTLEMENT_GROUP, "-", "+", CODES
         )
-        held += [entry["message_id"].decode() for entry in pending]
+        held += [e["message_id"].decode() for e in pending if e["consumer"].startswith(prefix)]
     return held
 
 
@@ -48,12 +45,11 @@ def _kill_holding_entries(
 ) -> list[str]:
     """SIGKILL the worker at a moment it holds entries read but not acknowledged (frozen with
     SIGSTOP while that is checked); return those entries' ids."""
-    consumer = f"{socket.gethostname()}-{worker.pid}"
     held: list[str] = []
 
     def frozen_holding_entries() -> bool:
         os.kill(worker.pid, signal.SIGSTOP)
-        held.extend(_held(client, partitions, consumer))
+        held.extend(_held(client, partitions, worker.pid))
         if not held:
             os.kill(worker.pid, signal.SIGCONT)
         return bool(held)

@@ -20,6 +20,10 @@ FROM redemptions r
 LEFT JOIN reversals v USING (campaign_id, serial, use_no)
 GROUP BY r.campaign_id, r.serial
 """
+# Settlement holds this shared from reading a batch to committing it; a rebuild holds it
+# exclusively, so it sees every batch read before the loss committed.
+REBUILD_LOCK = 0x71726C6F6F71  # next to db.py's migration lock
+
 _VOIDS = "SELECT campaign_id, first_serial, last_serial FROM voids"
 _CLAIMS = "SELECT campaign_id, serial, consumer_hash FROM claims"
 
@@ -41,36 +45,40 @@ async def ensure_epochs(pool: asyncpg.Pool, client: redis.Redis, partitions: int
     missing = set(await missing_epochs(client, partitions))
     if not missing:
         return []
-    async with client.pipeline(transaction=False) as pipe, pool.acquire() as connection:
-        async with connection.transaction():
-            async for row in connection.cursor(_USES):
-                campaign_id, serial = row["campaign_id"], row["serial"]
-                partition = keyspace.partition_of(campaign_id, serial, partitions)
-                if partition not in missing:
-                    continue
-                if row["used"]:
-                    used = keyspace.used_bitmap(partition, campaign_id, serial)
-                    pipe.setbit(used, keyspace.bit_offset(serial), 1)
-                if row["reversals"]:
-                    counts = keyspace.reversal_counts(partition, campaign_id, serial)
-                    pipe.hset(counts, str(serial), row["reversals"])
-            async for row in connection.cursor(_CLAIMS):
-                campaign_id, serial = row["campaign_id"], row["serial"]
-                partition = keyspace.partition_of(campaign_id, serial, partitions)
-                if partition in missing:
-                    claimed = keyspace.claimed_bitmap(partition, campaign_id, serial)
-                    pipe.setbit(claimed, keyspace.bit_offset(serial), 1)
-                    owners = keyspace.claim_owners(partition, campaign_id, serial)
-                    pipe.hset(owners, str(serial), row["consumer_hash"])
-            async for row in connection.cursor(_VOIDS):
-                _fill(
-                    pipe,
-                    row["campaign_id"],
-                    row["first_serial"],
-                    row["last_serial"],
-                    partitions,
-                    missing,
-                )
+    async with (
+        client.pipeline(transaction=False) as pipe,
+        pool.acquire() as connection,
+        connection.transaction(),
+    ):
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", REBUILD_LOCK)
+        async for row in connection.cursor(_USES):
+            campaign_id, serial = row["campaign_id"], row["serial"]
+            partition = keyspace.partition_of(campaign_id, serial, partitions)
+            if partition not in missing:
+                continue
+            if row["used"]:
+                used = keyspace.used_bitmap(partition, campaign_id, serial)
+                pipe.setbit(used, keyspace.bit_offset(serial), 1)
+            if row["reversals"]:
+                counts = keyspace.reversal_counts(partition, campaign_id, serial)
+                pipe.hset(counts, str(serial), row["reversals"])
+        async for row in connection.cursor(_CLAIMS):
+            campaign_id, serial = row["campaign_id"], row["serial"]
+            partition = keyspace.partition_of(campaign_id, serial, partitions)
+            if partition in missing:
+                claimed = keyspace.claimed_bitmap(partition, campaign_id, serial)
+                pipe.setbit(claimed, keyspace.bit_offset(serial), 1)
+                owners = keyspace.claim_owners(partition, campaign_id, serial)
+                pipe.hset(owners, str(serial), row["consumer_hash"])
+        async for row in connection.cursor(_VOIDS):
+            _fill(
+                pipe,
+                row["campaign_id"],
+                row["first_serial"],
+                row["last_serial"],
+                partitions,
+                missing,
+            )
         for partition in sorted(missing):
             pipe.set(keyspace.epoch(partition), str(time.time_ns()), nx=True)
         await pipe.execute()

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as redis
+from asyncpg.pool import PoolConnectionProxy
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
@@ -31,6 +32,7 @@ from qrloop.settlement.events import (
     VoidRow,
     parse,
 )
+from qrloop.settlement.state import REBUILD_LOCK
 from qrloop.webhooks import outbox
 
 log = logging.getLogger("qrloop.worker")
@@ -93,7 +95,7 @@ class Worker:
                 next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
                 backlog = await self._reclaim() or backlog
             try:
-                entries = await self._read("0" if backlog else ">")
+                settled_some = await self._cycle("0" if backlog else ">")
             except ResponseError as error:
                 if "NOGROUP" not in str(error):
                     raise
@@ -101,23 +103,31 @@ class Worker:
                 log.warning("consumer groups missing, recreating them")
                 await self.ensure_groups()
                 continue
-            except (RedisError, OSError) as error:
-                log.warning("redis unavailable, retrying: %s", error)
+            except _RETRYABLE as error:
+                # Unacknowledged entries stay pending and are read again from "0"; those
+                # committed but not acknowledged (Redis lost after the commit) settle again as
+                # no-ops.
+                log.warning("cannot settle now, retrying: %s: %s", type(error).__name__, error)
+                backlog = True
                 await _pause(stop, 1.0)
                 continue
-            if backlog and not any(batch for _, batch in entries):
+            if backlog and not settled_some:
                 backlog = False
-                continue
-            if entries:
-                try:
-                    await self.settle(entries)
-                except _RETRYABLE as error:
-                    # Unacknowledged entries stay pending and are read again from "0"; those
-                    # committed but not acknowledged (Redis lost after the commit) settle again
-                    # as no-ops.
-                    log.warning("cannot settle now, retrying: %s: %s", type(error).__name__, error)
-                    backlog = True
-                    await _pause(stop, 1.0)
+
+    async def _cycle(self, cursor: str) -> bool:
+        """Read a batch from `cursor` and settle it; False when there was none."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            # Shared from before the read to the commit; a rebuild of lost Redis state takes
+            # it exclusively, so no batch read before a loss can commit after the rebuild's
+            # scan and leave its codes free again in Redis.
+            await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", REBUILD_LOCK)
+            entries = await self._read(cursor)
+            if not any(batch for _, batch in entries):
+                return False
+            rows, poison = _parse_all(entries)
+            await self._insert(connection, rows)
+        await self._acknowledge(entries, poison, rows)
+        return True
 
     async def _reclaim(self) -> bool:
         """Take over entries a dead worker left pending; True when some were taken."""
@@ -142,18 +152,14 @@ class Worker:
         return cast(Entries, result or [])
 
     async def settle(self, entries: Entries) -> None:
-        """Insert one read's entries in one transaction, then acknowledge them."""
-        rows: list[Row] = []
-        poison: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
-        for stream, batch in entries:
-            for entry_id, fields in batch:
-                try:
-                    rows.append(parse(entry_id.decode(), fields))
-                except PoisonEntry as error:
-                    log.error("dead-lettering %s", error)
-                    poison.append((stream, entry_id, fields))
-        if rows:
-            await self._insert(rows)
+        """Insert entries already read in one transaction, then acknowledge them."""
+        rows, poison = _parse_all(entries)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await self._insert(connection, rows)
+        await self._acknowledge(entries, poison, rows)
+
+    async def _acknowledge(self, entries: Entries, poison: list[Poison], rows: list[Row]) -> None:
+        """After the commit: park the poison entries, then acknowledge the whole read."""
         for stream, _, fields in poison:
             await self._redis.xadd(keyspace.dead_letters(stream.decode()), fields)  # type: ignore[arg-type]
         for stream, batch in entries:
@@ -161,10 +167,10 @@ class Worker:
                 await self._redis.xack(stream, keyspace.SETTLEMENT_GROUP, *(i for i, _ in batch))
         self.settled += sum(isinstance(row, RedemptionRow) for row in rows)
 
-    async def _insert(self, rows: list[Row]) -> None:
-        """One transaction: rows first (a reversal refers to its redemption), then their
-        ledger postings and webhook events, so a redemption is settled, booked and announced
-        together or not at all."""
+    async def _insert(self, connection: PoolConnectionProxy, rows: list[Row]) -> None:
+        """Rows first (a reversal refers to its redemption), then their ledger postings and
+        webhook events, in the caller's transaction: a redemption is settled, booked and
+        announced together or not at all."""
         by_type: dict[type, list[Row]] = {row_type: [] for row_type in _INSERTS}
         for row in rows:
             by_type[type(row)].append(row)
@@ -174,14 +180,30 @@ class Worker:
             "reversal": [(r.campaign_id, r.serial, r.use_no) for r in rows
                          if isinstance(r, ReversalRow)],
         }  # fmt: skip
-        async with self._pool.acquire() as connection, connection.transaction():
-            for row_type, (statement, values) in _INSERTS.items():
-                if by_type[row_type]:
-                    columns = zip(*map(values, by_type[row_type]), strict=True)
-                    await connection.execute(statement, *map(list, columns))
-            for kind, keys in booked.items():
-                transactions = await ledger.post(connection, kind, keys)
-                await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
+        for row_type, (statement, values) in _INSERTS.items():
+            if by_type[row_type]:
+                columns = zip(*map(values, by_type[row_type]), strict=True)
+                await connection.execute(statement, *map(list, columns))
+        for kind, keys in booked.items():
+            transactions = await ledger.post(connection, kind, keys)
+            await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
+
+
+Poison = tuple[bytes, bytes, dict[bytes, bytes]]
+
+
+def _parse_all(entries: Entries) -> tuple[list[Row], list[Poison]]:
+    """The rows the entries settle into, and the entries no retry can settle."""
+    rows: list[Row] = []
+    poison: list[Poison] = []
+    for stream, batch in entries:
+        for entry_id, fields in batch:
+            try:
+                rows.append(parse(entry_id.decode(), fields))
+            except PoisonEntry as error:
+                log.error("dead-lettering %s", error)
+                poison.append((stream, entry_id, fields))
+    return rows, poison
 
 
 def _unnest_insert(table: str, columns: dict[str, str]) -> str:
