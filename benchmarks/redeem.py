@@ -49,12 +49,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 import redis
 import redis.asyncio
 from results import RESULTS, write_section
+
+if TYPE_CHECKING:
+    from qrloop.embedded import EmbeddedServers
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -263,6 +266,7 @@ class Stores:
     database_url: str
     redis_url: str
     kind: str  # shown in the results
+    embedded: EmbeddedServers | None = None  # the embedded servers, when this script runs them
 
 
 @contextlib.contextmanager
@@ -275,8 +279,11 @@ def stores(args: argparse.Namespace, workdir: Path) -> Iterator[Stores]:
     from qrloop.embedded import EmbeddedServers
 
     say(f"starting embedded PostgreSQL and Valkey in {workdir / 'data'}")
-    with EmbeddedServers(workdir / "data") as urls:
-        yield Stores(urls.database_url, urls.redis_url, "embedded default (qrloop.embedded)")
+    servers = EmbeddedServers(workdir / "data")
+    with servers as urls:
+        yield Stores(
+            urls.database_url, urls.redis_url, "embedded default (qrloop.embedded)", servers
+        )
 
 
 def bench_env(stores_: Stores, workdir: Path) -> dict[str, str]:

@@ -6,7 +6,9 @@
 Serves what `qrloop api` serves (2 API processes, as benchmarks/redeem.py does) on the embedded
 default stores (PostgreSQL, and Valkey with AOF and appendfsync always), or on --database-url
 and --redis-url scratch servers. Every redemption goes through POST /v1/redeem with a distinct
-valid code, so the stream entries are exactly those of the hot path. Then:
+valid code, so the stream entries are exactly those of the hot path. A worker process runs
+QRLOOP_SETTLEMENT_CONSUMERS consumers (the default), each with its own transaction in flight.
+Then:
 
   throughput  wrk redeems for --duration s with no worker running (the hot path's rate: 2 API
               processes, 64 connections), which leaves a backlog of every redemption in the
@@ -14,11 +16,14 @@ valid code, so the stream entries are exactly those of the hot path. Then:
               start and are timed from their first acknowledgement to an empty backlog, and wrk
               redeems again (the next backlog). ratio = settled/s ÷ the mean redemption rate
               of the runs just before and after the drain (target ≥ 1: settlement keeps up).
-  lag         one worker runs while wrk redeems for --lag-duration s, first as fast as it goes,
-              then paced to --lag-rate redemptions/s (default: half what one worker settled per
-              second); lag = when PostgreSQL took the row minus its redeemed_at, read back from
-              the redemptions table (settled_at, and the start of the worker's next transaction
-              as the bound on the commit).
+  lag         one worker process runs while wrk redeems for --lag-duration s, first as fast as
+              it goes, then paced to --lag-rate redemptions/s (default: half what one worker
+              process settled per second, at most half the first lag run's rate); lag = the
+              commit time of the row's transaction (pg_xact_commit_timestamp(xmin)) minus its
+              redeemed_at, read back from the redemptions table. The embedded PostgreSQL is
+              restarted with track_commit_timestamp = on for this; on a --database-url server
+              that has it off, only settled_at (the transaction's start, a lower bound) is
+              reported.
 
 Takes about 3 minutes. Writes the "## Settlement" section of benchmarks/RESULTS.md.
 """
@@ -28,14 +33,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import math
 import statistics
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,7 @@ from redeem import (
     say,
     seed,
     source_identity,
+    sql,
 )
 
 SECTION = "## Settlement"
@@ -78,7 +83,7 @@ PARTS = ("api", "worker", "valkey", "postgres", "wrk", "others")
 class Workers(Service):
     """`qrloop worker` processes, the real command, in one process group of their own."""
 
-    def __init__(self, env: dict[str, str], count: int, workdir: Path) -> None:
+    def __init__(self, env: dict[str, str], count: int, consumers: int, workdir: Path) -> None:
         # One leader starts `count` workers and waits: stopping its group stops them all.
         command = (
             "import subprocess, sys; "
@@ -93,6 +98,7 @@ class Workers(Service):
             f"{count} settlement worker(s)",
         )
         self.count = count
+        self.consumers = consumers
         self.redis_url = env["REDIS_URL"]
 
     def pids(self) -> list[int]:
@@ -104,7 +110,8 @@ class Workers(Service):
         return []
 
     def ready(self) -> bool:
-        """Every worker has read its streams once (each is then a consumer of the group)."""
+        """Every consumer of every worker has read its streams once (it is then a consumer of
+        the group, named `{host}-{pid}-{n}`)."""
         from qrloop import keyspace
 
         client = redis.Redis.from_url(self.redis_url)
@@ -114,9 +121,9 @@ class Workers(Service):
             return False
         finally:
             client.close()
-        names = {c["name"].decode().rsplit("-", 1)[-1] for c in consumers}
+        owners = [c["name"].decode().rsplit("-", 2)[-2] for c in consumers]
         pids = {str(pid) for pid in self.pids()}
-        return len(pids) == self.count and pids <= names
+        return len(pids) == self.count and all(owners.count(p) == self.consumers for p in pids)
 
 
 def backlog(redis_url: str, partitions: int) -> int:
@@ -199,32 +206,28 @@ SELECT (SELECT count(*) FROM redemptions) AS redemptions,
        (SELECT count(*) FROM ledger_entries) AS entries
 """
 
-# Each worker transaction stamps its rows' settled_at with now(): the transaction's start.
-_BATCHES = """
-SELECT settled_at, count(*) AS n FROM redemptions
-WHERE settled_at >= $1 GROUP BY settled_at ORDER BY settled_at
+# When a row's transaction committed: PostgreSQL's own stamp (pg_xact_commit_timestamp, taken as
+# the commit record is written, before the WAL flush) when track_commit_timestamp is on (`$2`),
+# else the start of that transaction: settled_at defaults to now(), the transaction's start.
+_SETTLED = "CASE WHEN $2 THEN pg_xact_commit_timestamp(xmin) ELSE settled_at END"
+
+# The worker transactions since `$1`: their start, commit (`_SETTLED`) and redemptions.
+_BATCHES = f"""
+SELECT min(settled_at) AS started_at, min({_SETTLED}) AS committed_at, count(*) AS n
+FROM redemptions WHERE settled_at >= $1 GROUP BY xmin
 """
 
-# Lag per redemption of the window, from the table alone. settled_at is now() at the start of
-# the worker's transaction (BEGIN); with one worker its next transaction begins only after this
-# one committed and was acknowledged, so the next settled_at bounds the commit from above (the
-# last transaction: `$3`, when the backlog was seen empty).
-_LAGS = """
-WITH tx AS (
-    SELECT settled_at, lead(settled_at) OVER (ORDER BY settled_at) AS next_at
-    FROM (SELECT DISTINCT settled_at FROM redemptions WHERE settled_at >= $2) s
-), lags AS (
-    SELECT extract(epoch FROM r.settled_at - r.redeemed_at) * 1000 AS begin_ms,
-           extract(epoch FROM coalesce(tx.next_at, $3) - r.redeemed_at) * 1000 AS commit_ms,
-           split_part(r.stream_entry, '-', 1)::bigint
-             - extract(epoch FROM r.redeemed_at) * 1000 AS queued_ms
-    FROM redemptions r JOIN tx USING (settled_at)
-    WHERE r.redeemed_at >= $1
+# Lag per redemption of the window, from the table alone.
+_LAGS = f"""
+WITH lags AS (
+    SELECT extract(epoch FROM {_SETTLED} - redeemed_at) * 1000 AS lag_ms,
+           split_part(stream_entry, '-', 1)::bigint
+             - extract(epoch FROM redeemed_at) * 1000 AS queued_ms
+    FROM redemptions WHERE redeemed_at >= $1
 )
 SELECT count(*) AS n,
-       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY begin_ms) AS begin_ms,
-       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY commit_ms) AS commit_ms,
-       max(commit_ms) AS commit_max_ms,
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY lag_ms) AS lag_ms,
+       max(lag_ms) AS lag_max_ms,
        percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY queued_ms) AS queued_ms
 FROM lags
 """
@@ -232,6 +235,18 @@ FROM lags
 
 def counts(database_url: str) -> dict[str, int]:
     return {k: int(v) for k, v in dict(fetch(database_url, _COUNTS)[0]).items()}
+
+
+def track_commits(stores_: Stores) -> bool:
+    """Whether PostgreSQL records when each transaction commits (track_commit_timestamp). The
+    embedded PostgreSQL is this script's own: it is restarted with the setting on."""
+    query = "SHOW track_commit_timestamp"
+    if sql(stores_.database_url, query) != "on" and stores_.embedded is not None:
+        say("restarting the embedded PostgreSQL with track_commit_timestamp = on")
+        sql(stores_.database_url, "ALTER SYSTEM SET track_commit_timestamp = on")
+        stores_.embedded.stop_postgres()
+        stores_.embedded.start_postgres()
+    return bool(sql(stores_.database_url, query) == "on")
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -247,7 +262,8 @@ class Round:
     startup_s: float = math.nan  # worker start to first acknowledgement
     drain_s: float = math.nan  # first acknowledgement to empty backlog
     batch_median: float = math.nan  # redemptions per worker transaction
-    cycle_ms: float = math.nan  # median time between one transaction's start and the next's
+    transaction_ms: float | None = None  # median from a transaction's start to its commit
+    in_flight: float | None = None  # worker transactions open at once, on average
     cpu: dict[str, float] = field(default_factory=dict)  # during the drain
     redeem_cpu: dict[str, float] = field(default_factory=dict)  # during the redeem runs
     notes: list[str] = field(default_factory=list)
@@ -269,9 +285,8 @@ class Lag:
     redeem_rps: float
     redeemed: int
     n: int = 0
-    begin_ms: tuple[float, float] = (math.nan, math.nan)
-    commit_ms: tuple[float, float] = (math.nan, math.nan)
-    commit_max_ms: float = math.nan
+    lag_ms: tuple[float, float] = (math.nan, math.nan)  # p50, p99
+    lag_max_ms: float = math.nan
     queued_ms: tuple[float, float] = (math.nan, math.nan)
     backlog_max: int = 0
     backlog_end: int = 0  # when wrk stopped
@@ -284,7 +299,11 @@ class Lag:
 class Settle(Bench):
     def __init__(self, args: argparse.Namespace, env: dict[str, str], stores_: Stores) -> None:
         super().__init__(args, env, stores_)
+        from qrloop.settings import load
+
         self.partitions = int(env.get("QRLOOP_PARTITIONS", "16"))
+        self.consumers = load(env).settlement_consumers  # per worker process
+        self.committed_at = False  # whether lag runs to the commit (else to the start)
         self.rounds: list[Round] = []
         self.warmup: Round | None = None
         self.lags: list[Lag] = []
@@ -327,7 +346,7 @@ class Settle(Bench):
         round_.backlog = self.backlog()
         with BacklogWatch(self.stores.redis_url, self.partitions) as watch:
             started = time.monotonic()
-            with Workers(self.env, workers, self.workdir) as group:
+            with Workers(self.env, workers, self.consumers, self.workdir) as group:
                 pids = group.pids()
                 first = watch.wait(round_.backlog, DRAIN_TIMEOUT)
                 cpu_start = self.meter.snapshot(self.server.proc.pid, worker=pids)
@@ -355,12 +374,15 @@ class Settle(Bench):
             round_.notes.append(
                 f"{after['entries']} ledger entries for {after['transactions']} transactions"
             )
-        batches = fetch(self.stores.database_url, _BATCHES, since)
+        batches = fetch(self.stores.database_url, _BATCHES, since, self.committed_at)
         if batches:
             round_.batch_median = statistics.median(b["n"] for b in batches)
-            starts = [b["settled_at"] for b in batches]
-            gaps = [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(starts)]
-            round_.cycle_ms = statistics.median(gaps) if gaps else math.nan
+        if batches and self.committed_at:
+            spans = [(b["committed_at"] - b["started_at"]).total_seconds() for b in batches]
+            opened = min(b["started_at"] for b in batches)
+            wall = (max(b["committed_at"] for b in batches) - opened).total_seconds()
+            round_.transaction_ms = statistics.median(spans) * 1000
+            round_.in_flight = sum(spans) / wall if wall > 0 else None
 
     # ----- phases
 
@@ -384,7 +406,7 @@ class Settle(Bench):
             }
             self.rounds.append(round_)
             say(
-                f"  {workers} worker(s): redeemed {round_.before_rps:.0f}/s before,"
+                f"  {workers} worker process(es): redeemed {round_.before_rps:.0f}/s before,"
                 f" {round_.after_rps:.0f}/s after; settled {round_.backlog} in"
                 f" {round_.drain_s:.1f}s = {round_.settle_rps:.0f}/s; ratio {round_.ratio:.2f}"
                 + (f"  !! {'; '.join(round_.notes)}" if round_.notes else "")
@@ -392,23 +414,30 @@ class Settle(Bench):
             before = after
 
     def lag_runs(self, fixture: Fixture) -> None:
-        """One worker settles while wrk redeems: as fast as it goes, then at a steady rate."""
-        rates = [0.0]
-        one = [r.settle_rps for r in self.rounds if r.workers == 1 and r.settle_rps > 0]
-        steady = self.args.lag_rate
-        if steady is None and one:
-            steady = round(one[0] / 2, -2)
-        if steady:
-            rates.append(steady)
+        """One worker process settles while wrk redeems: as fast as it goes, then at a steady
+        rate."""
         with (
             BacklogWatch(self.stores.redis_url, self.partitions) as watch,
-            Workers(self.env, 1, self.workdir) as group,
+            Workers(self.env, 1, self.consumers, self.workdir) as group,
         ):
-            for rate in rates:
+            for paced in (False, True):
+                rate = self.steady_rate() if paced else 0.0
+                if paced and not rate:
+                    break
                 self.wait_quiet()
                 if watch.wait(1, DRAIN_TIMEOUT, after=time.monotonic()) is None:
                     raise RuntimeError("the backlog did not empty before the lag run")
                 self.lags.append(self.lag_run(fixture, rate, watch, group.pids()))
+
+    def steady_rate(self) -> float:
+        """--lag-rate; by default half what one worker process settled per second, and at most
+        half what wrk redeemed as fast as it went while that worker settled (the two share the
+        machine): a steady load with room to spare. 0: no paced run."""
+        if self.args.lag_rate is not None:
+            return float(self.args.lag_rate)
+        one = [r.settle_rps for r in self.rounds if r.workers == 1 and r.settle_rps > 0]
+        shared = [lag.redeem_rps for lag in self.lags if lag.target_rps is None]
+        return round(min(one[:1] + shared) / 2, -2) if one else 0.0
 
     def lag_run(self, fixture: Fixture, rate: float, watch: BacklogWatch, pids: list[int]) -> Lag:
         since = datetime.now(UTC)
@@ -426,24 +455,23 @@ class Settle(Bench):
             lag.notes.append(f"the backlog did not empty within {DRAIN_TIMEOUT:.0f}s of the run")
             return lag
         lag.tail_s = empty[0] - wrk_end
-        # The wall-clock moment of that sample, to compare with PostgreSQL's timestamps.
-        empty_at = datetime.now(UTC) - timedelta(seconds=time.monotonic() - empty[0])
-        row = fetch(self.stores.database_url, _LAGS, since, since, empty_at)[0]
+        row = fetch(self.stores.database_url, _LAGS, since, self.committed_at)[0]
         lag.n = int(row["n"])
-        lag.begin_ms = tuple(row["begin_ms"])  # type: ignore[assignment]
-        lag.commit_ms = tuple(row["commit_ms"])  # type: ignore[assignment]
-        lag.commit_max_ms = float(row["commit_max_ms"])
-        lag.queued_ms = tuple(row["queued_ms"])  # type: ignore[assignment]
+        lag.lag_ms = tuple(row["lag_ms"])
+        lag.lag_max_ms = float(row["lag_max_ms"])
+        lag.queued_ms = tuple(row["queued_ms"])
         # Requests still in flight when wrk stops are served but not counted by wrk.
         if not 0 <= lag.n - lag.redeemed <= CONNECTIONS:
             lag.notes.append(f"{lag.n} rows settled for {lag.redeemed} redemptions wrk saw")
         say(
-            f"  lag at {rps:.0f} redemptions/s: p50 {lag.commit_ms[0]:.0f} ms,"
-            f" p99 {lag.commit_ms[1]:.0f} ms; backlog at most {lag.backlog_max}"
+            f"  lag at {rps:.0f} redemptions/s: p50 {lag.lag_ms[0]:.0f} ms,"
+            f" p99 {lag.lag_ms[1]:.0f} ms; backlog at most {lag.backlog_max}"
         )
         return lag
 
     def run(self) -> None:
+        # Before anything connects: on the embedded stores this restarts PostgreSQL.
+        self.committed_at = track_commits(self.stores)
         ensure_groups(self.stores, self.partitions)
         env = {**self.env, "QRLOOP_PORT": str(free_port())}
         self.code.append(("at the start", source_identity()))
@@ -463,19 +491,81 @@ def _pair(values: tuple[float, float]) -> str:
     return f"{values[0]:.0f} / {values[1]:.0f}"
 
 
+def _served(bench: Settle, info: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The machine lines, with what this benchmark serves and how PostgreSQL times commits."""
+    tracking = f"track_commit_timestamp {'on' if bench.committed_at else 'off'}"
+    if bench.committed_at and bench.stores.embedded is not None:
+        tracking += " (turned on by this benchmark, for the lag; `qrloop serve` leaves it off)"
+    info = [(k, f"{v}, {tracking}" if k == "PostgreSQL" else v) for k, v in info if k != "Served"]
+    served = (
+        f"`qrloop.cli.run_api` with {API_PROCESSES} API processes, as in the Redeem section;"
+        " settlement by `python -m qrloop worker` processes (the real command), each running"
+        f" {bench.consumers} consumers (QRLOOP_SETTLEMENT_CONSUMERS={bench.consumers}, the"
+        " default) with one transaction in flight apiece"
+    )
+    return [*info, ("Served", served)]
+
+
+def _lag_section(args: argparse.Namespace, bench: Settle) -> list[str]:
+    if bench.committed_at:
+        lag = (
+            "Lag = the commit time of the row's transaction minus its `redeemed_at`: PostgreSQL"
+            " records when each transaction commits (`track_commit_timestamp`, read back with"
+            " `pg_xact_commit_timestamp(xmin)`), stamped as it writes the commit record, just"
+            " before the WAL flush that makes the row durable."
+        )
+        column = "lag p50 / p99 ms (to commit)"
+    else:
+        lag = (
+            "This PostgreSQL does not record commit times (`track_commit_timestamp` is off), so"
+            " lag is measured only to the *start* of the row's transaction (`settled_at`,"
+            " PostgreSQL's `now()`) from its `redeemed_at`: a lower bound on the lag to the"
+            " commit, by however long the transaction took."
+        )
+        column = "lag p50 / p99 ms (to transaction start: a lower bound)"
+    lines = [
+        "",
+        "### Lag under load",
+        "",
+        f"One worker process ({bench.consumers} consumers) runs while wrk redeems for"
+        f" {args.lag_duration:g} s: as fast as it goes ({CONNECTIONS} connections), then paced"
+        " to a steady rate (redeem.lua spaces each thread's requests evenly; unless --lag-rate"
+        " says, half what one worker process settled per second in the throughput round, at"
+        " most half the first run's rate, so the two share the machine with room to spare)."
+        " After each run the script waits for the backlog to empty and reads every redemption"
+        f" of the run back from PostgreSQL. {lag} `redeemed_at` is the API process's clock when"
+        " it calls Valkey (ms); the stream entry's id is Valkey's clock at XADD.",
+        "",
+        f"| load | redeemed/s | redemptions | {column} | max ms | backlog max"
+        " | backlog when wrk stopped | empty after s | redeem p99 ms (wrk)"
+        " | cores: " + " / ".join(PARTS) + " |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in bench.lags:
+        load = f"paced to {run.target_rps:.0f}/s" if run.target_rps else "as fast as wrk goes"
+        lines.append(
+            f"| {load} | {run.redeem_rps:.0f} | {run.n} | {_pair(run.lag_ms)}"
+            f" | {run.lag_max_ms:.0f} | {run.backlog_max} | {run.backlog_end}"
+            f" | {run.tail_s:.2f} | {run.p99_ms:.1f} | {_cores(run.cpu, PARTS)} |"
+        )
+    queued = "; ".join(f"{run.queued_ms[0]:.1f} / {run.queued_ms[1]:.1f} ms" for run in bench.lags)
+    return [*lines, "", f"`redeemed_at` → stream entry id, p50 / p99, per run: {queued}."]
+
+
 def report(
     args: argparse.Namespace, bench: Settle, info: list[tuple[str, str]], problems: list[str]
 ) -> str:
     lines = heading(SECTION, "benchmarks/settlement.py")
-    info = [(k, v) for k, v in info if k != "Served"]
-    info.append(
-        (
-            "Served",
-            f"`qrloop.cli.run_api` with {API_PROCESSES} API processes, as in the Redeem section;"
-            " settlement by `python -m qrloop worker` processes (the real command)",
-        )
+    lines += [f"- {name}: {value}" for name, value in _served(bench, info)]
+    in_flight = (
+        " From the redemptions table: the redemptions per worker transaction, the time from a"
+        " transaction's start (`settled_at`) to its commit, and the transactions open at once"
+        " (those times summed over the time from the first start to the last commit; at most"
+        " worker processes times consumers)."
+        if bench.committed_at
+        else " From the redemptions table: the redemptions per worker transaction (commit times"
+        " are not recorded here, so the transaction columns are n/a)."
     )
-    lines += [f"- {name}: {value}" for name, value in info]
     lines += [
         "",
         "Every redemption is a distinct valid code redeemed through `POST /v1/redeem`"
@@ -487,80 +577,49 @@ def report(
         "### Throughput",
         "",
         f"wrk redeems for {args.duration:g} s with no worker running (the hot path's rate; every"
-        " redemption stays behind in the stream); then the round's workers start and are timed"
-        " from the first acknowledged entry to an empty backlog (the worker acknowledges after"
-        " its transaction commits, so acknowledged = in PostgreSQL with its ledger postings);"
-        " then wrk redeems again, which also leaves the next round's backlog. A round's ratio is"
-        " its settled/s over the mean of the hot-path runs just before and after its drain, so"
-        " a drift in the machine's other load weighs on both sides. Cores during the drain:"
-        " CPU-seconds per second (2 = the whole machine).",
+        " redemption stays behind in the stream); then the round's worker processes start"
+        f" ({bench.consumers} consumers each) and are timed from the first acknowledged entry to"
+        " an empty backlog (a consumer acknowledges after its transaction commits, so"
+        " acknowledged = in PostgreSQL with its ledger postings); then wrk redeems again, which"
+        " also leaves the next round's backlog. A round's ratio is its settled/s over the mean"
+        " of the hot-path runs just before and after its drain, so a drift in the machine's"
+        " other load weighs on both sides. Cores during the drain: CPU-seconds per second"
+        f" (2 = the whole machine).{in_flight}",
         "",
-        "| workers | redeemed/s before / after (hot path) | backlog | settled/s"
-        " | settled / redeemed (mean of before and after)"
+        f"| worker processes ({bench.consumers} consumers each) | redeemed/s before / after"
+        " (hot path) | backlog | settled/s | settled / redeemed (mean of before and after)"
         " | worker start → first commit s | drain s | redemptions per transaction (median)"
-        " | transaction start to next start ms (median) | cores: " + " / ".join(PARTS) + " |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        " | transaction start → commit ms (median) | transactions open at once (mean)"
+        " | cores: " + " / ".join(PARTS) + " |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in bench.rounds:
         lines.append(
             f"| {r.workers} | {r.before_rps:.0f} / {r.after_rps:.0f} | {r.backlog}"
             f" | {r.settle_rps:.0f}"
             f" | {_fmt(r.ratio)} | {r.startup_s:.2f} | {r.drain_s:.2f} | {r.batch_median:.0f}"
-            f" | {r.cycle_ms:.1f} | {_cores(r.cpu, PARTS)} |"
+            f" | {_fmt(r.transaction_ms, 1)} | {_fmt(r.in_flight)} | {_cores(r.cpu, PARTS)} |"
         )
     lines += ["", "Target: settled/s ÷ redeemed/s ≥ 1 (settlement keeps up with the tills):", ""]
     for r in bench.rounds:
         verdict = "met" if r.ratio >= 1 else "MISSED"
-        lines.append(f"- {r.workers} worker(s): {_fmt(r.ratio)}: {verdict}")
+        lines.append(f"- {r.workers} worker process(es): {_fmt(r.ratio)}: {verdict}")
     lines += ["", "CPU per redemption in µs (cores ÷ rate): where the time goes.", ""]
     for r in bench.rounds:
         hot = {part: r.redeem_cpu.get(part, math.nan) / r.redeem_rps * 1e6 for part in PARTS}
         settle = {part: r.cpu.get(part, math.nan) / r.settle_rps * 1e6 for part in PARTS}
         lines.append(
-            f"- {r.workers} worker(s): settling took {settle['postgres']:.0f} µs of PostgreSQL"
-            f" and {settle['worker']:.0f} µs of worker processes (+ {settle['valkey']:.0f} µs"
-            f" of Valkey); redeeming took {hot['api']:.0f} µs of API processes and"
-            f" {hot['valkey']:.0f} µs of Valkey."
+            f"- {r.workers} worker process(es): settling took {settle['postgres']:.0f} µs of"
+            f" PostgreSQL and {settle['worker']:.0f} µs of worker processes"
+            f" (+ {settle['valkey']:.0f} µs of Valkey); redeeming took {hot['api']:.0f} µs of"
+            f" API processes and {hot['valkey']:.0f} µs of Valkey."
         )
     if bench.lags:
-        lines += [
-            "",
-            "### Lag under load",
-            "",
-            f"One worker runs while wrk redeems for {args.lag_duration:g} s: as fast as it goes"
-            f" ({CONNECTIONS} connections), then paced to a steady rate (redeem.lua spaces each"
-            " thread's requests evenly). After each run the script waits for the backlog to"
-            " empty and reads every redemption of the run back from PostgreSQL. Lag = when the"
-            " row was settled minus its `redeemed_at`. `redemptions.settled_at` is PostgreSQL's"
-            " `now()`, the *start* of the worker's transaction: a lower bound on the commit. The"
-            " upper bound (first column) is the start of the worker's next transaction, which"
-            " with one worker begins only after the commit and the acknowledgement (for the"
-            " last transaction: when the backlog was seen empty). `redeemed_at` is the API"
-            " process's clock when it calls Valkey (ms); the stream entry's id is Valkey's"
-            " clock at XADD.",
-            "",
-            "| load | redeemed/s | redemptions | lag p50 / p99 ms (commit, upper bound)"
-            " | max ms | lag p50 / p99 ms (transaction start) | backlog max"
-            " | backlog when wrk stopped | empty after s | redeem p99 ms (wrk)"
-            " | cores: " + " / ".join(PARTS) + " |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-        ]
-        for lag in bench.lags:
-            load = f"paced to {lag.target_rps:.0f}/s" if lag.target_rps else "as fast as wrk goes"
-            lines.append(
-                f"| {load} | {lag.redeem_rps:.0f} | {lag.n} | {_pair(lag.commit_ms)}"
-                f" | {lag.commit_max_ms:.0f} | {_pair(lag.begin_ms)} | {lag.backlog_max}"
-                f" | {lag.backlog_end} | {lag.tail_s:.2f} | {lag.p99_ms:.1f}"
-                f" | {_cores(lag.cpu, PARTS)} |"
-            )
-        queued = "; ".join(
-            f"{lag.queued_ms[0]:.1f} / {lag.queued_ms[1]:.1f} ms" for lag in bench.lags
-        )
-        lines += ["", f"`redeemed_at` → stream entry id, p50 / p99, per run: {queued}."]
+        lines += _lag_section(args, bench)
     problems = problems + [
         f"- {what}: {note}"
         for what, notes in [
-            *((f"{r.workers} worker(s)", r.notes) for r in bench.rounds),
+            *((f"{r.workers} worker process(es)", r.notes) for r in bench.rounds),
             *([("warm-up", bench.warmup.notes)] if bench.warmup else []),
             *((f"lag run {n}", lag.notes) for n, lag in enumerate(bench.lags, 1)),
             *((f"wrk run {r.round}", r.notes) for r in bench.runs),
@@ -575,10 +634,11 @@ def report(
         " every redemption settled once with one balanced four-entry ledger transaction).",
         *problems,
     ]
-    what = ["warm-up", *(f"before the drain by {r.workers} worker(s)" for r in bench.rounds)]
+    what = ["warm-up"]
+    what += [f"before the drain by {r.workers} worker process(es)" for r in bench.rounds]
     what += ["after the last drain"] if bench.rounds else []
     what += [
-        "lag run, 1 worker settling"
+        "lag run, 1 worker process settling"
         + (f", paced to {lag.target_rps:.0f}/s" if lag.target_rps else "")
         for lag in bench.lags
     ]
@@ -604,20 +664,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[1, 2],
-        help="worker processes draining, one round each (1 2)",
+        help="worker processes draining, one round each (1 2); each runs"
+        " QRLOOP_SETTLEMENT_CONSUMERS consumers (default 2)",
     )
     parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up (3)")
     parser.add_argument(
         "--lag-duration",
         type=float,
         default=20,
-        help="seconds of redemptions per lag run, while one worker settles (20; 0: no lag runs)",
+        help="seconds of redemptions per lag run, while one worker process settles"
+        " (20; 0: no lag runs)",
     )
     parser.add_argument(
         "--lag-rate",
         type=float,
-        help="redemptions/s of the steady lag run (default: half what one worker settled per"
-        " second in the throughput round; 0: only the as-fast-as-it-goes lag run)",
+        help="redemptions/s of the steady lag run (default: half what one worker process"
+        " settled per second in the throughput round, at most half the rate of the"
+        " as-fast-as-it-goes lag run; 0: only the as-fast-as-it-goes lag run)",
     )
     common_options(parser, quiet_wait=3)
     return parser.parse_args(argv)
