@@ -50,6 +50,10 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Requests to /slow... wait until `release` is set; `held` and `most_held` count them.
+    release: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
+    most_held: int = 0
 
     def events(self, event_type: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -63,6 +67,8 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path.startswith("/slow"):
+                self._hold()
             with state.lock:
                 state.requests.append(Received(dict(self.headers), body, time.time()))
                 status = state.answers.pop(0) if state.answers else 200
@@ -70,14 +76,24 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        def _hold(self) -> None:
+            with state.lock:
+                state.held += 1
+                state.most_held = max(state.most_held, state.held)
+            state.release.wait(timeout=30)
+            with state.lock:
+                state.held -= 1
+
         def log_message(self, *_: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    state.release.set()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield state
+    state.release.set()
     server.shutdown()
     server.server_close()
 
@@ -380,3 +396,33 @@ def test_settling_entries_again_announces_nothing_twice(
 
     asyncio.run(settle_all_again())
     assert fetchval(hooks_stack, counts) == before
+
+
+def test_a_hanging_endpoint_does_not_hold_up_other_merchants(
+    hooks_stack: Stack, receiver: Receiver
+) -> None:
+    """While one merchant's endpoint hangs on ten deliveries, it holds at most four attempts
+    at once, and another merchant's event is delivered meanwhile; the held ones are delivered
+    once the endpoint answers again."""
+    receiver.release.clear()
+    slow, fast = hooks_stack.new_merchant("Slow"), hooks_stack.new_merchant("Fast")
+    slow_url = receiver.url.replace("/hooks", "/slow")
+    slow_endpoint = _register(slow, slow_url, events=["redemption.created"])["id"]
+    _register(fast, receiver.url, events=["redemption.created"])
+    _, slow_token = _shop(slow)
+    for code in slow.codes(slow.campaign(), 10):
+        assert redeem(hooks_stack, slow_token, code).status_code == 200
+    eventually(lambda: receiver.held == 4, within=15)
+
+    _, fast_token = _shop(fast)
+    assert redeem(hooks_stack, fast_token, fast.codes(fast.campaign(), 1)[0]).status_code == 200
+    eventually(lambda: receiver.events("redemption.created") != [], within=15)
+    assert receiver.held == 4
+    receiver.release.set()
+
+    def all_delivered() -> bool:
+        log = _deliveries(slow, slow_endpoint)
+        return len(log) == 10 and all(d["status"] == "delivered" for d in log)
+
+    eventually(all_delivered, within=30)
+    assert receiver.most_held == 4

@@ -8,7 +8,6 @@ event id (`Qrloop-Event-Id`). Several workers share the work through row locks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -28,20 +27,33 @@ from qrloop.webhooks.signature import SIGNATURE_HEADER, derive_secret, sign
 
 log = logging.getLogger("qrloop.webhooks")
 
-BATCH = 32
+SLOTS = 32  # attempts under way at once in one worker
+PER_ENDPOINT = 4  # new attempts taken for one endpoint while none of its attempts is under way
 POLL_SECONDS = 0.5
 MAX_RETRY_DELAY_SECONDS = 3600.0
 USER_AGENT = "qrloop-webhooks/1"
 
 # Taking due deliveries also leases them: until the lease ends no other worker takes them.
+# Endpoints with attempts under way here ($3) wait, and each other endpoint gets at most $4 of
+# the oldest due: a slow or hanging endpoint holds a few slots, never every merchant's events.
 _TAKE_DUE = """
 UPDATE webhook_deliveries d
 SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
 FROM webhook_endpoints w, webhook_events e
 WHERE d.id IN (
-    SELECT id FROM webhook_deliveries
-    WHERE status = 'pending' AND next_attempt_at <= now()
-    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
+    SELECT id FROM webhook_deliveries WHERE id IN (
+        SELECT id FROM (
+            SELECT id, next_attempt_at,
+                   row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS place
+            FROM (
+                SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
+                WHERE status = 'pending' AND next_attempt_at <= now()
+                  AND endpoint_id <> ALL ($3::bigint[])
+                ORDER BY next_attempt_at LIMIT 1000
+            ) AS oldest
+        ) AS ranked
+        WHERE place <= $4 ORDER BY next_attempt_at LIMIT $1
+    ) FOR UPDATE SKIP LOCKED
 ) AND w.id = d.endpoint_id AND e.id = d.event_id
 RETURNING d.id, d.attempts, w.id AS endpoint_id, w.url, w.secret_key_id, w.secret_salt,
           e.id AS event_id, e.type, e.created_at, e.data::text AS data
@@ -120,21 +132,40 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; attempts under way are finished first."""
+        under_way: dict[asyncio.Task[None], int] = {}  # attempt → its endpoint
+        stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                try:
-                    self._keys.reload_if_changed()
-                    due = await self._pool.fetch(_TAKE_DUE, BATCH, self._lease_seconds)
-                except DB_ERRORS as error:
-                    log.warning("postgres unavailable, retrying: %s", error)
-                    due = []
+                due = await self._take(SLOTS - len(under_way), set(under_way.values()))
+                for row in due:
+                    under_way[asyncio.create_task(self._attempt(row))] = row["endpoint_id"]
                 if not due:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), await self._idle_seconds())
-                    continue
-                await asyncio.gather(*(self._attempt(row) for row in due))
+                    # Until an attempt ends, a retry falls due or the next poll.
+                    await asyncio.wait(
+                        {stopping, *under_way},
+                        timeout=await self._idle_seconds(),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                for task in [task for task in under_way if task.done()]:
+                    del under_way[task]
+            if under_way:
+                await asyncio.wait(under_way)
         finally:
+            stopping.cancel()
             await self._client.aclose()
+
+    async def _take(self, free: int, busy: set[int]) -> list[asyncpg.Record]:
+        if free <= 0:
+            return []
+        try:
+            self._keys.reload_if_changed()
+            rows: list[asyncpg.Record] = await self._pool.fetch(
+                _TAKE_DUE, free, self._lease_seconds, list(busy), PER_ENDPOINT
+            )
+        except DB_ERRORS as error:
+            log.warning("postgres unavailable, retrying: %s", error)
+            return []
+        return rows
 
     async def _idle_seconds(self) -> float:
         """Until the next retry falls due, or POLL_SECONDS for new events, whichever is first."""
