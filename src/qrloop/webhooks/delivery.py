@@ -22,7 +22,7 @@ from qrloop.codes.keyring import KeyStatus, Purpose
 from qrloop.db import DB_ERRORS
 from qrloop.keys import Keys
 from qrloop.settings import Settings
-from qrloop.webhooks.destinations import refusal
+from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.signature import SIGNATURE_HEADER, derive_secret, sign
 
 log = logging.getLogger("qrloop.webhooks")
@@ -186,21 +186,24 @@ class Dispatcher:
     async def _post(self, row: asyncpg.Record) -> Outcome:
         started, clock = datetime.now().astimezone(), time.perf_counter()
         status_code: int | None = None
-        error = await refusal(row["url"], self._settings.webhook_private_networks)
-        if error is None:
-            try:
-                body = self._body(row)
-                headers = self._headers(row, body)
-                async with self._client.stream(
-                    "POST", row["url"], content=body, headers=headers
-                ) as response:
-                    status_code = response.status_code
-                if not 200 <= status_code < 300:
-                    error = f"the endpoint answered {status_code}"
-            except SigningKeyUnusable as unusable:
-                error = str(unusable)
-            except httpx.HTTPError as failure:
-                error = f"{type(failure).__name__}: {failure}"[:500]
+        error: str | None = None
+        try:
+            target = await destination(row["url"], self._settings.webhook_private_networks)
+            body = self._body(row)
+            async with self._client.stream(
+                "POST",
+                target.url,
+                content=body,
+                headers={**target.headers, **self._headers(row, body)},
+                extensions=target.extensions,
+            ) as response:
+                status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"the endpoint answered {status_code}"
+        except (Refused, SigningKeyUnusable) as refusal:
+            error = str(refusal)
+        except httpx.HTTPError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:500]
         duration_ms = round((time.perf_counter() - clock) * 1000)
         return Outcome(status_code, error, started, duration_ms)
 

@@ -9,7 +9,7 @@ import msgspec
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
-from qrloop.webhooks.destinations import refusal
+from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import EventType
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
 from qrloop.webhooks.signature import derive_secret
@@ -48,9 +48,10 @@ async def create(
     pool: asyncpg.Pool, keyring: KeyRing, merchant_id: int, data: EndpointIn, private: bool
 ) -> EndpointSecret:
     """Register an endpoint; its secret is in the answer, and never again (rotate to replace)."""
-    why = await refusal(data.url, private)
-    if why is not None:
-        raise Problem(Reason.BAD_REQUEST, f"Cannot send webhooks there: {why}.")
+    try:
+        await destination(data.url, private)
+    except Refused as why:
+        raise Problem(Reason.BAD_REQUEST, f"Cannot send webhooks there: {why}.") from None
     key_id, key_secret = _signing_key(keyring)
     salt = secrets.token_bytes(16)
     events = [e.value for e in (data.events or list(EventType))]
