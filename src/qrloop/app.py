@@ -42,6 +42,7 @@ from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 from qrloop.settlement.worker import settlement_gauges
+from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
 
 log = logging.getLogger("qrloop.app")
@@ -152,11 +153,7 @@ async def ready(runtime: Runtime) -> dict[str, str]:
 @get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
 async def prometheus(runtime: Runtime) -> str:
     backlog, dead = await settlement_gauges(runtime.redis, runtime.settings.partitions)
-    rows = await runtime.pool.fetch(
-        "SELECT status, count(*) FROM webhook_deliveries"
-        " WHERE status IN ('pending', 'failed') GROUP BY status"
-    )
-    return metrics.render(backlog, dead, {row["status"]: row["count"] for row in rows})
+    return metrics.render(backlog, dead, await webhooks.delivery_counts(runtime.pool))
 
 
 def _runtime(state: State) -> Runtime:

@@ -23,6 +23,7 @@ from qrloop.db import DB_ERRORS
 from qrloop.keys import Keys
 from qrloop.settings import Settings
 from qrloop.webhooks.destinations import Refused, destination
+from qrloop.webhooks.outbox import public_event_id
 from qrloop.webhooks.signature import SIGNATURE_HEADER, derive_secret, sign
 
 log = logging.getLogger("qrloop.webhooks")
@@ -209,7 +210,7 @@ class Dispatcher:
 
     def _body(self, row: asyncpg.Record) -> bytes:
         envelope = Envelope(
-            id=f"evt_{row['event_id']}",
+            id=public_event_id(row["event_id"]),
             type=row["type"],
             created_at=row["created_at"],
             data=msgspec.Raw(row["data"].encode()),
@@ -234,7 +235,7 @@ class Dispatcher:
         secret = derive_secret(key.secret, row["endpoint_id"], row["secret_salt"])
         return {
             SIGNATURE_HEADER: sign(secret, body, int(time.time())),
-            "Qrloop-Event-Id": f"evt_{row['event_id']}",
+            "Qrloop-Event-Id": public_event_id(row["event_id"]),
             "Qrloop-Event-Type": row["type"],
             "Qrloop-Delivery-Attempt": str(row["attempts"]),
         }

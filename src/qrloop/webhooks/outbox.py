@@ -13,6 +13,11 @@ from enum import StrEnum
 from asyncpg.pool import PoolConnectionProxy
 
 
+def public_event_id(event_id: int) -> str:
+    """The id receivers see (body `id`, `Qrloop-Event-Id`) and deduplicate on."""
+    return f"evt_{event_id}"
+
+
 class EventType(StrEnum):
     REDEMPTION_CREATED = "redemption.created"
     REDEMPTION_REVERSED = "redemption.reversed"

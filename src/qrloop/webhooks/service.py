@@ -10,7 +10,7 @@ import msgspec
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.webhooks.destinations import Refused, destination
-from qrloop.webhooks.outbox import EventType
+from qrloop.webhooks.outbox import EventType, public_event_id
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
 from qrloop.webhooks.signature import derive_secret
 
@@ -26,6 +26,10 @@ def _out(row: asyncpg.Record) -> EndpointOut:
         active=row["active"],
         created_at=row["created_at"],
     )
+
+
+def _no_endpoint(endpoint_id: int) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"No webhook endpoint {endpoint_id} in this account.")
 
 
 def _signing_key(keyring: KeyRing) -> tuple[int, bytes]:
@@ -79,7 +83,7 @@ async def get(pool: asyncpg.Pool, merchant_id: int, endpoint_id: int) -> Endpoin
         merchant_id,
     )
     if row is None:
-        raise Problem(Reason.NOT_FOUND, f"No webhook endpoint {endpoint_id} in this account.")
+        raise _no_endpoint(endpoint_id)
     return _out(row)
 
 
@@ -93,7 +97,7 @@ async def deactivate(pool: asyncpg.Pool, merchant_id: int, endpoint_id: int) -> 
             merchant_id,
         )
         if row is None:
-            raise Problem(Reason.NOT_FOUND, f"No webhook endpoint {endpoint_id} in this account.")
+            raise _no_endpoint(endpoint_id)
         await connection.execute(
             "UPDATE webhook_deliveries SET status = 'failed', last_error = 'endpoint removed'"
             " WHERE endpoint_id = $1 AND status = 'pending'",
@@ -144,7 +148,7 @@ async def deliveries(
     return [
         Delivery(
             id=row["id"],
-            event_id=f"evt_{row['event_id']}",
+            event_id=public_event_id(row["event_id"]),
             event_type=EventType(row["type"]),
             status=row["status"],
             attempts=row["attempts"],
@@ -172,3 +176,12 @@ async def redeliver(
     )  # fmt: skip
     if done is None:
         raise Problem(Reason.NOT_FOUND, f"No delivery {delivery_id} to an active endpoint here.")
+
+
+async def delivery_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    """Deliveries still being tried ("pending") and given up ("failed"), for /metrics."""
+    rows = await pool.fetch(
+        "SELECT status, count(*) FROM webhook_deliveries"
+        " WHERE status IN ('pending', 'failed') GROUP BY status"
+    )
+    return {row["status"]: row["count"] for row in rows}
