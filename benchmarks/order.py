@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,19 +25,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+from ports import free_port
 from results import write_section
 
 from qrloop.embedded import EmbeddedServers
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Bulk order"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PeakMemory(threading.Thread):

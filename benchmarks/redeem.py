@@ -36,7 +36,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Self
 import asyncpg
 import redis
 import redis.asyncio
+from ports import free_port
 from results import RESULTS, write_section
 
 if TYPE_CHECKING:
@@ -102,13 +102,6 @@ def _die_with_parent() -> None:
 
 def _raise_on_sigterm(signum: int, _: FrameType | None) -> None:
     raise SystemExit(128 + signum)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def busy(seconds: float = 0.5) -> float:

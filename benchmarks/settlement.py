@@ -46,6 +46,7 @@ from typing import Any
 import asyncpg
 import redis
 import redis.asyncio
+from ports import free_port
 from redeem import (
     FIRST_GUESS_RPS,
     OTHERS_LIMIT,
@@ -60,7 +61,6 @@ from redeem import (
     bench_main,
     common_options,
     every_run,
-    free_port,
     heading,
     say,
     seed,

