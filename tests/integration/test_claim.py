@@ -8,6 +8,7 @@ import base64
 import hashlib
 import re
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,11 +19,13 @@ from qrloop.codes.format import to_typed
 from support import (
     Merchant,
     Stack,
+    Stores,
     claim_with_code,
     eventually,
     fetch,
     one_time_code,
     redeem,
+    serving,
 )
 
 
@@ -462,3 +465,48 @@ def test_messages_leave_through_the_development_sender_and_outbox_tail(
     tail = stack.cli("outbox", "tail", "-n", "1").stdout
     assert tail.startswith("oz@example.com  ")
     assert f"验证码是 {code}" in tail
+
+
+def test_caps_and_claims_survive_a_rotation_of_the_consumer_key(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """Attack: places in a pool were counted under the newest consumer key's hash only, so
+    `qrloop keys rotate --purpose consumer` gave everyone a fresh quota. After a rotation a
+    person holding 1 of K = 2 gets one more and then the limit, and a code claimed before the
+    rotation still comes back to its owner on a new device with a one-time code."""
+    with serving(stores, tmp_path / "serve") as stack:
+        shop = Campaign(stack, quantity=4)
+        path = shop.pool(2, verification="none")
+        with _client(stack) as browser:
+            before = browser.post(f"{path}/claim", data={"identifier": "pat@example.com"})
+            assert before.status_code == 303
+        with _client(stack) as owner:
+            claim_with_code(stack, owner, shop.links[3], "quinn@example.com", "quinn@example.com")
+        rotated = stack.cli("keys", "rotate", "--purpose", "consumer", "--algorithm", "hmac-sha256")
+        new_key = re.match(r"key (\d+):", rotated.stdout)
+        assert new_key is not None
+        store = redis.Redis.from_url(stack.stores.redis_url)
+        probes = iter(range(1000))
+
+        def api_uses_the_new_key() -> bool:
+            """A one-time code asked now is counted under the new key's hash."""
+            with _client(stack) as probe:
+                probe.post(
+                    f"{shop.links[2]}/claim",
+                    data={"identifier": f"probe{next(probes)}@example.com"},
+                )
+            return bool(store.keys(f"qr:otp:sends:{new_key.group(1)}:*"))
+
+        eventually(api_uses_the_new_key, within=15)
+        with _client(stack) as browser:
+            after = [
+                browser.post(f"{path}/claim", data={"identifier": "Pat@example.com"}) for _ in "ab"
+            ]
+        assert [r.status_code for r in after] == [303, 409]
+        assert "You already have 2" in after[1].text
+        with _client(stack) as laptop:
+            again = claim_with_code(
+                stack, laptop, shop.links[3], "quinn@example.com", "quinn@example.com"
+            )
+            assert again.status_code == 303
+            assert _shows_code(laptop.get(shop.links[3]), shop.codes[3])

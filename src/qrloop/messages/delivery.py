@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Mapping
+from typing import get_args
 
 import asyncpg
 
@@ -70,6 +72,10 @@ def sender_for(channel: Channel, settings: Settings) -> Sender:
     return DevSender()
 
 
+def senders(settings: Settings) -> dict[Channel, Sender]:
+    return {channel: sender_for(channel, settings) for channel in get_args(Channel)}
+
+
 def retry_delay(attempt: int) -> float:
     """Doubling from FIRST_RETRY_SECONDS, at most MAX_RETRY_SECONDS, with ±20 % jitter."""
     delay = min(FIRST_RETRY_SECONDS * 2.0 ** (attempt - 1), MAX_RETRY_SECONDS)
@@ -79,9 +85,9 @@ def retry_delay(attempt: int) -> float:
 class Courier:
     """Delivers due consumer messages until stopped."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, by_channel: Mapping[Channel, Sender]) -> None:
         self._pool = pool
-        self._senders = {channel: sender_for(channel, settings) for channel in ("email", "sms")}
+        self._senders = by_channel
         self.delivered = 0
 
     async def run(self, stop: asyncio.Event) -> None:

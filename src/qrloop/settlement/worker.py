@@ -276,7 +276,7 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 async def serve(settings: Settings) -> None:
     """Settle, deliver webhooks and consumer messages until SIGTERM or SIGINT, then drain for
     at most DRAIN_SECONDS."""
-    from qrloop.messages.delivery import Courier
+    from qrloop.messages.delivery import Courier, senders
     from qrloop.webhooks.delivery import Dispatcher
 
     assert settings.database_url and settings.redis_url
@@ -293,7 +293,7 @@ async def serve(settings: Settings) -> None:
         for i in range(consumers)
     ]
     dispatcher = Dispatcher(pool, settings)
-    courier = Courier(pool, settings)
+    courier = Courier(pool, senders(settings))
     log.info(
         "settlement worker %s started: %d consumers on %d partitions",
         process, consumers, settings.partitions,
