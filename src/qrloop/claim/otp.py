@@ -26,6 +26,7 @@ VALID_SECONDS = 10 * 60
 TRIES_PER_CODE = 5
 SENDS_PER_HOUR = 5
 _TRY = resources.files(__package__).joinpath("otp_try.lua").read_text()
+_COUNT = resources.files(__package__).joinpath("otp_count.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +114,15 @@ def _too_many() -> Problem:
 
 
 async def count_send(client: redis.Redis, consumer: Consumer) -> None:
-    """Count a send in the person's hour; sends counted under older consumer keys count too."""
-    window = keyspace.otp_sends(consumer.newest)
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.set(window, 0, ex=3600, nx=True)
-        pipe.incr(window)
-        for older in consumer.hashes[1:]:
-            pipe.get(keyspace.otp_sends(older))
-        answers = await pipe.execute()
-    sent = int(answers[1]) + sum(int(count or 0) for count in answers[2:])
+    """Count a send in the person's hour, or 429 past SENDS_PER_HOUR. Sends counted under an
+    older consumer key count too. Each counter is a key of its own (one slot each on a
+    cluster): the newest is counted by a one-key script, the older ones only read."""
+    sent = int(await client.register_script(_COUNT)(keys=[keyspace.otp_sends(consumer.newest)]))
+    if len(consumer.hashes) > 1:
+        async with client.pipeline(transaction=False) as pipe:
+            for older in consumer.hashes[1:]:
+                pipe.get(keyspace.otp_sends(older))
+            sent += sum(int(count or 0) for count in await pipe.execute())
     if sent > SENDS_PER_HOUR:
         raise Problem(
             Reason.RATE_LIMITED,

@@ -134,7 +134,6 @@ def security_headers() -> dict[str, str]:
             f"style-src {_csp_hash(_inline_style())}",
             f"script-src {_csp_hash(STATE_SCRIPT)}",
             "connect-src 'self'",
-            "img-src 'self' data:",
             "form-action 'self'",
             "base-uri 'none'",
             "frame-ancestors 'none'",

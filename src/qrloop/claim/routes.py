@@ -78,23 +78,31 @@ def _html(body: str, status: int = 200, cookies: list[Cookie] | None = None) -> 
     )
 
 
-def _cookie(runtime: Runtime, key: str, value: str, path: str, max_age: int) -> Cookie:
+def _cookie(
+    runtime: Runtime,
+    key: str,
+    value: str,
+    path: str,
+    max_age: int,
+    samesite: Literal["lax", "strict"] = "lax",
+) -> Cookie:
     return Cookie(
         key=key,
         value=value,
         path=path,
         httponly=True,
-        samesite="lax",
+        samesite=samesite,
         secure=runtime.settings.base_url.startswith("https://"),
         max_age=max_age,
     )
 
 
 def _challenge_cookie(runtime: Runtime, challenge: otp.Challenge | None, path: str) -> Cookie:
-    """The browser's tie to its one-time code; without a challenge, the cookie's removal."""
+    """The browser's tie to its one-time code; without a challenge, the cookie's removal.
+    Strict: the code is only ever typed into our own page, never reached from elsewhere."""
     if challenge is None:
-        return _cookie(runtime, otp.COOKIE, "", path, 0)
-    return _cookie(runtime, otp.COOKIE, challenge.id, path, otp.VALID_SECONDS)
+        return _cookie(runtime, otp.COOKIE, "", path, 0, "strict")
+    return _cookie(runtime, otp.COOKIE, challenge.id, path, otp.VALID_SECONDS, "strict")
 
 
 def _to_code_form(page: str, challenge: otp.Challenge, runtime: Runtime) -> Redirect:
