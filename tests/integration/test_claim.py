@@ -364,12 +364,18 @@ def test_pool_is_the_merchants_own(stack: Stack, campaign: Campaign) -> None:
 
 def test_new_pools_verify_and_cap_verified_people(stack: Stack) -> None:
     """A pool made without saying otherwise asks for a one-time code before handing out a
-    code; a verified person takes at most K = 2, however they spell their phone."""
+    code (an unknown `verification` is a 400); a verified person takes at most K = 2, however
+    they spell their phone; a code typed with no challenge in the browser is refused."""
     shop = Campaign(stack, quantity=5)
     created = shop.merchant.created(
         f"/v1/campaigns/{shop.id}/pools", {"order_id": shop.order["id"], "per_consumer": 2}
     )
     assert created["verification"] == "otp"
+    unknown = shop.merchant.post(
+        f"/v1/campaigns/{shop.id}/pools", {"order_id": shop.order["id"], "verification": "sms"}
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["reason"] == "bad_request"
     path = created["url"].removeprefix(stack.base_url)
     taken = []
     with _client(stack) as browser:
