@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import secrets
 import signal
 import socket
@@ -471,3 +472,26 @@ def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) 
     assert len(postings) == len(set(postings)), "a redemption was booked twice"
     assert set(postings) == redemptions, "a settled redemption has no ledger posting"
     assert {(r["entries"], r["balance"]) for r in booked} <= {(2, 0), (4, 0)}
+
+
+def one_time_code(stack: Stack, recipient: str) -> str:
+    """The latest one-time code queued for `recipient` (the development sender keeps it)."""
+    body = fetchval(
+        stack,
+        "SELECT body FROM consumer_messages WHERE recipient = $1 AND kind = 'otp'"
+        " ORDER BY id DESC LIMIT 1",
+        recipient,
+    )
+    assert body is not None, f"no one-time code was queued for {recipient}"
+    found = re.search(r"\b(\d{6})\b", body)
+    assert found is not None, body
+    return found.group(1)
+
+
+def claim_with_code(
+    stack: Stack, browser: httpx.Client, link: str, identifier: str, recipient: str
+) -> httpx.Response:
+    """The whole claim in one browser: type the identifier, then the one-time code it got."""
+    asked = browser.post(f"{link}/claim", data={"identifier": identifier})
+    assert asked.status_code == 303, asked.text
+    return browser.post(f"{link}/verify", data={"code": one_time_code(stack, recipient)})

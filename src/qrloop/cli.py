@@ -1,4 +1,4 @@
-"""The `qrloop` command: serve, worker, migrate, merchants and keys."""
+"""The `qrloop` command: serve, worker, migrate, merchants, keys and the outbox."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("order_id", type=int)
     watch.set_defaults(run=cmd_orders_watch)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+    outbox = commands.add_parser("outbox", help="consumer messages").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    tail = outbox.add_parser("tail", help="print what the development sender 'sent'")
+    tail.add_argument("-n", type=int, default=10, help="how many of the latest (default 10)")
+    tail.add_argument("--follow", action="store_true", help="keep printing new ones")
+    tail.set_defaults(run=cmd_outbox_tail)
     reconcile = commands.add_parser("reconcile", help="compare Redis state with PostgreSQL")
     reconcile.add_argument(
         "--rehydrate", action="store_true", help="rebuild partitions that lost their state"
@@ -263,6 +270,34 @@ def cmd_orders_watch(settings: Settings, args: argparse.Namespace) -> int:
     with stores(settings) as ready:
         assert ready.database_url
         return asyncio.run(watch(ready.database_url, args.order_id, sys.stdout))
+
+
+def cmd_outbox_tail(settings: Settings, args: argparse.Namespace) -> int:
+    """The development sender's latest messages (recipient, body), so one-time codes can be
+    read without a mail server; waits first for messages queued a moment ago to leave."""
+    from qrloop.messages import outbox
+    from qrloop.messages.dev import DevSender
+
+    async def run(database_url: str) -> None:
+        pool = await db.create_pool(database_url, 1)
+        try:
+            await outbox.wait_for_queued(pool, within=10.0)
+            last, count = 0, args.n
+            while True:
+                for row in await outbox.latest(pool, DevSender.__name__, count, after=last):
+                    print(f"{row['recipient']}  {row['body']}", flush=True)
+                    last = row["id"]
+                if not args.follow:
+                    return
+                count = 1000
+                await asyncio.sleep(0.5)
+        finally:
+            await pool.close()
+
+    with stores(settings) as ready:
+        assert ready.database_url
+        asyncio.run(run(ready.database_url))
+    return 0
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:

@@ -97,3 +97,13 @@ def pool_keys(pool_id: str) -> tuple[str, str]:
     Both share the pool's own hash tag, so handing out the next code is one atomic script.
     """
     return f"qr:{{pool:{pool_id}}}:next", f"qr:{{pool:{pool_id}}}:taken"
+
+
+def otp_challenge(challenge_id: str) -> str:
+    """Hash: a one-time code's keyed hash, the person it was sent to, its link, its tries."""
+    return f"qr:otp:challenge:{challenge_id}"
+
+
+def otp_sends(consumer_hash: str) -> str:
+    """One-time codes sent to one person (under one consumer key) in the current hour."""
+    return f"qr:otp:sends:{consumer_hash}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
+import phonenumbers
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -44,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
     webhook_private_networks: bool = False
     log_level: str = "info"
+    phone_region: str = "CN"
 
     @property
     def base_url(self) -> str:
@@ -91,6 +93,7 @@ ENVIRONMENT = {
     "QRLOOP_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "QRLOOP_WEBHOOK_PRIVATE_NETWORKS": "webhook_private_networks",
     "QRLOOP_LOG_LEVEL": "log_level",
+    "QRLOOP_PHONE_REGION": "phone_region",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -112,7 +115,16 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"
         )
+    _check_phone_region(settings.phone_region)
     return settings
+
+
+def _check_phone_region(region: str) -> None:
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SettingsError(
+            f"QRLOOP_PHONE_REGION must be an ISO 3166 region phonenumbers knows, like CN or GB,"
+            f" not {region!r}"
+        )
 
 
 def _decode_path(kind: type, value: object) -> object:

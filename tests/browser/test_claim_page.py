@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -32,8 +33,10 @@ FLAGS = [
 def test_consumer_claims_and_the_shown_qr_scans_then_turns_used(
     stack: Stack, tmp_path: Path
 ) -> None:
-    """A consumer opens the link, claims with an email, sees a QR that decodes to the code,
-    and the page's badge turns to 'Used' by itself once the till redeems it."""
+    """A consumer opens the link, types an email, types the one-time code sent to it, sees a
+    QR that decodes to the code, and the page's badge turns to 'Used' by itself once the till
+    redeems it: the page's hashed script runs under its Content-Security-Policy, and nothing
+    the page does is refused by it."""
     merchant = stack.new_merchant()
     store = merchant.created("/v1/stores", {"name": "Main"})["id"]
     token = merchant.terminal_token(store)
@@ -46,6 +49,15 @@ def test_consumer_claims_and_the_shown_qr_scans_then_turns_used(
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            refused: list[str] = []
+            page.on(
+                "console",
+                lambda message: (
+                    refused.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
             page.goto(claim_url)
             assert page.locator("h1").inner_text() == "Free cone after 22:00"
             assert page.locator(".qr").count() == 0
@@ -53,17 +65,29 @@ def test_consumer_claims_and_the_shown_qr_scans_then_turns_used(
 
             page.fill("#identifier", "ana@example.com")
             page.click("button[type=submit]")
+            page.wait_for_selector("#code")
+            assert page.locator(".qr").count() == 0
+            page.screenshot(path=tmp_path / "2-code-asked.png", full_page=True)
+
+            # As a developer would: the development sender's latest message.
+            sent = stack.cli("outbox", "tail", "-n", "1").stdout
+            assert sent.startswith("ana@example.com  ")
+            code_sent = re.search(r"\b(\d{6})\b", sent)
+            assert code_sent is not None
+            page.fill("#code", code_sent.group(1))
+            page.click("button[type=submit]")
             page.wait_for_selector(".qr svg")
-            shot = page.screenshot(path=tmp_path / "2-claimed.png", full_page=True)
+            shot = page.screenshot(path=tmp_path / "3-claimed.png", full_page=True)
             found = zxingcpp.read_barcodes(
                 Image.open(io.BytesIO(shot)), formats=zxingcpp.BarcodeFormat.QRCode
             )
             assert [result.text for result in found] == [code]
 
             assert redeem(stack, token, code).status_code == 200
-            page.wait_for_function(
-                "document.getElementById('state').textContent === 'Used'", timeout=15_000
-            )
-            page.screenshot(path=tmp_path / "3-used.png", full_page=True)
+            # A selector, not a script: the page's CSP refuses any script but its own.
+            page.wait_for_selector("#state.used", timeout=15_000)
+            assert page.locator("#state").inner_text() == "Used"
+            page.screenshot(path=tmp_path / "4-used.png", full_page=True)
+            assert refused == []
         finally:
             browser.close()

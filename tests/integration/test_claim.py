@@ -1,23 +1,38 @@
-"""The consumer's side: claim links, the claimed code's page, and pools under a rush."""
+"""The consumer's side: claim links proven with one-time codes, the claimed code's page, and
+pools under a rush."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 from collections import Counter
+from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
+import redis
 
+from qrloop.claim.pages import STATE_SCRIPT
 from qrloop.codes.format import to_typed
-from support import Merchant, Stack, eventually, redeem
+from support import (
+    Merchant,
+    Stack,
+    Stores,
+    claim_with_code,
+    eventually,
+    fetch,
+    one_time_code,
+    redeem,
+    serving,
+)
 
 
 class Campaign:
     """A merchant's campaign with one finished order, its codes and claim links."""
 
-    def __init__(self, stack: Stack, quantity: int = 10) -> None:
+    def __init__(self, stack: Stack, quantity: int = 16) -> None:
         self.stack = stack
         self.merchant = stack.new_merchant("Cone & Co")
         self.store_id = self.merchant.created("/v1/stores", {"name": "Main"})["id"]
@@ -29,6 +44,12 @@ class Campaign:
         self.codes = [row[0] for row in rows]
         self.links = [row[2].removeprefix(stack.base_url) for row in rows]
 
+    def pool(self, per_consumer: int, **fields: str) -> str:
+        """A pool over the whole order; its path."""
+        body = {"order_id": self.order["id"], "per_consumer": per_consumer, **fields}
+        created = self.merchant.created(f"/v1/campaigns/{self.id}/pools", body)
+        return str(created["url"]).removeprefix(self.stack.base_url)
+
 
 @pytest.fixture(scope="module")
 def campaign(stack: Stack) -> Campaign:
@@ -39,72 +60,176 @@ def _client(stack: Stack) -> httpx.Client:
     return httpx.Client(base_url=stack.base_url, timeout=30)
 
 
+def _shows_code(page: httpx.Response, code: str) -> bool:
+    return "<svg" in page.text or code in page.text or to_typed(code) in page.text
+
+
 def test_link_reveals_nothing_redeemable_before_claiming(campaign: Campaign) -> None:
-    """The unclaimed page shows the offer and a claim form, never the code or its typed form."""
+    """The unclaimed page shows the offer and a form for a phone or email, never the code or
+    its typed form."""
     with _client(campaign.stack) as browser:
         page = browser.get(campaign.links[0])
     assert page.status_code == 200
     assert "Free cone after 22:00" in page.text
     assert "5.00 CNY" in page.text
     assert 'name="identifier"' in page.text
-    code = campaign.codes[0]
-    assert code not in page.text
-    assert to_typed(code) not in page.text
-    assert "<svg" not in page.text
+    assert not _shows_code(page, campaign.codes[0])
 
 
-def test_claim_shows_the_code_which_then_redeems(campaign: Campaign) -> None:
-    """Claiming binds the code to the consumer; the page then shows the QR and typed form,
-    which the till accepts; the live state turns to used."""
+def test_claim_with_a_one_time_code_shows_the_code_which_then_redeems(
+    campaign: Campaign,
+) -> None:
+    """Typing an email sends a one-time code and the page asks for it (no code shown yet);
+    the right one-time code claims the code for this browser, whose page then shows the QR
+    and typed form, which the till accepts; the live state turns to used."""
+    link = campaign.links[1]
     with _client(campaign.stack) as browser:
-        claimed = browser.post(f"{campaign.links[1]}/claim", data={"identifier": "ana@example.com"})
-        assert claimed.status_code == 303
-        page = browser.get(campaign.links[1])
-        assert "<svg" in page.text
+        asked = browser.post(f"{link}/claim", data={"identifier": "ana@example.com"})
+        assert asked.status_code == 303
+        waiting = browser.get(link)
+        assert 'name="code"' in waiting.text
+        assert "a•••@example.com" in waiting.text
+        assert not _shows_code(waiting, campaign.codes[1])
+        code = one_time_code(campaign.stack, "ana@example.com")
+        proven = browser.post(f"{link}/verify", data={"code": code})
+        assert proven.status_code == 303
+        page = browser.get(link)
         typed = re.search(r'id="typed">([A-Z0-9-]+)<', page.text)
         assert typed is not None
         assert typed.group(1) == to_typed(campaign.codes[1])
+        assert "<svg" in page.text
         assert redeem(campaign.stack, campaign.token, typed.group(1)).status_code == 200
-        state = browser.get(f"{campaign.links[1]}/state").json()
+        state = browser.get(f"{link}/state").json()
     assert state == {"state": "used"}
 
 
+def test_typing_the_owners_identifier_never_reveals_a_claimed_code(campaign: Campaign) -> None:
+    """Attack: a stranger who knows (or guesses) the owner's email or phone, in any spelling,
+    types it on the claim link from another browser. Before one-time codes this showed the
+    code; now it only sends the owner a one-time code, five wrong guesses end the challenge,
+    and no page of the stranger's ever shows the code."""
+    stack, link, code = campaign.stack, campaign.links[2], campaign.codes[2]
+    with _client(stack) as owner:
+        assert claim_with_code(stack, owner, link, "victim@example.com", "victim@example.com")
+        assert _shows_code(owner.get(link), code)
+    for spelling in ("victim@example.com", "VICTIM+3@Example.com", "victim+1@example.com"):
+        with _client(stack) as stranger:
+            asked = stranger.post(f"{link}/claim", data={"identifier": spelling})
+            assert not _shows_code(asked, code)
+            assert not _shows_code(stranger.get(link), code)
+    with _client(stack) as stranger:
+        stranger.post(f"{link}/claim", data={"identifier": "victim@example.com"})
+        guesses = [
+            stranger.post(f"{link}/verify", data={"code": f"{guess:06d}"}) for guess in range(6)
+        ]
+        right = stranger.post(
+            f"{link}/verify", data={"code": one_time_code(stack, "victim@example.com")}
+        )
+        assert [g.status_code for g in guesses[:4]] == [400] * 4
+        assert guesses[4].status_code == 429  # the fifth wrong try ends the challenge
+        assert not any(_shows_code(page, code) for page in [*guesses, right])
+        assert right.status_code == 400
+        assert not _shows_code(stranger.get(link), code)
+
+
+def test_the_owner_gets_the_code_on_a_new_device_with_a_one_time_code(
+    campaign: Campaign,
+) -> None:
+    """The owner, on a second device, types their phone number spelled differently, gets a
+    one-time code on that phone, and sees the code again."""
+    stack, link = campaign.stack, campaign.links[3]
+    with _client(stack) as phone:
+        claim_with_code(stack, phone, link, "+86 138 0000 0042", "+8613800000042")
+    with _client(stack) as laptop:
+        assert not _shows_code(laptop.get(link), campaign.codes[3])
+        again = claim_with_code(stack, laptop, link, "008613800000042", "+8613800000042")
+        assert again.status_code == 303
+        assert _shows_code(laptop.get(link), campaign.codes[3])
+
+
 def test_someone_else_cannot_take_a_claimed_code(campaign: Campaign) -> None:
-    """A second consumer is told the code is taken (409) and sees no code; the first consumer,
-    on a new device with the same email typed differently, gets it back."""
-    link = campaign.links[2]
-    with _client(campaign.stack) as first:
-        assert first.post(f"{link}/claim", data={"identifier": "bo@example.com"}).status_code == 303
-    with _client(campaign.stack) as other:
-        refused = other.post(f"{link}/claim", data={"identifier": "+86 138 0000 0001"})
+    """A second person who proves their own phone is told the code is taken (409) and sees no
+    code."""
+    stack, link = campaign.stack, campaign.links[4]
+    with _client(stack) as first:
+        claim_with_code(stack, first, link, "bo@example.com", "bo@example.com")
+    with _client(stack) as other:
+        refused = claim_with_code(stack, other, link, "+86 138 0000 0001", "+8613800000001")
         assert refused.status_code == 409
         assert "already been claimed" in refused.text
-        assert "<svg" not in other.get(link).text
-    with _client(campaign.stack) as new_device:
-        again = new_device.post(f"{link}/claim", data={"identifier": "  BO@Example.com "})
-        assert again.status_code == 303
-        assert "<svg" in new_device.get(link).text
+        assert not _shows_code(other.get(link), campaign.codes[4])
+
+
+def test_a_one_time_code_works_only_in_the_browser_and_link_it_was_asked_for(
+    campaign: Campaign,
+) -> None:
+    """Attack: a one-time code read off someone's screen is useless elsewhere: typed in
+    another browser, or on another claim link in the same browser, it is refused and shows
+    nothing."""
+    stack, link, other_link = campaign.stack, campaign.links[5], campaign.links[6]
+    with _client(stack) as asking:
+        asking.post(f"{link}/claim", data={"identifier": "cy@example.com"})
+        code = one_time_code(stack, "cy@example.com")
+        elsewhere = asking.post(f"{other_link}/verify", data={"code": code})
+        assert elsewhere.status_code == 400
+        assert not _shows_code(elsewhere, campaign.codes[6])
+        with _client(stack) as thief:
+            stolen = thief.post(f"{link}/verify", data={"code": code})
+            assert stolen.status_code == 400
+            assert not _shows_code(thief.get(link), campaign.codes[5])
+        assert asking.post(f"{link}/verify", data={"code": code}).status_code == 303
+
+
+def test_one_time_codes_are_capped_per_person_per_hour(stack: Stack) -> None:
+    """At most 5 one-time codes per person per hour, however the email is spelled; the sixth
+    request is refused (429) and sends nothing. The challenge lives at most 10 minutes, and
+    Redis keeps neither the code nor the email."""
+    shop = Campaign(stack, quantity=1)
+    spellings = ["dee@example.com", "DEE+1@example.com", "dee+2@EXAMPLE.com", "Dee@Example.com"]
+    with _client(stack) as browser:
+        answers = [
+            browser.post(f"{shop.links[0]}/claim", data={"identifier": spellings[i % 4]})
+            for i in range(6)
+        ]
+        challenge = browser.cookies["qrloop_otp"]
+    assert [a.status_code for a in answers] == [303] * 5 + [429]
+    sent = fetch(
+        stack,
+        "SELECT body FROM consumer_messages WHERE recipient LIKE 'dee%' AND kind = 'otp'",
+    )
+    assert len(sent) == 5
+    store = redis.Redis.from_url(stack.stores.redis_url)
+    key = f"qr:otp:challenge:{challenge}"
+    assert 0 < store.ttl(key) <= 600
+    stored = b" ".join(v for pair in store.hgetall(key).items() for v in pair)
+    latest_code = one_time_code(stack, "dee@example.com")
+    assert b"dee" not in stored.lower()
+    assert latest_code.encode() not in stored
 
 
 def test_voided_code_page_says_voided(campaign: Campaign) -> None:
-    """A voided code's link shows it as voided and cannot be claimed."""
-    campaign.merchant.post("/v1/codes/void", {"codes": [campaign.codes[3]]})
+    """A voided code's link shows it as voided and cannot be claimed (no code is sent)."""
+    campaign.merchant.post("/v1/codes/void", {"codes": [campaign.codes[7]]})
     with _client(campaign.stack) as browser:
-        page = browser.get(campaign.links[3])
+        page = browser.get(campaign.links[7])
         assert "Voided by the issuer" in page.text
-        refused = browser.post(f"{campaign.links[3]}/claim", data={"identifier": "cy@example.com"})
-        state = browser.get(f"{campaign.links[3]}/state").json()
+        refused = browser.post(f"{campaign.links[7]}/claim", data={"identifier": "ed@example.com"})
+        state = browser.get(f"{campaign.links[7]}/state").json()
     assert refused.status_code == 409
     assert state == {"state": "voided"}
+    assert not fetch(
+        campaign.stack, "SELECT 1 FROM consumer_messages WHERE recipient = 'ed@example.com'"
+    )
 
 
 def test_bad_identifier_and_bad_link(campaign: Campaign) -> None:
     """A malformed phone/email is a 400 page; a forged link is 404 and says nothing more."""
     with _client(campaign.stack) as browser:
-        bad = browser.post(f"{campaign.links[4]}/claim", data={"identifier": "call me"})
-        assert bad.status_code == 400
-        forged = campaign.links[4][:-3] + (
-            "AAA" if not campaign.links[4].endswith("AAA") else "BBB"
+        for bad in ("call me", "+86 12", "ana@", "ana@@example.com"):
+            answer = browser.post(f"{campaign.links[8]}/claim", data={"identifier": bad})
+            assert answer.status_code == 400, bad
+        forged = campaign.links[8][:-3] + (
+            "AAA" if not campaign.links[8].endswith("AAA") else "BBB"
         )
         assert browser.get(forged).status_code == 404
 
@@ -112,34 +237,98 @@ def test_bad_identifier_and_bad_link(campaign: Campaign) -> None:
 def test_claims_settle_with_only_a_keyed_hash(campaign: Campaign) -> None:
     """The claim reaches PostgreSQL with a keyed hash, never the email; stats count it."""
     with _client(campaign.stack) as browser:
-        browser.post(f"{campaign.links[5]}/claim", data={"identifier": "dee@example.com"})
+        claim_with_code(
+            campaign.stack, browser, campaign.links[9], "fi@example.com", "fi@example.com"
+        )
 
-    async def stored() -> list[str]:
-        connection = await asyncpg.connect(campaign.stack.stores.database_url)
-        try:
-            rows = await connection.fetch(
-                "SELECT consumer_hash FROM claims WHERE campaign_id = $1", campaign.id
-            )
-            return [row["consumer_hash"] for row in rows]
-        finally:
-            await connection.close()
+    def stored() -> list[str]:
+        rows = fetch(
+            campaign.stack, "SELECT consumer_hash FROM claims WHERE campaign_id = $1", campaign.id
+        )
+        return [row["consumer_hash"] for row in rows]
 
-    eventually(lambda: len(asyncio.run(stored())) >= 3, within=10)
-    hashes = asyncio.run(stored())
+    eventually(lambda: len(stored()) >= 4, within=10)
+    hashes = stored()
     assert all(re.fullmatch(r"\d+:[0-9a-f]{32}", value) for value in hashes)
     assert not any("example" in value for value in hashes)
     stats = campaign.merchant.get(f"/v1/campaigns/{campaign.id}/stats").json()
-    assert stats["claimed"] >= 3
+    assert stats["claimed"] >= 4
+
+
+def test_used_code_cannot_be_claimed(campaign: Campaign) -> None:
+    """A code redeemed at the till before anyone claimed it answers 409 and shows as used."""
+    assert redeem(campaign.stack, campaign.token, campaign.codes[10]).status_code == 200
+    with _client(campaign.stack) as browser:
+        refused = browser.post(f"{campaign.links[10]}/claim", data={"identifier": "gu@example.com"})
+        page = browser.get(campaign.links[10])
+    assert refused.status_code == 409
+    assert "Used" in page.text
+    assert 'name="identifier"' not in page.text
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_consumer_pages_forbid_framing_referrers_caching_and_foreign_scripts(
+    campaign: Campaign,
+) -> None:
+    """Every consumer page (offer, code form, claimed code, pool) sends a CSP that allows no
+    source but our own hashed inline style and script and no framing, no Referer (the claim
+    token is in the URL) and no caching; the hashes match the blocks the page carries."""
+    stack, link = campaign.stack, campaign.links[11]
+    pool = campaign.pool(1)
+    with _client(stack) as browser:
+        pages = [browser.get(link)]
+        browser.post(f"{link}/claim", data={"identifier": "hal@example.com"})
+        pages.append(browser.get(link))
+        pages.append(browser.post(f"{link}/verify", data={"code": "000000x"}))
+        browser.post(f"{link}/verify", data={"code": one_time_code(stack, "hal@example.com")})
+        pages.append(browser.get(link))
+        pages.append(browser.get(pool))
+    assert "<svg" in pages[3].text
+    for page in pages:
+        policy = page.headers["content-security-policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["default-src"] == "'none'"
+        assert directives["frame-ancestors"] == "'none'"
+        assert "unsafe-inline" not in policy
+        style = re.search(r"<style>(.*?)</style>", page.text, re.DOTALL)
+        assert style is not None
+        assert directives["style-src"] == _csp_hash(style.group(1))
+        assert directives["script-src"] == _csp_hash(STATE_SCRIPT)
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["cache-control"] == "no-store"
+    scripts = re.findall(r"<script>(.*?)</script>", pages[3].text, re.DOTALL)
+    assert scripts == [STATE_SCRIPT]
+
+
+def test_identifier_variants_are_one_person_for_pool_caps(stack: Stack) -> None:
+    """Attack: the seven spellings of one email and one phone that each took a new code in
+    review (`victim+1@…`, `VICTIM+3@…`, `+8613800000000`, `8613800000000`, `008613800000000`,
+    `+86 138-0000-0000`, …) are two people, each capped at one code."""
+    shop = Campaign(stack, quantity=10)
+    path = shop.pool(1, verification="none")
+    variants = [
+        "victim+1@example.com",
+        "VICTIM+3@Example.com",
+        "victim@example.com",
+        "+8613800000000",
+        "8613800000000",
+        "008613800000000",
+        "+86 138-0000-0000",
+    ]
+    with _client(stack) as browser:
+        answers = [browser.post(f"{path}/claim", data={"identifier": v}) for v in variants]
+    assert [a.status_code for a in answers] == [303, 409, 409, 303, 409, 409, 409]
 
 
 def test_pool_rush_gives_no_code_twice_and_never_overshoots(stack: Stack) -> None:
-    """500 concurrent claims by 250 people (each trying twice) on a pool of 200 codes, 1 each:
-    exactly 200 codes go out, each to one person, nobody gets two, the rest hear 'all gone'."""
+    """500 concurrent claims by 250 people (each trying twice) on a pool of 200 codes without
+    verification, 1 each: exactly 200 codes go out, each to one person, nobody gets two, the
+    rest hear 'all gone' or 'you have one'."""
     shop = Campaign(stack, quantity=200)
-    pool = shop.merchant.created(
-        f"/v1/campaigns/{shop.id}/pools", {"order_id": shop.order["id"], "per_consumer": 1}
-    )
-    path = pool["url"].removeprefix(stack.base_url)
+    path = shop.pool(1, verification="none")
 
     async def rush() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)
@@ -158,7 +347,8 @@ def test_pool_rush_gives_no_code_twice_and_never_overshoots(stack: Stack) -> Non
     assert len(set(given)) == 200
     assert max(by_person.values()) == 1
     assert {r.status_code for r in responses if r.status_code != 303} == {409}
-    assert shop.merchant.get(f"/v1/pools/{pool['id']}").json()["handed_out"] == 200
+    pool_id = path.rsplit("/", 1)[1]
+    assert shop.merchant.get(f"/v1/pools/{pool_id}").json()["handed_out"] == 200
 
 
 def test_pool_is_the_merchants_own(stack: Stack, campaign: Campaign) -> None:
@@ -172,32 +362,157 @@ def test_pool_is_the_merchants_own(stack: Stack, campaign: Campaign) -> None:
     assert opened.status_code == 404
 
 
-def test_used_code_cannot_be_claimed(campaign: Campaign) -> None:
-    """A code redeemed at the till before anyone claimed it answers 409 and shows as used."""
-    assert redeem(campaign.stack, campaign.token, campaign.codes[6]).status_code == 200
-    with _client(campaign.stack) as browser:
-        refused = browser.post(f"{campaign.links[6]}/claim", data={"identifier": "eve@example.com"})
-        page = browser.get(campaign.links[6])
-    assert refused.status_code == 409
-    assert "Used" in page.text
-    assert 'name="identifier"' not in page.text
-
-
-def test_pool_limit_lists_the_codes_already_taken(stack: Stack) -> None:
-    """With K = 2, a third request by the same person is refused (409) with links to the two
-    codes they hold; another person still gets one."""
+def test_new_pools_verify_and_cap_verified_people(stack: Stack) -> None:
+    """A pool made without saying otherwise asks for a one-time code before handing out a
+    code (an unknown `verification` is a 400); a verified person takes at most K = 2, however
+    they spell their phone; a code typed with no challenge in the browser is refused."""
     shop = Campaign(stack, quantity=5)
-    pool = shop.merchant.created(
+    created = shop.merchant.created(
         f"/v1/campaigns/{shop.id}/pools", {"order_id": shop.order["id"], "per_consumer": 2}
     )
-    path = pool["url"].removeprefix(stack.base_url)
+    assert created["verification"] == "otp"
+    unknown = shop.merchant.post(
+        f"/v1/campaigns/{shop.id}/pools", {"order_id": shop.order["id"], "verification": "sms"}
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["reason"] == "bad_request"
+    path = created["url"].removeprefix(stack.base_url)
+    taken = []
     with _client(stack) as browser:
-        taken = [
-            browser.post(f"{path}/claim", data={"identifier": "+8613800000009"}) for _ in range(3)
-        ]
-        assert [r.status_code for r in taken] == [303, 303, 409]
-        held = {r.headers["location"] for r in taken[:2]}
-        assert held == set(re.findall(r'href="(/c/[A-Z2-7]+)"', taken[2].text))
-        other = browser.post(f"{path}/claim", data={"identifier": "fay@example.com"})
-    assert other.status_code == 303
-    assert other.headers["location"] not in held
+        for spelling in ("+8613800000077", "8613800000077", "+86 138 0000 0077"):
+            asked = browser.post(f"{path}/claim", data={"identifier": spelling})
+            assert asked.status_code == 303
+            assert asked.headers["location"] == path
+            assert 'name="code"' in browser.get(path).text
+            code = one_time_code(stack, "+8613800000077")
+            taken.append(browser.post(f"{path}/verify", data={"code": code}))
+    assert [r.status_code for r in taken] == [303, 303, 409]
+    assert len({r.headers["location"] for r in taken[:2]}) == 2
+    with _client(stack) as stranger:
+        wrong = stranger.post(f"{path}/verify", data={"code": "123456"})
+        assert wrong.status_code == 400
+
+
+def test_pool_limit_page_sends_the_links_instead_of_listing_them(stack: Stack) -> None:
+    """Attack: today's 'you already have N' page listed the links to anyone typing the
+    person's identifier. Now it lists none and offers to send them: the links go, through the
+    outbox, only to the identifier, in the browser's language; asking for an identifier that
+    holds nothing gets the same answer and sends nothing."""
+    shop = Campaign(stack, quantity=5)
+    path = shop.pool(2, verification="none")
+    with _client(stack) as owner:
+        held = [owner.post(f"{path}/claim", data={"identifier": "ivy@example.com"}) for _ in "ab"]
+    links = {r.headers["location"] for r in held}
+    with _client(stack) as stranger:
+        limit = stranger.post(f"{path}/claim", data={"identifier": "Ivy+x@example.com"})
+        assert limit.status_code == 409
+        assert "You already have 2" in limit.text
+        assert "/c/" not in limit.text
+        headers = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
+        sent = stranger.post(
+            f"{path}/links", data={"identifier": "ivy+x@example.com"}, headers=headers
+        )
+        nobody = stranger.post(f"{path}/links", data={"identifier": "joe@example.com"})
+    assert sent.status_code == nobody.status_code == 200
+    assert "/c/" not in sent.text
+    messages = fetch(
+        stack,
+        "SELECT recipient, language, body FROM consumer_messages WHERE kind = 'links'"
+        " AND recipient IN ('ivy+x@example.com', 'joe@example.com')",
+    )
+    assert [(m["recipient"], m["language"]) for m in messages] == [("ivy+x@example.com", "zh-CN")]
+    assert {link for link in links if stack.base_url + link in messages[0]["body"]} == links
+    assert "券码" in messages[0]["body"]
+
+
+def test_pool_skips_voided_and_claimed_codes_without_charging_the_quota(stack: Stack) -> None:
+    """A pool never hands out a voided code or one already claimed through its own link:
+    they are skipped atomically, the person still gets their K = 2 good codes, and a person
+    who finds only bad codes left is told the pool is empty and keeps their place."""
+    shop = Campaign(stack, quantity=6)
+    shop.merchant.post("/v1/codes/void", {"codes": [shop.codes[0], shop.codes[2], shop.codes[5]]})
+    with _client(stack) as other:
+        claim_with_code(stack, other, shop.links[1], "kim@example.com", "kim@example.com")
+    path = shop.pool(2, verification="none")
+    with _client(stack) as browser:
+        lee = [browser.post(f"{path}/claim", data={"identifier": "lee@example.com"}) for _ in "ab"]
+        late = browser.post(f"{path}/claim", data={"identifier": "max@example.com"})
+    assert [r.status_code for r in lee] == [303, 303]
+    assert [r.headers["location"] for r in lee] == [shop.links[3], shop.links[4]]
+    assert late.status_code == 409
+    assert "All gone" in late.text
+    pool_id = path.rsplit("/", 1)[1]
+    held = redis.Redis.from_url(stack.stores.redis_url).hgetall(f"qr:{{pool:{pool_id}}}:taken")
+    assert sorted(held.values()) == [b"3,4"]
+
+
+def test_messages_leave_through_the_development_sender_and_outbox_tail(
+    campaign: Campaign,
+) -> None:
+    """A one-time code asked in Chinese is queued in zh-CN, delivered by the development
+    sender (kept for the developer), and `qrloop outbox tail` prints recipient and body."""
+    stack, link = campaign.stack, campaign.links[12]
+    with _client(stack) as browser:
+        browser.post(
+            f"{link}/claim",
+            data={"identifier": "oz@example.com"},
+            headers={"Accept-Language": "zh-TW,en;q=0.5"},
+        )
+
+    def delivered() -> bool:
+        rows = fetch(
+            stack,
+            "SELECT status, delivered_by FROM consumer_messages WHERE recipient = 'oz@example.com'",
+        )
+        return [tuple(row) for row in rows] == [("sent", "DevSender")]
+
+    eventually(delivered, within=10)
+    code = one_time_code(stack, "oz@example.com")
+    tail = stack.cli("outbox", "tail", "-n", "1").stdout
+    assert tail.startswith("oz@example.com  ")
+    assert f"验证码是 {code}" in tail
+
+
+def test_caps_and_claims_survive_a_rotation_of_the_consumer_key(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """Attack: places in a pool were counted under the newest consumer key's hash only, so
+    `qrloop keys rotate --purpose consumer` gave everyone a fresh quota. After a rotation a
+    person holding 1 of K = 2 gets one more and then the limit, and a code claimed before the
+    rotation still comes back to its owner on a new device with a one-time code."""
+    with serving(stores, tmp_path / "serve") as stack:
+        shop = Campaign(stack, quantity=4)
+        path = shop.pool(2, verification="none")
+        with _client(stack) as browser:
+            before = browser.post(f"{path}/claim", data={"identifier": "pat@example.com"})
+            assert before.status_code == 303
+        with _client(stack) as owner:
+            claim_with_code(stack, owner, shop.links[3], "quinn@example.com", "quinn@example.com")
+        rotated = stack.cli("keys", "rotate", "--purpose", "consumer", "--algorithm", "hmac-sha256")
+        new_key = re.match(r"key (\d+):", rotated.stdout)
+        assert new_key is not None
+        store = redis.Redis.from_url(stack.stores.redis_url)
+        probes = iter(range(1000))
+
+        def api_uses_the_new_key() -> bool:
+            """A one-time code asked now is counted under the new key's hash."""
+            with _client(stack) as probe:
+                probe.post(
+                    f"{shop.links[2]}/claim",
+                    data={"identifier": f"probe{next(probes)}@example.com"},
+                )
+            return bool(store.keys(f"qr:otp:sends:{new_key.group(1)}:*"))
+
+        eventually(api_uses_the_new_key, within=15)
+        with _client(stack) as browser:
+            after = [
+                browser.post(f"{path}/claim", data={"identifier": "Pat@example.com"}) for _ in "ab"
+            ]
+        assert [r.status_code for r in after] == [303, 409]
+        assert "You already have 2" in after[1].text
+        with _client(stack) as laptop:
+            again = claim_with_code(
+                stack, laptop, shop.links[3], "quinn@example.com", "quinn@example.com"
+            )
+            assert again.status_code == 303
+            assert _shows_code(laptop.get(shop.links[3]), shop.codes[3])

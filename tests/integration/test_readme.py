@@ -23,8 +23,9 @@ def walkthrough() -> str:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Path) -> None:
-    """Pasted as written, the walkthrough watches its order get signed, redeems a code, is
-    refused the replay, and counts one redemption."""
+    """Pasted as written, the walkthrough watches its order get signed, claims a code with the
+    one-time code `qrloop outbox tail` shows (development sender) and sees that code on the
+    claimed page, redeems another code, is refused the replay, and counts one redemption."""
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough()],
@@ -39,6 +40,9 @@ def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Pa
     header = lines.index("code,typed,claim_url")
     assert "100%" in lines[header - 1]
     assert lines[header - 1].endswith("done")
+    typed_column = [line.split(",")[1] for line in lines[header + 1 : header + 4]]
+    claimed = [line.removeprefix("claimed: ") for line in lines if line.startswith("claimed: ")]
+    assert claimed == [typed_column[1]]  # the third row's claim link names the third code
     redeemed, refused, stats = (json.loads(line) for line in lines[-3:])
     assert redeemed["status"] == "redeemed"
     assert refused["reason"] == "already_redeemed"
@@ -47,3 +51,4 @@ def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Pa
     assert stats["redeemed"] == 1
     assert "The API key is shown only this once" in result.stderr
     assert not (tmp_path / "codes.csv").exists()
+    assert not (tmp_path / "jar").exists()

@@ -1,46 +1,111 @@
-"""Consumer identifiers (phone or email) are never stored: only a keyed hash that names its key."""
+"""Consumer identifiers (phone or email): normalised to one person, stored only as keyed hashes.
+
+A person is their phone number in E.164 form or their email address lower-cased with an ASCII
+(IDNA) domain and without a `+tag`, so the variants a stranger could type to look like someone
+new (`Victim+3@Example.com`, `008613800000000`) are one person. Only HMACs of that form under
+the consumer key are kept; each names its key, and every consumer key still verifiable is
+tried, so rotating the key neither forgets a claim nor resets a cap.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
+from dataclasses import dataclass
+from typing import Literal
 
-from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose
 from qrloop.errors import Problem, Reason
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
-_PHONE_NOISE = re.compile(r"[\s().-]")
-_PHONE = re.compile(r"^\+?\d{6,15}$")
+Channel = Literal["email", "sms"]
+_VERIFIABLE = (KeyStatus.ACTIVE, KeyStatus.VERIFY_ONLY)
 
 
-def normalise(identifier: str) -> str:
-    """A canonical form, so that ' Ana@Example.com' and 'ana@example.com' are one consumer."""
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a typed identifier names, and where a message to them goes."""
+
+    person: str  # "email:ana@example.com" or "phone:+8613800000000": one per human
+    channel: Channel
+    recipient: str  # the address as typed, normalised (a +tag kept: the person chose it)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """One person's keyed hashes (`<key id>:<hex>`), newest key first."""
+
+    hashes: tuple[str, ...]
+
+    @property
+    def newest(self) -> str:
+        """The hash new records are stored under."""
+        return self.hashes[0]
+
+    def matches(self, stored: str) -> bool:
+        """Whether `stored` (under any verifiable key) is this person, in constant time."""
+        key_id, _, _ = stored.partition(":")
+        return any(
+            hmac.compare_digest(mine, stored)
+            for mine in self.hashes
+            if mine.partition(":")[0] == key_id
+        )
+
+    def pack(self) -> str:
+        return ",".join(self.hashes)
+
+    @classmethod
+    def unpack(cls, packed: str) -> Consumer:
+        return cls(tuple(packed.split(",")))
+
+
+def identify(identifier: str, phone_region: str) -> Identity:
+    """The person behind a typed phone number or email, or a 400 saying what is wrong."""
     text = identifier.strip()
     if "@" in text:
-        if not _EMAIL.match(text):
-            raise Problem(Reason.BAD_REQUEST, "That does not look like an email address.")
-        return "email:" + text.lower()
-    phone = _PHONE_NOISE.sub("", text)
-    if not _PHONE.match(phone):
-        raise Problem(Reason.BAD_REQUEST, "Give a phone number (digits, optional +) or an email.")
-    return "phone:" + phone
+        return _email(text)
+    return _phone(text, phone_region)
 
 
-def consumer_hash(keyring: KeyRing, identifier: str) -> str:
-    """`<key id>:<hex>`: HMAC-SHA256 of the normalised identifier under the consumer key."""
-    key = keyring.signing_key(Purpose.CONSUMER, Algorithm.HMAC_SHA256)
-    return f"{key.id}:{_digest(key.secret, normalise(identifier))}"
+def _email(text: str) -> Identity:
+    try:
+        found = validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        raise Problem(Reason.BAD_REQUEST, "That does not look like an email address.") from None
+    domain = found.ascii_domain.lower()
+    local = found.local_part.lower()
+    person = local.split("+", 1)[0] or local
+    return Identity(f"email:{person}@{domain}", "email", f"{local}@{domain}")
 
 
-def same_consumer(keyring: KeyRing, identifier: str, stored: str) -> bool:
-    """Whether `identifier` is the consumer behind `stored`, under the key `stored` names."""
-    key_id, _, expected = stored.partition(":")
-    key = keyring.get(int(key_id)) if key_id.isdigit() else None
-    if key is None or key.purpose is not Purpose.CONSUMER:
-        return False
-    return hmac.compare_digest(_digest(key.secret, normalise(identifier)), expected)
+def _phone(text: str, region: str) -> Identity:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise Problem(Reason.BAD_REQUEST, "Give a valid phone number or an email address.")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return Identity(f"phone:{e164}", "sms", e164)
 
 
-def _digest(secret: bytes, normalised: str) -> str:
-    return hmac.new(secret, normalised.encode(), hashlib.sha256).hexdigest()[:32]
+def consumer_of(keyring: KeyRing, identity: Identity) -> Consumer:
+    """The person's hash under every consumer key still verifiable, the signing key's first."""
+    newest = keyring.signing_key(Purpose.CONSUMER, Algorithm.HMAC_SHA256)
+    older = [
+        key
+        for key in keyring.entries()
+        if key.purpose is Purpose.CONSUMER
+        and key.algorithm is Algorithm.HMAC_SHA256
+        and key.status in _VERIFIABLE
+        and key.id != newest.id
+    ]
+    keys = [newest, *older]
+    return Consumer(tuple(f"{key.id}:{keyed(key.secret, identity.person)}" for key in keys))
+
+
+def keyed(secret: bytes, text: str) -> str:
+    """HMAC-SHA256 of `text` under `secret`, 128 bits in hex."""
+    return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:32]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from datetime import datetime
 from functools import cache
 from html import escape
@@ -57,34 +60,88 @@ def page(title: str, template: str, **fields: str) -> str:
     return _template("base.html").substitute(title=escape(title), body=body)
 
 
-def claim_form(action: str, error: str | None = None) -> str:
-    problem = f'<p class="error">{escape(error)}</p>' if error else ""
+def identifier_form(action: str, button: str, note: str, error: str | None = None) -> str:
     return (
-        f'<form method="post" action="{escape(action)}">{problem}'
+        f'<form method="post" action="{escape(action)}">{_error(error)}'
         '<label for="identifier">Your phone number or email</label>'
         '<input id="identifier" name="identifier" required autocomplete="email tel"'
         ' placeholder="+86 138 0000 0000 or you@example.com">'
-        '<button type="submit">Claim</button>'
-        '<p class="muted">We keep only a keyed fingerprint of it, to recognise you again.</p>'
+        f'<button type="submit">{escape(button)}</button>'
+        f'<p class="muted">{escape(note)}</p>'
         "</form>"
     )
 
 
-def claimed_code(svg: str, typed: str, state_url: str) -> str:
-    """The QR, its typed form, and a script that keeps the state badge live."""
+def code_form(action: str, hint: str, error: str | None = None) -> str:
+    """Where the one-time code sent to `hint` (the masked recipient) is typed."""
+    return (
+        f'<form method="post" action="{escape(action)}">{_error(error)}'
+        f'<label for="code">The 6-digit code we sent to {escape(hint)}</label>'
+        '<input id="code" name="code" required inputmode="numeric" autocomplete="one-time-code"'
+        ' pattern="[0-9 ]{6,8}" maxlength="8">'
+        '<button type="submit">Confirm</button>'
+        '<p class="muted">It is valid for 10 minutes. No code? Reload this page later and ask'
+        " again.</p>"
+        "</form>"
+    )
+
+
+def _error(error: str | None) -> str:
+    return f'<p class="error">{escape(error)}</p>' if error else ""
+
+
+def claimed_code(svg: str, typed: str) -> str:
+    """The QR, its typed form, and the script that keeps the state badge live."""
     return (
         f'<div class="qr" role="img" aria-label="QR code">{svg}</div>'
         f'<p class="typed" id="typed">{escape(typed)}</p>'
         '<p class="muted">Show this at the till. If the scan fails, read out the code above.</p>'
-        "<script>"
-        "const names=" + _js_names() + ";"
-        f"setInterval(async()=>{{try{{const r=await fetch({state_url!r});"
-        "if(!r.ok)return;const s=(await r.json()).state;const b=document.getElementById('state');"
-        "b.textContent=names[s]||s;b.className='state '+s;}catch(e){}},5000);"
-        "</script>"
+        f"<script>{STATE_SCRIPT}</script>"
     )
 
 
 def _js_names() -> str:
     pairs = ",".join(f"{key!r}:{value!r}" for key, value in STATE_TEXT.items())
     return "{" + pairs + "}"
+
+
+# Polls `<this page>/state`: the same text on every page, so one hash in the CSP allows it.
+STATE_SCRIPT = (
+    "const names=" + _js_names() + ";const badge=document.getElementById('state');"
+    "setInterval(async()=>{try{const r=await fetch(location.pathname+'/state',"
+    "{cache:'no-store'});if(!r.ok)return;const s=(await r.json()).state;"
+    "badge.textContent=names[s]||s;badge.className='state '+s;}catch(e){}},5000);"
+)
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def _inline_style() -> str:
+    found = re.search(r"<style>(.*?)</style>", _template("base.html").template, re.DOTALL)
+    assert found is not None
+    return found.group(1)
+
+
+@cache
+def security_headers() -> dict[str, str]:
+    """Every consumer page: nothing runs or loads but our own hashed style and script, no
+    framing, no Referer (claim tokens are in the URL), never cached (a page may show a code)."""
+    policy = "; ".join(
+        (
+            "default-src 'none'",
+            f"style-src {_csp_hash(_inline_style())}",
+            f"script-src {_csp_hash(STATE_SCRIPT)}",
+            "connect-src 'self'",
+            "form-action 'self'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        )
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }

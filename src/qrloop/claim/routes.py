@@ -1,9 +1,14 @@
-"""Consumer pages (`/c/...`, `/p/...`) and the merchant's pool routes."""
+"""Consumer pages (`/c/...`, `/p/...`) and the merchant's pool routes.
+
+A claim link is not a credential for the code behind it: the code is shown only to the browser
+holding the ownership cookie, which a browser earns by proving, with a one-time code sent to a
+phone number or email, that it is that identifier's person. Typing an identifier proves nothing.
+"""
 
 from __future__ import annotations
 
 from html import escape
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -14,30 +19,43 @@ from litestar.params import Body
 from litestar.response import Redirect
 
 from qrloop.accounts.guards import current_merchant
-from qrloop.claim import pages, service, state
-from qrloop.claim.consumers import consumer_hash
+from qrloop.claim import otp, pages, service, state
+from qrloop.claim.consumers import Consumer, Identity, consumer_of, identify
 from qrloop.codes.format import CodeRef, Signer, to_typed
 from qrloop.codes.render import svg_markup
-from qrloop.errors import Problem
+from qrloop.errors import Problem, Reason
+from qrloop.messages import outbox
+from qrloop.messages.catalogue import language_of
 from qrloop.runtime import Runtime
 
 COOKIE = "qrloop_claim"
+LINKS_GIVE_UP_SECONDS = 24 * 3600
 _TAKEN = (
     "<p>This offer has already been claimed. If it was you, on another device, enter the"
-    " same phone number or email to see it again.</p>"
+    " same phone number or email: we will send you a one-time code.</p>"
 )
+_OTP_NOTE = "We send a one-time code to it, and keep only a keyed fingerprint of it."
+_PLAIN_NOTE = "We keep only a keyed fingerprint of it, to recognise you again."
+
+AnyRequest = Request[Any, Any, Any]
 
 
-class ClaimForm(msgspec.Struct):
+class IdentifierForm(msgspec.Struct):
     identifier: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
 
 
-Form = Annotated[ClaimForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+class CodeForm(msgspec.Struct):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+
+
+Identified = Annotated[IdentifierForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
+Typed = Annotated[CodeForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 
 
 class PoolIn(msgspec.Struct, forbid_unknown_fields=True):
     order_id: Annotated[int, msgspec.Meta(ge=1)]
     per_consumer: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    verification: Literal["none", "otp"] = "otp"
 
 
 class PoolOut(msgspec.Struct):
@@ -46,40 +64,132 @@ class PoolOut(msgspec.Struct):
     campaign_id: int
     size: int
     per_consumer: int
+    verification: str
     handed_out: int
 
 
-def _html(body: str, status: int = 200, cookie: Cookie | None = None) -> Response[str]:
+def _html(body: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:
     return Response(
-        body, media_type=MediaType.HTML, status_code=status, cookies=[cookie] if cookie else []
+        body,
+        media_type=MediaType.HTML,
+        status_code=status,
+        cookies=cookies or [],
+        headers=pages.security_headers(),
     )
 
 
+def _cookie(
+    runtime: Runtime,
+    key: str,
+    value: str,
+    path: str,
+    max_age: int,
+    samesite: Literal["lax", "strict"] = "lax",
+) -> Cookie:
+    return Cookie(
+        key=key,
+        value=value,
+        path=path,
+        httponly=True,
+        samesite=samesite,
+        secure=runtime.settings.base_url.startswith("https://"),
+        max_age=max_age,
+    )
+
+
+def _challenge_cookie(runtime: Runtime, challenge: otp.Challenge | None, path: str) -> Cookie:
+    """The browser's tie to its one-time code; without a challenge, the cookie's removal.
+    Strict: the code is only ever typed into our own page, never reached from elsewhere."""
+    if challenge is None:
+        return _cookie(runtime, otp.COOKIE, "", path, 0, "strict")
+    return _cookie(runtime, otp.COOKIE, challenge.id, path, otp.VALID_SECONDS, "strict")
+
+
+def _to_code_form(page: str, challenge: otp.Challenge, runtime: Runtime) -> Redirect:
+    """Back to the page, which now asks this browser for the one-time code just sent."""
+    cookie = _challenge_cookie(runtime, challenge, page)
+    return Redirect(page, status_code=303, cookies=[cookie])
+
+
+def _to_code(token: str, owner: str, runtime: Runtime, clear_challenge: str) -> Redirect:
+    """To the code's page, with this browser now its owner's; the spent challenge forgotten."""
+    value = service.ownership_cookie(runtime.keys.keyring, token, owner) or ""
+    ownership = _cookie(runtime, COOKIE, value, f"/c/{token}", 365 * 24 * 3600)
+    forget = _challenge_cookie(runtime, None, clear_challenge)
+    return Redirect(f"/c/{token}", status_code=303, cookies=[ownership, forget])
+
+
+async def _send_code(
+    identity: Identity, scope: str, request: AnyRequest, runtime: Runtime
+) -> otp.Challenge:
+    """A one-time code for `identity` on the link `scope`, queued for delivery."""
+    consumer = consumer_of(runtime.keys.keyring, identity)
+    challenge = await otp.start(
+        runtime.redis, runtime.keys.keyring, consumer, scope, otp.masked(identity.recipient)
+    )
+    await outbox.enqueue(
+        runtime.pool,
+        identity.channel,
+        identity.recipient,
+        language_of(request.headers.get("accept-language")),
+        "otp",
+        otp.VALID_SECONDS,
+        code=challenge.code,
+    )
+    return challenge
+
+
+async def _prove(scope: str, code: str, request: AnyRequest, runtime: Runtime) -> Consumer:
+    """The person whose one-time code for `scope` this browser typed."""
+    challenge_id = request.cookies.get(otp.COOKIE)
+    return await otp.prove(runtime.redis, runtime.keys.keyring, challenge_id, scope, code)
+
+
+def _on_page(refusal: Problem) -> Problem:
+    """A refusal the page explains; a store that cannot answer is a 503 problem instead."""
+    if refusal.status >= 500:
+        raise refusal
+    return refusal
+
+
 class ClaimPages(Controller):
-    """No login: a claim link is its own credential, and a cookie remembers the claimer."""
+    """No login: a link names an offer; a one-time code proves who may see its code."""
 
     include_in_schema = False
 
     @get("/c/{token:str}")
-    async def claim_page(self, token: str, request: Request, runtime: Runtime) -> Response[str]:  # type: ignore[type-arg]
-        return await self._render(token, request.cookies.get(COOKIE), runtime)
+    async def claim_page(self, token: str, request: AnyRequest, runtime: Runtime) -> Response[str]:
+        return await self._render(token, request, runtime)
 
     @post("/c/{token:str}/claim")
-    async def claim(self, token: str, data: Form, runtime: Runtime) -> Response[str]:
+    async def claim(
+        self, token: str, data: Identified, request: AnyRequest, runtime: Runtime
+    ) -> Response[str]:
+        """Send a one-time code to the identifier; the page then asks for it."""
+        ref = service.code_of(runtime.keys.verifier, token)
+        found = await state.read(runtime.redis, runtime.settings.partitions, ref)
+        if service.owns(runtime.keys.keyring, token, found.owner, request.cookies.get(COOKIE)):
+            return Redirect(f"/c/{token}", status_code=303)
+        try:
+            service.refuse_unclaimable(found)
+            identity = identify(data.identifier, runtime.settings.phone_region)
+            challenge = await _send_code(identity, f"c:{token}", request, runtime)
+        except Problem as refusal:
+            return await self._render(token, request, runtime, error=_on_page(refusal))
+        return _to_code_form(f"/c/{token}", challenge, runtime)
+
+    @post("/c/{token:str}/verify")
+    async def verify(
+        self, token: str, data: Typed, request: AnyRequest, runtime: Runtime
+    ) -> Response[str]:
+        """The right one-time code claims the code for its person, or shows it to them again."""
         ref = service.code_of(runtime.keys.verifier, token)
         try:
-            owner = await service.claim(
-                runtime.redis,
-                runtime.settings.partitions,
-                runtime.keys.keyring,
-                ref,
-                data.identifier,
-            )
+            consumer = await _prove(f"c:{token}", data.code, request, runtime)
+            owner = await service.claim(runtime.redis, runtime.settings.partitions, ref, consumer)
         except Problem as refusal:
-            if refusal.status >= 500:
-                raise
-            return await self._render(token, None, runtime, error=refusal)
-        return self._to_code(token, owner, runtime)
+            return await self._render(token, request, runtime, error=_on_page(refusal))
+        return _to_code(token, owner, runtime, clear_challenge=f"/c/{token}")
 
     @get("/c/{token:str}/state", media_type=MediaType.JSON)
     async def claim_state(self, token: str, runtime: Runtime) -> dict[str, str]:
@@ -90,80 +200,133 @@ class ClaimPages(Controller):
         return {"state": service.consumer_state(found, terms)}
 
     @get("/p/{pool_id:str}")
-    async def pool_page(self, pool_id: str, runtime: Runtime) -> Response[str]:
+    async def pool_page(self, pool_id: str, request: AnyRequest, runtime: Runtime) -> Response[str]:
         found = await service.find_pool(runtime.pool, pool_id)
-        return await self._pool_page(found, runtime)
+        return await self._pool_page(found, request, runtime)
 
     @post("/p/{pool_id:str}/claim")
-    async def pool_claim(self, pool_id: str, data: Form, runtime: Runtime) -> Response[str]:
-        """The next code of the pool for this consumer, at most `per_consumer` each."""
+    async def pool_claim(
+        self, pool_id: str, data: Identified, request: AnyRequest, runtime: Runtime
+    ) -> Response[str]:
+        """An 'otp' pool sends a one-time code first; a 'none' pool hands out the next code."""
         found = await service.find_pool(runtime.pool, pool_id)
         try:
-            who = consumer_hash(runtime.keys.keyring, data.identifier)
+            identity = identify(data.identifier, runtime.settings.phone_region)
+            if found.verification == "none":
+                consumer = consumer_of(runtime.keys.keyring, identity)
+                return await self._hand_out(found, consumer, request, runtime)
+            if await state.handed_out(runtime.redis, found.id) >= found.size:
+                raise _all_gone()
+            challenge = await _send_code(identity, f"p:{found.id}", request, runtime)
         except Problem as refusal:
-            return await self._pool_page(found, runtime, error=refusal.detail, status=400)
-        outcome, offsets = await state.next_from_pool(
-            runtime.redis, pool_id, who, found.per_consumer, found.size
+            return await self._pool_page(found, request, runtime, error=_on_page(refusal))
+        return _to_code_form(f"/p/{found.id}", challenge, runtime)
+
+    @post("/p/{pool_id:str}/verify")
+    async def pool_verify(
+        self, pool_id: str, data: Typed, request: AnyRequest, runtime: Runtime
+    ) -> Response[str]:
+        """The right one-time code hands its person the pool's next code."""
+        found = await service.find_pool(runtime.pool, pool_id)
+        try:
+            consumer = await _prove(f"p:{found.id}", data.code, request, runtime)
+        except Problem as refusal:
+            return await self._pool_page(found, request, runtime, error=_on_page(refusal))
+        return await self._hand_out(found, consumer, request, runtime)
+
+    @post("/p/{pool_id:str}/links")
+    async def pool_links(
+        self, pool_id: str, data: Identified, request: AnyRequest, runtime: Runtime
+    ) -> Response[str]:
+        """Send the person the links to the codes they hold. The answer is the same whether
+        they hold any or not: only the identifier's owner learns what it holds."""
+        found = await service.find_pool(runtime.pool, pool_id)
+        try:
+            identity = identify(data.identifier, runtime.settings.phone_region)
+            consumer = consumer_of(runtime.keys.keyring, identity)
+            held = await state.held_in_pool(runtime.redis, found.id, consumer)
+            if held:
+                await otp.count_send(runtime.redis, consumer)
+                await self._send_links(found, identity, held, request, runtime)
+        except Problem as refusal:
+            return await self._pool_page(found, request, runtime, error=_on_page(refusal))
+        note = (
+            f"If {otp.masked(identity.recipient)} holds codes of this offer, we have sent it"
+            " their links."
+        )
+        return await self._pool_page(found, request, runtime, content=f"<p>{escape(note)}</p>")
+
+    async def _send_links(
+        self,
+        found: service.Pool,
+        identity: Identity,
+        offsets: list[int],
+        request: AnyRequest,
+        runtime: Runtime,
+    ) -> None:
+        terms = await service.offer(runtime.pool, found.campaign_id)
+        base = runtime.settings.base_url
+        links = "\n".join(f"{base}/c/{self._token(found, offset, runtime)}" for offset in offsets)
+        await outbox.enqueue(
+            runtime.pool,
+            identity.channel,
+            identity.recipient,
+            language_of(request.headers.get("accept-language")),
+            "links",
+            LINKS_GIVE_UP_SECONDS,
+            offer=terms.name,
+            links=links,
+        )
+
+    async def _hand_out(
+        self, found: service.Pool, consumer: Consumer, request: AnyRequest, runtime: Runtime
+    ) -> Response[str]:
+        outcome, offsets = await service.hand_out(
+            runtime.redis, runtime.settings.partitions, found, consumer
         )
         if outcome == "empty":
-            return await self._pool_page(
-                found, runtime, error="All codes have been handed out.", status=409
-            )
+            return await self._pool_page(found, request, runtime, error=_all_gone())
         if outcome == "limit":
-            links = "".join(
-                f'<li><a href="/c/{self._token(found, offset, runtime)}">Your code {n}</a></li>'
-                for n, offset in enumerate(offsets, start=1)
+            note = (
+                f"You already have {len(offsets)} codes of this offer, the most one person may"
+                " take. We can send their links to your phone or email."
             )
-            note = f"You already have {len(offsets)}; that is the most one person may take."
+            form = pages.identifier_form(f"/p/{found.id}/links", "Send me my links", _OTP_NOTE)
             return await self._pool_page(
-                found, runtime, error=note, status=409, extra=f"<ul>{links}</ul>"
+                found, request, runtime, content=f"<p>{escape(note)}</p>{form}", status=409
             )
         token = self._token(found, offsets[0], runtime)
-        ref = service.code_of(runtime.keys.verifier, token)
-        owner = await service.claim(
-            runtime.redis, runtime.settings.partitions, runtime.keys.keyring, ref, data.identifier
-        )
-        return self._to_code(token, owner, runtime)
-
-    def _to_code(self, token: str, owner: str, runtime: Runtime) -> Response[str]:
-        value = service.ownership_cookie(runtime.keys.keyring, token, owner) or ""
-        cookie = Cookie(
-            key=COOKIE,
-            value=value,
-            path=f"/c/{token}",
-            httponly=True,
-            samesite="lax",
-            secure=runtime.settings.base_url.startswith("https://"),
-            max_age=365 * 24 * 3600,
-        )
-        return Redirect(f"/c/{token}", status_code=303, cookies=[cookie])
+        return _to_code(token, consumer.newest, runtime, clear_challenge=f"/p/{found.id}")
 
     @staticmethod
     def _token(found: service.Pool, offset: int, runtime: Runtime) -> str:
         key = runtime.keys.keyring.get(found.key_id)
         assert key is not None
-        return Signer(key).claim_token(found.campaign_id, found.first_serial + offset)
+        return Signer(key).claim_token(found.campaign_id, found.serial(offset))
 
     async def _render(
-        self, token: str, cookie: str | None, runtime: Runtime, error: Problem | None = None
+        self, token: str, request: AnyRequest, runtime: Runtime, error: Problem | None = None
     ) -> Response[str]:
         ref = service.code_of(runtime.keys.verifier, token)
         terms = await service.offer(runtime.pool, ref.campaign_id)
         found = await state.read(runtime.redis, runtime.settings.partitions, ref)
-        mine = service.owns(runtime.keys.keyring, token, found.owner, cookie)
+        mine = service.owns(runtime.keys.keyring, token, found.owner, request.cookies.get(COOKIE))
         code_state = service.consumer_state(found, terms)
+        detail = error.detail if error else None
         if mine:
-            content = pages.claimed_code(*self._qr(ref, runtime), state_url=f"/c/{token}/state")
-        elif found.owner is not None:
-            code_state = "taken"
-            content = _TAKEN + pages.claim_form(
-                f"/c/{token}/claim", error.detail if error else None
-            )
-        elif code_state == "valid":
-            code_state = "unclaimed"
-            content = pages.claim_form(f"/c/{token}/claim", error.detail if error else None)
+            content = pages.claimed_code(*self._qr(ref, runtime))
+        elif code_state != "valid":
+            content = f'<p class="error">{escape(detail)}</p>' if detail else ""
         else:
-            content = f'<p class="error">{escape(error.detail)}</p>' if error else ""
+            code_state = "taken" if found.owner is not None else "unclaimed"
+            hint = await otp.pending(runtime.redis, request.cookies.get(otp.COOKIE), f"c:{token}")
+            if hint is not None:
+                content = pages.code_form(f"/c/{token}/verify", hint, detail)
+            else:
+                form = pages.identifier_form(
+                    f"/c/{token}/claim", "Send me a code", _OTP_NOTE, detail
+                )
+                content = _TAKEN + form if found.owner is not None else form
         body = pages.page(
             terms.name,
             "claim.html",
@@ -188,18 +351,17 @@ class ClaimPages(Controller):
     async def _pool_page(
         self,
         found: service.Pool,
+        request: AnyRequest,
         runtime: Runtime,
-        error: str | None = None,
-        status: int = 200,
-        extra: str = "",
+        error: Problem | None = None,
+        content: str | None = None,
+        status: int | None = None,
     ) -> Response[str]:
         terms = await service.offer(runtime.pool, found.campaign_id)
         left = max(0, found.size - await state.handed_out(runtime.redis, found.id))
-        content = (
-            pages.claim_form(f"/p/{found.id}/claim", error) + extra
-            if left
-            else '<p><span class="state empty">All gone</span></p>'
-        )
+        detail = error.detail if error else None
+        if content is None:
+            content = await self._pool_form(found, request, runtime, left, detail)
         body = pages.page(
             terms.name,
             "pool.html",
@@ -211,7 +373,25 @@ class ClaimPages(Controller):
             remaining=f"{left:,} of {found.size:,} left",
             content=content,
         )
-        return _html(body, status=status)
+        return _html(body, status=status or (error.status if error else 200))
+
+    @staticmethod
+    async def _pool_form(
+        found: service.Pool, request: AnyRequest, runtime: Runtime, left: int, detail: str | None
+    ) -> str:
+        if not left:
+            gone = f'<p class="error">{escape(detail)}</p>' if detail else ""
+            return gone + '<p><span class="state empty">All gone</span></p>'
+        if found.verification == "none":
+            return pages.identifier_form(f"/p/{found.id}/claim", "Claim", _PLAIN_NOTE, detail)
+        hint = await otp.pending(runtime.redis, request.cookies.get(otp.COOKIE), f"p:{found.id}")
+        if hint is not None:
+            return pages.code_form(f"/p/{found.id}/verify", hint, detail)
+        return pages.identifier_form(f"/p/{found.id}/claim", "Send me a code", _OTP_NOTE, detail)
+
+
+def _all_gone() -> Problem:
+    return Problem(Reason.CONFLICT, "All codes have been handed out.")
 
 
 class PoolsController(Controller):
@@ -223,9 +403,16 @@ class PoolsController(Controller):
     async def create_pool(
         self, campaign_id: int, data: PoolIn, merchant_id: int, runtime: Runtime
     ) -> PoolOut:
-        """Each visitor of the link takes the next unclaimed code of the order."""
+        """Each visitor of the link takes the next unclaimed code of the order, at most
+        `per_consumer` each; with `verification: "otp"` (the default) only after proving, by a
+        one-time code, the phone number or email they type."""
         found = await service.create_pool(
-            runtime.pool, merchant_id, campaign_id, data.order_id, data.per_consumer
+            runtime.pool,
+            merchant_id,
+            campaign_id,
+            data.order_id,
+            data.per_consumer,
+            data.verification,
         )
         return await _pool_out(found, runtime)
 
@@ -241,5 +428,6 @@ async def _pool_out(found: service.Pool, runtime: Runtime) -> PoolOut:
         campaign_id=found.campaign_id,
         size=found.size,
         per_consumer=found.per_consumer,
+        verification=found.verification,
         handed_out=min(found.size, await state.handed_out(runtime.redis, found.id)),
     )

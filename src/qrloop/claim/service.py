@@ -12,7 +12,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from qrloop.claim import state
-from qrloop.claim.consumers import consumer_hash, same_consumer
+from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
@@ -83,26 +83,41 @@ def owns(keyring: KeyRing, claim_token: str, owner: str | None, cookie: str | No
     return expected is not None and hmac.compare_digest(expected, cookie)
 
 
-async def claim(
-    client: redis.Redis, partitions: int, keyring: KeyRing, ref: CodeRef, identifier: str
-) -> str:
-    """Claim the code for this consumer; returns the stored owner hash."""
+async def claim(client: redis.Redis, partitions: int, ref: CodeRef, consumer: Consumer) -> str:
+    """Claim the code for this (verified) person; returns the stored owner hash. A code the
+    person claimed before, under any consumer key still verifiable, is theirs again."""
     found = await state.read(client, partitions, ref)
     if found.owner is not None:
-        if same_consumer(keyring, identifier, found.owner):
+        if consumer.matches(found.owner):
             return found.owner
-        raise Problem(Reason.CONFLICT, "Someone else has already claimed this code.", state="taken")
-    owner = consumer_hash(keyring, identifier)
-    outcome = await state.claim(client, partitions, ref, owner)
-    if outcome == "claimed":
-        return owner
+        raise _taken()
+    outcome = await state.claim(client, partitions, ref, consumer.newest)
+    if outcome != "claimed":
+        raise _refusal(outcome)
+    return consumer.newest
+
+
+def _taken() -> Problem:
+    return Problem(Reason.CONFLICT, "Someone else has already claimed this code.", state="taken")
+
+
+def _refusal(outcome: str) -> Problem:
+    """Why the claim script would not bind the code."""
     if outcome == "taken":
-        raise Problem(Reason.CONFLICT, "Someone else has already claimed this code.", state="taken")
+        return _taken()
     if outcome == "voided":
-        raise Problem(Reason.VOIDED, "The issuer has voided this code.", state="voided")
+        return Problem(Reason.VOIDED, "The issuer has voided this code.", state="voided")
     if outcome == "used":
-        raise Problem(Reason.ALREADY_REDEEMED, "This code has already been used.", state="used")
-    raise Problem(Reason.UNAVAILABLE, "Claims are paused for a moment; try again shortly.")
+        return Problem(Reason.ALREADY_REDEEMED, "This code has already been used.", state="used")
+    return Problem(Reason.UNAVAILABLE, "Claims are paused for a moment; try again shortly.")
+
+
+def refuse_unclaimable(found: state.CodeState) -> None:
+    """Before sending a one-time code: a voided or used code can never be claimed."""
+    if found.voided:
+        raise _refusal("voided")
+    if found.used:
+        raise _refusal("used")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +128,45 @@ class Pool:
     size: int
     per_consumer: int
     key_id: int
+    verification: str  # "otp": only verified identifiers take codes; "none": any typed one
+
+    def serial(self, offset: int) -> int:
+        return self.first_serial + offset
+
+
+async def hand_out(
+    client: redis.Redis, partitions: int, found: Pool, consumer: Consumer
+) -> tuple[str, list[int]]:
+    """The pool's next code for this person: ('assigned', [offset]) claimed for them,
+    ('limit', offsets they hold) or ('empty', []).
+
+    The pool's script reserves one of the person's places and an offset (the pool's hash
+    slot); the partition's claim script then binds the code (the code's slot), refusing a
+    voided, used or someone else's code, which is skipped for the next offset: skipped codes
+    never count against anyone, and a pool that runs out gives the place back.
+    """
+    outcome, offsets = await state.reserve_from_pool(
+        client, found.id, consumer, found.per_consumer, found.size
+    )
+    offset: int | None = offsets[0] if outcome == "assigned" else None
+    while offset is not None:
+        ref = CodeRef(found.campaign_id, found.serial(offset), found.key_id)
+        claimed = await state.claim(client, partitions, ref, consumer.newest)
+        if claimed == "claimed":
+            return "assigned", [offset]
+        if claimed == "unavailable":
+            raise _refusal(claimed)
+        offset = await state.skip_in_pool(client, found.id, consumer, found.size, offset)
+    return ("empty", []) if outcome == "assigned" else (outcome, offsets)
 
 
 async def create_pool(
-    pool: asyncpg.Pool, merchant_id: int, campaign_id: int, order_id: int, per_consumer: int
+    pool: asyncpg.Pool,
+    merchant_id: int,
+    campaign_id: int,
+    order_id: int,
+    per_consumer: int,
+    verification: str,
 ) -> Pool:
     """A pool over a finished order of the merchant's campaign."""
     order = await pool.fetchrow(
@@ -133,7 +183,7 @@ async def create_pool(
     pool_id = secrets.token_urlsafe(12)
     await pool.execute(
         "INSERT INTO pools (id, merchant_id, campaign_id, order_id, first_serial, size,"
-        " per_consumer) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        " per_consumer, verification) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         pool_id,
         merchant_id,
         campaign_id,
@@ -141,6 +191,7 @@ async def create_pool(
         order["first_serial"],
         order["quantity"],
         per_consumer,
+        verification,
     )
     return Pool(
         pool_id,
@@ -149,12 +200,14 @@ async def create_pool(
         order["quantity"],
         per_consumer,
         order["key_id"],
+        verification,
     )
 
 
 async def find_pool(pool: asyncpg.Pool, pool_id: str, merchant_id: int | None = None) -> Pool:
     row = await pool.fetchrow(
-        "SELECT p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id"
+        "SELECT p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id,"
+        " p.verification"
         " FROM pools p JOIN orders o ON o.id = p.order_id"
         " WHERE p.id = $1 AND ($2::bigint IS NULL OR p.merchant_id = $2)",
         pool_id,

@@ -8,11 +8,13 @@ from importlib import resources
 import redis.asyncio as redis
 
 from qrloop import keyspace
+from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef
 from qrloop.errors import Problem, Reason
 
 _CLAIM = resources.files(__package__).joinpath("claim.lua").read_text()
 _POOL = resources.files(__package__).joinpath("pool.lua").read_text()
+_POOL_SKIP = resources.files(__package__).joinpath("pool_skip.lua").read_text()
 
 
 class CodeState:
@@ -62,18 +64,39 @@ async def claim(client: redis.Redis, partitions: int, ref: CodeRef, consumer: st
     return outcome.decode()
 
 
-async def next_from_pool(
-    client: redis.Redis, pool_id: str, consumer: str, per_consumer: int, size: int
+async def reserve_from_pool(
+    client: redis.Redis, pool_id: str, consumer: Consumer, per_consumer: int, size: int
 ) -> tuple[str, list[int]]:
-    """('assigned', [offset]) | ('limit', offsets already taken) | ('empty', [])."""
+    """('assigned', [offset]) | ('limit', offsets already held) | ('empty', []): one script
+    in the pool's own hash slot."""
     keys = list(keyspace.pool_keys(pool_id))
-    answer = await client.register_script(_POOL)(keys=keys, args=[consumer, per_consumer, size])
+    args: list[str | int] = [per_consumer, size, *consumer.hashes]
+    answer = await client.register_script(_POOL)(keys=keys, args=args)
     outcome = answer[0].decode()
     if outcome == "assigned":
         return outcome, [int(answer[1])]
     if outcome == "limit":
         return outcome, [int(part) for part in answer[1].decode().split(",")]
     return outcome, []
+
+
+async def skip_in_pool(
+    client: redis.Redis, pool_id: str, consumer: Consumer, size: int, offset: int
+) -> int | None:
+    """Move the person's place from `offset` to the pool's next one; None when none is left
+    (their place is then given back)."""
+    keys = list(keyspace.pool_keys(pool_id))
+    answer = await client.register_script(_POOL_SKIP)(
+        keys=keys, args=[size, consumer.newest, offset]
+    )
+    return int(answer[1]) if answer[0] == b"assigned" else None
+
+
+async def held_in_pool(client: redis.Redis, pool_id: str, consumer: Consumer) -> list[int]:
+    """The offsets the person holds in the pool, under any of their hashes."""
+    _, taken = keyspace.pool_keys(pool_id)
+    held: list[bytes | None] = await client.hmget(taken, list(consumer.hashes))  # type: ignore[assignment]
+    return [int(part) for value in held if value for part in value.decode().split(",")]
 
 
 async def handed_out(client: redis.Redis, pool_id: str) -> int:

@@ -274,8 +274,9 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    """Settle and deliver webhooks until SIGTERM or SIGINT, then drain for at most
-    DRAIN_SECONDS."""
+    """Settle, deliver webhooks and consumer messages until SIGTERM or SIGINT, then drain for
+    at most DRAIN_SECONDS."""
+    from qrloop.messages.delivery import Courier, senders
     from qrloop.webhooks.delivery import Dispatcher
 
     assert settings.database_url and settings.redis_url
@@ -284,7 +285,7 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     consumers = settings.settlement_consumers
-    pool = await create_pool(settings.database_url, consumers + 2)
+    pool = await create_pool(settings.database_url, consumers + 3)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
     process = f"{socket.gethostname()}-{os.getpid()}"
     workers = [
@@ -292,12 +293,14 @@ async def serve(settings: Settings) -> None:
         for i in range(consumers)
     ]
     dispatcher = Dispatcher(pool, settings)
+    courier = Courier(pool, senders(settings))
     log.info(
         "settlement worker %s started: %d consumers on %d partitions",
         process, consumers, settings.partitions,
     )  # fmt: skip
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
     tasks.append(asyncio.create_task(dispatcher.run(stop)))
+    tasks.append(asyncio.create_task(courier.run(stop)))
     stopping = asyncio.create_task(stop.wait())
     # A task that ends before the stop signal has failed: exit, so the supervisor restarts us
     # rather than leave a live process that settles nothing.
