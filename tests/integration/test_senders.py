@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from qrloop.messages.configured import real_sender
-from qrloop.messages.sender import Message, Sender, SendFailed
+from qrloop.messages.sender import Channel, Message, Sender, SendFailed
 from qrloop.settings import load
 from qrloop.webhooks.signature import verify
 from support import free_port
@@ -43,8 +43,8 @@ GREETINGS = {
 }
 
 
-def _sender(channel: str, **environ: str) -> Sender:
-    sender = real_sender(channel, load(environ))  # type: ignore[arg-type]
+def _sender(channel: Channel, **environ: str) -> Sender:
+    sender = real_sender(channel, load(environ))
     assert sender is not None
     return sender
 
@@ -152,7 +152,8 @@ class Mailbox:
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
     ) -> AuthResult:
         self.logins.append(auth_data)
-        return AuthResult(success=auth_data == LoginPassword(b"qrloop", PASSWORD.encode()))
+        correct = auth_data == LoginPassword(b"qrloop", PASSWORD.encode())
+        return AuthResult(success=correct, handled=False)  # unhandled: the server answers 535
 
     def mail(self) -> EmailMessage:
         (envelope,) = self.received
@@ -181,7 +182,7 @@ def smtp_server(**options: Any) -> Iterator[Mailbox]:
 @contextmanager
 def tls_smtp_server(pki: Pki) -> Iterator[Mailbox]:
     """A submission server that requires STARTTLS before anything and a login before mail."""
-    with smtp_server(tls_context=pki.server, require_starttls=True) as mailbox:
+    with smtp_server(tls_context=pki.server, require_starttls=True, auth_required=True) as mailbox:
         yield mailbox
 
 
@@ -200,10 +201,12 @@ def _plain_sender(port: int, timeout: str = "5") -> Sender:
     )
 
 
-def _logging_in_sender(port: int, ca_file: Path | None = None) -> Sender:
+def _logging_in_sender(
+    port: int, ca_file: Path | None = None, password: str = "s3cret%3Ap%40ss"
+) -> Sender:
     """Logs in as qrloop with PASSWORD, percent-encoded in the URL; STARTTLS required."""
     environ = {
-        "QRLOOP_SMTP_URL": f"smtp://qrloop:s3cret%3Ap%40ss@127.0.0.1:{port}",
+        "QRLOOP_SMTP_URL": f"smtp://qrloop:{password}@127.0.0.1:{port}",
         "QRLOOP_MESSAGES_FROM": FROM,
     }
     if ca_file is not None:
@@ -312,6 +315,18 @@ async def test_starttls_under_a_private_ca_logs_in_and_delivers(
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name != "mail.log")
     assert PASSWORD not in ours  # mail.log is the test server's own log, which shows all
     assert "123456" not in ours
+
+
+async def test_refused_credentials_are_retried_not_dropped(pki: Pki) -> None:
+    """A 535 to the login is the settings' fault, not the message's: it is retried (and
+    leaves once the operator fixes the password) and names no password."""
+    with tls_smtp_server(pki) as mailbox:
+        sender = _logging_in_sender(mailbox.port, pki.ca_file, password="wrong-password")
+        with pytest.raises(SendFailed, match="535") as failed:
+            await sender.send(_mail("ada@example.com"))
+    assert not failed.value.permanent
+    assert "wrong-password" not in str(failed.value)
+    assert mailbox.received == []
 
 
 async def test_a_server_whose_certificate_the_ca_did_not_sign_never_gets_the_password(
