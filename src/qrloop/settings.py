@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import phonenumbers
+
+from qrloop.messages import servers
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -44,6 +46,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_first_retry_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
     webhook_private_networks: bool = False
+    smtp_url: str | None = None
+    smtp_ca_file: Path | None = None
+    messages_from: str | None = None
+    sms_gateway_url: str | None = None
+    sms_gateway_token: str | None = None
+    messages_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
     log_level: str = "info"
     phone_region: str = "CN"
 
@@ -92,11 +100,18 @@ ENVIRONMENT = {
     "QRLOOP_WEBHOOK_FIRST_RETRY_SECONDS": "webhook_first_retry_seconds",
     "QRLOOP_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "QRLOOP_WEBHOOK_PRIVATE_NETWORKS": "webhook_private_networks",
+    "QRLOOP_SMTP_URL": "smtp_url",
+    "QRLOOP_SMTP_CA_FILE": "smtp_ca_file",
+    "QRLOOP_MESSAGES_FROM": "messages_from",
+    "QRLOOP_SMS_GATEWAY_URL": "sms_gateway_url",
+    "QRLOOP_SMS_GATEWAY_TOKEN": "sms_gateway_token",
+    "QRLOOP_MESSAGES_TIMEOUT_SECONDS": "messages_timeout_seconds",
     "QRLOOP_LOG_LEVEL": "log_level",
     "QRLOOP_PHONE_REGION": "phone_region",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
+SMTP_WITHOUT_FROM = "QRLOOP_SMTP_URL is set: set QRLOOP_MESSAGES_FROM, the From of its mail"
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +131,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"
         )
     _check_phone_region(settings.phone_region)
+    _check_messages(settings)
     return settings
 
 
@@ -125,6 +141,26 @@ def _check_phone_region(region: str) -> None:
             f"QRLOOP_PHONE_REGION must be an ISO 3166 region phonenumbers knows, like CN or GB,"
             f" not {region!r}"
         )
+
+
+def _check_messages(settings: Settings) -> None:
+    """Refuse at start a mail server, From address, CA file or SMS gateway that cannot work."""
+    checks: dict[str, Callable[[Any], object]] = {
+        "smtp_url": servers.smtp_server,
+        "messages_from": servers.one_address,
+        "smtp_ca_file": servers.tls_context,
+        "sms_gateway_url": servers.sms_gateway_url,
+    }
+    for field, check in checks.items():
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        try:
+            check(value)
+        except ValueError as error:
+            raise SettingsError(f"{_FIELD_TO_ENV[field]}: {error}") from None
+    if settings.smtp_url and not settings.messages_from:
+        raise SettingsError(SMTP_WITHOUT_FROM)
 
 
 def _decode_path(kind: type, value: object) -> object:

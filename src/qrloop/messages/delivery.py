@@ -18,6 +18,7 @@ from typing import get_args
 import asyncpg
 
 from qrloop.db import DB_ERRORS
+from qrloop.messages.configured import real_sender
 from qrloop.messages.dev import DevSender
 from qrloop.messages.sender import Channel, Message, Sender, SendFailed
 from qrloop.settings import Settings
@@ -69,7 +70,7 @@ WHERE id = $1 AND status = 'failed'
 
 def sender_for(channel: Channel, settings: Settings) -> Sender:
     """The sender of `channel`'s messages: the development sender until a real one is set."""
-    return DevSender()
+    return real_sender(channel, settings) or DevSender()
 
 
 def senders(settings: Settings) -> dict[Channel, Sender]:
