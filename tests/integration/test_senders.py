@@ -11,6 +11,7 @@ import email.policy
 import ipaddress
 import json
 import logging
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
@@ -29,11 +31,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from qrloop.codes.format import to_typed
 from qrloop.messages.configured import real_sender
 from qrloop.messages.sender import Channel, Message, Sender, SendFailed
 from qrloop.settings import load
 from qrloop.webhooks.signature import verify
-from support import free_port
+from support import Stores, eventually, fetch, free_port, serving
 
 FROM = "qrloop 优惠 <no-reply@example.com>"
 PASSWORD = "s3cret:p@ss"
@@ -499,3 +502,45 @@ async def test_a_recipient_not_in_e164_form_is_refused_unsent(
         await _sms_sender(gateway.url).send(_sms(recipient))
     assert failed.value.permanent
     assert gateway.requests == []
+
+
+# --- the whole path: a claim's one-time code through the outbox to a mail server ---------------
+
+
+def test_a_claim_by_email_is_mailed_and_leaves_no_address_behind(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """With QRLOOP_SMTP_URL set, a consumer's one-time code goes out through the worker's
+    delivery loop to the mail server (not to the development sender), in the language the
+    browser asked for; the code it carries claims the link; and once delivered, the outbox
+    keeps neither the address nor the message."""
+    with (
+        smtp_server() as mailbox,
+        serving(
+            stores,
+            tmp_path,
+            QRLOOP_SMTP_URL=f"smtp://127.0.0.1:{mailbox.port}?starttls=false",
+            QRLOOP_MESSAGES_FROM=FROM,
+        ) as stack,
+    ):
+        merchant = stack.new_merchant()
+        order = merchant.order(merchant.campaign(), 1)
+        export = merchant.get(f"/v1/orders/{order['id']}/codes", format="csv").text
+        code, _, link = export.splitlines()[1].split(",")
+        link = link.removeprefix(stack.base_url)
+        headers = {"Accept-Language": "zh-CN,zh;q=0.9"}
+        with httpx.Client(base_url=stack.base_url, timeout=30, headers=headers) as browser:
+            asked = browser.post(f"{link}/claim", data={"identifier": "Ana@Example.com"})
+            assert asked.status_code == 303
+            eventually(lambda: len(mailbox.received) == 1, within=30)
+            mail = mailbox.mail()
+            assert mail["To"] == "ana@example.com"
+            one_time = re.search(r"\b(\d{6})\b", mail.get_content())
+            assert one_time is not None
+            assert mail["Subject"] == f"您的验证码：{one_time[1]}"  # noqa: RUF001
+            assert browser.post(f"{link}/verify", data={"code": one_time[1]}).status_code == 303
+            assert to_typed(code) in browser.get(link).text
+        kept = fetch(stack, "SELECT status, recipient, body FROM consumer_messages")
+    assert [(row["status"], row["recipient"], row["body"]) for row in kept] == [
+        ("sent", None, None)
+    ]
