@@ -56,6 +56,7 @@ class CampaignOut(msgspec.Struct):
     hours: str | None
     timezone: str
     accepted_merchants: list[int]
+    proposed_merchants: list[int]
     algorithm: str
     paused: bool
     reversal_window_s: int
