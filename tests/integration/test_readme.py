@@ -24,7 +24,8 @@ def walkthrough() -> str:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Path) -> None:
     """Pasted as written, the walkthrough watches its order get signed, redeems a code, is
-    refused the replay, and counts one redemption."""
+    refused the replay, and counts one redemption; then a second merchant accepts the
+    issuer's proposal and its till redeems another code, the answer naming the issuer."""
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough()],
@@ -39,11 +40,16 @@ def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Pa
     header = lines.index("code,typed,claim_url")
     assert "100%" in lines[header - 1]
     assert lines[header - 1].endswith("done")
-    redeemed, refused, stats = (json.loads(line) for line in lines[-3:])
-    assert redeemed["status"] == "redeemed"
-    assert refused["reason"] == "already_redeemed"
+    answers = [json.loads(line) for line in lines if line.startswith("{")]
+    redeemed, foreign = (a for a in answers if a.get("status") == "redeemed")
+    [refused] = (a for a in answers if a.get("reason") == "already_redeemed")
+    [stats] = (a for a in answers if "issued" in a)
     assert refused["status"] == 409
     assert stats["issued"] == 3
     assert stats["redeemed"] == 1
+    assert "active" in lines
+    assert foreign["campaign_id"] == redeemed["campaign_id"]
+    assert foreign["serial"] != redeemed["serial"]
+    assert foreign["issuer_name"] == redeemed["issuer_name"] == "Cone & Co"
     assert "The API key is shown only this once" in result.stderr
     assert not (tmp_path / "codes.csv").exists()

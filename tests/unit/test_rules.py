@@ -74,7 +74,8 @@ def test_validity_window_edges() -> None:
 
 
 def test_acceptance_is_the_issuer_and_its_allies() -> None:
-    """The issuer's stores and allied merchants' stores accept; anyone else is refused."""
+    """The issuer's stores and those of merchants with an active agreement accept; anyone
+    else is refused."""
     alliance = rules(acceptors=frozenset({20}))
     assert alliance.refusal(NOON, 10) is None
     assert alliance.refusal(NOON, 20) is None
