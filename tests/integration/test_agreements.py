@@ -151,6 +151,26 @@ def test_the_acceptor_cannot_be_forced(stack: Stack) -> None:
     assert _status(redeem(stack, alliance.till, code)) == (403, "not_accepted_here")
 
 
+def test_the_acceptor_may_decline_a_proposal(stack: Stack) -> None:
+    """The acceptor ending a proposal declines it: it can no longer be accepted, its tills
+    never accept the campaign, and the issuer sees who ended it."""
+    alliance = Alliance(stack)
+    proposal = alliance.propose()
+    declined = alliance.acceptor.created(f"/v1/agreements/{proposal['id']}/end", {})
+    assert (declined["status"], declined["accepted_at"], declined["ended_by"]) == (
+        "ended",
+        None,
+        "acceptor",
+    )
+    assert _status(alliance.acceptor.post(f"/v1/agreements/{proposal['id']}/accept", {})) == (
+        409,
+        "conflict",
+    )
+    assert alliance.status_at_till(alliance.code()) == "not_accepted_here"
+    seen = alliance.issuer.get(f"/v1/agreements/{proposal['id']}").json()
+    assert (seen["ended_by"], seen["acceptor_name"]) == ("acceptor", None)
+
+
 def test_a_third_merchant_can_neither_see_nor_accept_nor_end(stack: Stack) -> None:
     """Attack: a merchant that is not a party reads, accepts or ends someone else's agreement
     (to make its own tills accept, or to break an alliance). Each answers 404 exactly like an
