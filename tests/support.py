@@ -123,6 +123,15 @@ class Merchant:
         assert finished["status"] == "done", finished
         return finished
 
+    def accept(self, campaign_id: int) -> dict[str, Any]:
+        """Accept, as acceptor, the open proposal to accept the campaign's codes."""
+        proposal = next(
+            agreement
+            for agreement in self.get("/v1/agreements").json()
+            if agreement["campaign_id"] == campaign_id and agreement["status"] == "proposed"
+        )
+        return self.created(f"/v1/agreements/{proposal['id']}/accept", {})
+
     def codes(self, campaign_id: int, quantity: int) -> list[str]:
         order = self.order(campaign_id, quantity)
         export = self.get(f"/v1/orders/{order['id']}/codes", format="csv")
@@ -229,6 +238,12 @@ def till(stack: Stack, path: str, token: str, body: dict[str, Any]) -> httpx.Res
 
 def redeem(stack: Stack, token: str, code: str, nonce: str | None = None) -> httpx.Response:
     return till(stack, "/v1/redeem", token, {"code": code, "nonce": nonce or uuid.uuid4().hex})
+
+
+def check_status(stack: Stack, token: str, code: str) -> str:
+    """What POST /v1/check says of the code at this till: `valid` or a refusal's reason."""
+    status: str = till(stack, "/v1/check", token, {"code": code}).json()["status"]
+    return status
 
 
 def reason(response: httpx.Response) -> str:

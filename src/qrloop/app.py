@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from qrloop import db, metrics
 from qrloop.accounts.routes import AccountsController, exchange_token
+from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
@@ -185,6 +186,7 @@ def create_app(
             AccountsController,
             exchange_token,
             IssuanceController,
+            AgreementsController,
             TillController,
             ClaimPages,
             PoolsController,

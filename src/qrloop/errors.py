@@ -27,6 +27,7 @@ class Reason(StrEnum):
     # Everywhere else.
     BAD_REQUEST = "bad_request"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -48,6 +49,7 @@ _ANSWERS: dict[Reason, tuple[int, str]] = {
     Reason.UNAVAILABLE: (503, "Service unavailable"),
     Reason.BAD_REQUEST: (400, "Bad request"),
     Reason.UNAUTHORIZED: (401, "Unauthorized"),
+    Reason.FORBIDDEN: (403, "Forbidden"),
     Reason.NOT_FOUND: (404, "Not found"),
     Reason.CONFLICT: (409, "Conflict"),
     Reason.METHOD_NOT_ALLOWED: (405, "Method not allowed"),

@@ -121,8 +121,8 @@ def test_retry_with_same_nonce_gets_the_original_answer(stack, shop) -> None:  #
 
 
 def test_check_does_not_consume(stack, shop) -> None:  # type: ignore[no-untyped-def]
-    """/v1/check says valid twice and the code still redeems afterwards."""
-    _, _, token, campaign_id, codes = shop
+    """/v1/check says valid twice, naming the issuer, and the code still redeems afterwards."""
+    merchant, _, token, campaign_id, codes = shop
     for _ in range(2):
         response = httpx.post(
             stack.base_url + "/v1/check",
@@ -134,6 +134,8 @@ def test_check_does_not_consume(stack, shop) -> None:  # type: ignore[no-untyped
             "campaign_id": campaign_id,
             "face_value": 500,
             "currency": "CNY",
+            "issuer_merchant_id": merchant.id,
+            "issuer_name": "Cone & Co",
         }
     assert redeem(stack, token, codes[5]).status_code == 200
 

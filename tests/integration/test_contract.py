@@ -35,7 +35,6 @@ def _problem(response: httpx.Response, status: int, reason: str) -> None:
         {"name": "x", "face_value": 1, "currency": "CNY", "hours": "25:00-06:00"},
         {"name": "x", "face_value": 1, "currency": "CNY", "timezone": "Mars/Olympus"},
         {"name": "x", "face_value": 1, "currency": "CNY", "valid_from": "2026-01-01T00:00:00"},
-        {"name": "x", "face_value": 1, "currency": "CNY", "accepted_merchants": [999999]},
         {"name": "x", "face_value": 1, "currency": "CNY", "surprise": True},
         {"name": "x", "face_value": 1, "currency": "CNY", "algorithm": "md5"},
     ],
@@ -46,6 +45,25 @@ def test_bad_campaign_is_a_bad_request(
     """Each malformed campaign gets 400 bad_request as problem+json, and nothing is created."""
     a, *_ = two_merchants
     _problem(a.post("/v1/campaigns", body), 400, "bad_request")
+
+
+def test_an_unknown_ally_is_answered_like_a_real_merchant(
+    stack: Stack, two_merchants: tuple[Merchant, Merchant, int, int]
+) -> None:
+    """Attack: probing which merchant ids exist by naming them in accepted_merchants (an
+    unknown id used to get 400). A campaign naming an unknown id and one naming a real
+    merchant that has not consented get the same answer: 201, the id listed as proposed,
+    none accepted."""
+    a, b, *_ = two_merchants
+    answers = []
+    for ally in (b.id, 999_999_999):
+        body = {"name": "x", "face_value": 1, "currency": "CNY", "accepted_merchants": [ally]}
+        response = a.post("/v1/campaigns", body)
+        assert response.status_code == 201, response.text
+        campaign = response.json()
+        assert (campaign["accepted_merchants"], campaign["proposed_merchants"]) == ([], [ally])
+        answers.append({k: v for k, v in campaign.items() if k not in ("id", "proposed_merchants")})
+    assert answers[0] == answers[1]
 
 
 def test_malformed_json_is_a_bad_request(

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from support import Stack, eventually, fetchval, redeem, till
+from support import Stack, check_status, eventually, fetchval, redeem, till
 
 ENTRIES = """
 SELECT t.kind, e.account, e.merchant_id, e.currency, e.amount
@@ -37,6 +37,8 @@ def test_alliance_redemption_and_reversal_book_balanced_entries(stack: Stack) ->
     token = ally.terminal_token(ally_store)
     campaign = issuer.campaign(face_value=10_000, accepted_merchants=[ally.id], platform_fee=100)
     code = issuer.codes(campaign, 1)[0]
+    ally.accept(campaign)
+    eventually(lambda: check_status(stack, token, code) == "valid", within=1.0)
     redemption = redeem(stack, token, code).json()["redemption_id"]
     eventually(lambda: len(_entries(stack, campaign)) == 4, within=10)
     assert _entries(stack, campaign) == [
@@ -111,6 +113,8 @@ def test_daily_settlement_by_counterparty_as_json_and_csv(stack: Stack) -> None:
     own_token = issuer.terminal_token(issuer.created("/v1/stores", {"name": "Own"})["id"])
     campaign = issuer.campaign(face_value=2_000, accepted_merchants=[ally.id], platform_fee=50)
     codes = issuer.codes(campaign, 3)
+    ally.accept(campaign)
+    eventually(lambda: check_status(stack, ally_token, codes[0]) == "valid", within=1.0)
     for token, code in ((ally_token, codes[0]), (ally_token, codes[1]), (own_token, codes[2])):
         assert redeem(stack, token, code).status_code == 200
     eventually(lambda: len(_entries(stack, campaign)) == 12, within=10)

@@ -25,7 +25,9 @@ def walkthrough() -> str:
 def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Path) -> None:
     """Pasted as written, the walkthrough watches its order get signed, claims a code with the
     one-time code `qrloop outbox tail` shows (development sender) and sees that code on the
-    claimed page, redeems another code, is refused the replay, and counts one redemption."""
+    claimed page, redeems another code, is refused the replay, and counts one redemption;
+    then a second merchant accepts the issuer's proposal and its till redeems a third code,
+    the answer naming the issuer."""
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", walkthrough()],
@@ -42,13 +44,19 @@ def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Pa
     assert lines[header - 1].endswith("done")
     typed_column = [line.split(",")[1] for line in lines[header + 1 : header + 4]]
     claimed = [line.removeprefix("claimed: ") for line in lines if line.startswith("claimed: ")]
-    assert claimed == [typed_column[1]]  # the third row's claim link names the third code
-    redeemed, refused, stats = (json.loads(line) for line in lines[-3:])
-    assert redeemed["status"] == "redeemed"
-    assert refused["reason"] == "already_redeemed"
+    assert claimed == [typed_column[1]]  # the second code's claim link shows the second code
+    answers = [json.loads(line) for line in lines if line.startswith("{")]
+    redeemed, foreign = (a for a in answers if a.get("status") == "redeemed")
+    [refused] = (a for a in answers if a.get("reason") == "already_redeemed")
+    [stats] = (a for a in answers if "issued" in a)
     assert refused["status"] == 409
     assert stats["issued"] == 3
     assert stats["redeemed"] == 1
+    assert stats["claimed"] == 1
+    assert "active" in lines
+    assert foreign["campaign_id"] == redeemed["campaign_id"]
+    assert foreign["serial"] != redeemed["serial"]
+    assert foreign["issuer_name"] == redeemed["issuer_name"] == "Cone & Co"
     assert "The API key is shown only this once" in result.stderr
     assert not (tmp_path / "codes.csv").exists()
     assert not (tmp_path / "jar").exists()

@@ -12,7 +12,7 @@ import pytest
 
 from qrloop.accounts.tokens import TerminalClaims, mint
 from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
-from support import Stack, Stores, eventually, reason, redeem, serving, till
+from support import Stack, Stores, check_status, eventually, reason, redeem, serving, till
 
 
 class Shop:
@@ -108,16 +108,22 @@ def test_inside_hours_redeems(stack: Stack) -> None:
 
 
 def test_not_accepted_here(stack: Stack, shop: Shop) -> None:
-    """Another merchant's till is refused with 403 not_accepted_here; an ally's till accepts."""
+    """Another merchant's till is refused with 403 not_accepted_here; the till of a merchant
+    that accepted an agreement on the campaign accepts, naming the issuer."""
     stranger = stack.new_merchant("Stranger")
     stranger_store = stranger.created("/v1/stores", {"name": "Elsewhere"})["id"]
     response = redeem(stack, stranger.terminal_token(stranger_store), shop.code())
     assert (response.status_code, reason(response)) == (403, "not_accepted_here")
 
     ally = stack.new_merchant("Ally")
-    ally_store = ally.created("/v1/stores", {"name": "Partner"})["id"]
+    ally_token = ally.terminal_token(ally.created("/v1/stores", {"name": "Partner"})["id"])
     alliance = Shop(stack, accepted_merchants=[ally.id])
-    assert redeem(stack, ally.terminal_token(ally_store), alliance.code()).status_code == 200
+    code = alliance.code()
+    ally.accept(alliance.campaign_id)
+    eventually(lambda: check_status(stack, ally_token, code) == "valid", within=1.0)
+    response = redeem(stack, ally_token, code)
+    assert response.status_code == 200
+    assert response.json()["issuer_merchant_id"] == alliance.merchant.id
 
 
 def test_campaign_paused_within_a_second(stack: Stack) -> None:
@@ -344,13 +350,22 @@ def framework_stack(stores: Stores, tmp_path_factory: pytest.TempPathFactory) ->
         yield running
 
 
+_REDEEMED_FIELDS = ",".join(
+    sorted([
+        "status", "redemption_id", "campaign_id", "serial", "face_value", "currency",
+        "issuer_merchant_id", "issuer_name",
+    ])
+)  # fmt: skip
+
+
 def test_framework_route_answers_like_the_fast_path(stack: Stack, framework_stack: Stack) -> None:
-    """With QRLOOP_FAST_PATH=false the Litestar route gives the same statuses and reasons."""
+    """With QRLOOP_FAST_PATH=false the Litestar route gives the same statuses and reasons,
+    and the same redeemed body, naming the issuing merchant."""
 
     def answers(target: Stack) -> list[tuple[int, str]]:
         shop = Shop(target)
         code = shop.code()
-        seen = []
+        seen: list[tuple[int, str]] = []
         for response in (
             redeem(target, shop.token, code),
             redeem(target, shop.token, code),
@@ -361,6 +376,13 @@ def test_framework_route_answers_like_the_fast_path(stack: Stack, framework_stac
             seen.append(
                 (response.status_code, response.json().get("reason") or response.json()["status"])
             )
+            if response.status_code == 200:
+                body = response.json()
+                assert (body["issuer_merchant_id"], body["issuer_name"]) == (
+                    shop.merchant.id,
+                    "Cone & Co",
+                )
+                seen.append((200, ",".join(sorted(body))))
         return seen
 
     assert (
@@ -368,6 +390,7 @@ def test_framework_route_answers_like_the_fast_path(stack: Stack, framework_stac
         == answers(framework_stack)
         == [
             (200, "redeemed"),
+            (200, _REDEEMED_FIELDS),
             (409, "already_redeemed"),
             (422, "invalid"),
             (401, "unauthorized"),

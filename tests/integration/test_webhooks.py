@@ -22,7 +22,18 @@ import redis
 
 from qrloop import keyspace
 from qrloop.settlement.worker import Worker
-from support import Merchant, Stack, Stores, eventually, fetchval, reason, redeem, serving, till
+from support import (
+    Merchant,
+    Stack,
+    Stores,
+    check_status,
+    eventually,
+    fetchval,
+    reason,
+    redeem,
+    serving,
+    till,
+)
 
 # Fast retries and a short horizon, so backoff and giving up can be watched in seconds.
 FIRST_RETRY_SECONDS = 0.3
@@ -202,7 +213,10 @@ def test_alliance_redemption_reaches_both_merchants_and_nobody_else(
     stranger_endpoint = _register(stranger, receiver.url + "?m=stranger")["id"]
     orders_only = _register(issuer, receiver.url + "?m=orders", events=["order.completed"])["id"]
     _, ally_token = _shop(ally)
-    code = issuer.codes(issuer.campaign(accepted_merchants=[ally.id]), 1)[0]
+    campaign = issuer.campaign(accepted_merchants=[ally.id])
+    code = issuer.codes(campaign, 1)[0]
+    ally.accept(campaign)
+    eventually(lambda: check_status(hooks_stack, ally_token, code) == "valid", within=1.0)
     assert redeem(hooks_stack, ally_token, code).status_code == 200
 
     eventually(lambda: len(receiver.events("redemption.created")) == 2, within=15)

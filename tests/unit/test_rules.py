@@ -23,7 +23,8 @@ def rules(**changes: object) -> CampaignRules:
         "valid_until": None,
         "hours": None,
         "timezone": ZoneInfo("UTC"),
-        "accepted_merchants": frozenset(),
+        "issuer_name": "Cone & Co",
+        "acceptors": frozenset(),
         "paused": False,
         "reversal_window_ms": 900_000,
         **changes,
@@ -73,8 +74,9 @@ def test_validity_window_edges() -> None:
 
 
 def test_acceptance_is_the_issuer_and_its_allies() -> None:
-    """The issuer's stores and allied merchants' stores accept; anyone else is refused."""
-    alliance = rules(accepted_merchants=frozenset({20}))
+    """The issuer's stores and those of merchants with an active agreement accept; anyone
+    else is refused."""
+    alliance = rules(acceptors=frozenset({20}))
     assert alliance.refusal(NOON, 10) is None
     assert alliance.refusal(NOON, 20) is None
     assert alliance.refusal(NOON, 30) is Reason.NOT_ACCEPTED_HERE

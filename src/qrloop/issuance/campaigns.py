@@ -12,13 +12,20 @@ import redis.asyncio as redis
 from asyncpg.pool import PoolConnectionProxy
 
 from qrloop import keyspace
+from qrloop.agreements import service as agreements
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
 from qrloop.redemption.rules import parse_hours
 
+# Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
+# consented, proposed_merchants those that have not (yet).
 _COLUMNS = (
-    "id, name, face_value, currency, valid_from, valid_until, hours, timezone,"
-    " accepted_merchants, algorithm, paused, reversal_window_s, platform_fee"
+    "id, name, face_value, currency, valid_from, valid_until, hours, timezone, algorithm,"
+    " paused, reversal_window_s, platform_fee,"
+    " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
+    "  WHERE campaign_id = campaigns.id AND status = 'active' ORDER BY 1) AS accepted_merchants,"
+    " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
+    "  WHERE campaign_id = campaigns.id AND status = 'proposed' ORDER BY 1) AS proposed_merchants"
 )
 # The rules a patch may change, in the order of the UPDATE's parameters.
 _MUTABLE = (
@@ -27,7 +34,6 @@ _MUTABLE = (
     "valid_until",
     "hours",
     "timezone",
-    "accepted_merchants",
     "paused",
     "reversal_window_s",
 )
@@ -54,15 +60,9 @@ def _validate(rules: dict[str, Any]) -> None:
         raise Problem(Reason.BAD_REQUEST, "valid_until must be after valid_from.")
 
 
-async def _allies(connection: PoolConnectionProxy, merchant_id: int, ids: list[int]) -> list[int]:
-    """The other merchants whose stores may accept the codes; all must exist."""
-    allies = sorted(set(ids) - {merchant_id})
-    known = await connection.fetchval(
-        "SELECT count(*) FROM merchants WHERE id = ANY($1::bigint[])", allies
-    )
-    if known != len(allies):
-        raise Problem(Reason.BAD_REQUEST, "accepted_merchants names an unknown merchant.")
-    return allies
+def _allies(merchant_id: int, ids: list[int]) -> list[int]:
+    """The other merchants asked to accept the codes (the issuer's own stores always do)."""
+    return sorted(set(ids) - {merchant_id})
 
 
 def _out(row: asyncpg.Record) -> CampaignOut:
@@ -70,14 +70,13 @@ def _out(row: asyncpg.Record) -> CampaignOut:
 
 
 async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> CampaignOut:
+    """A new campaign; each merchant in `accepted_merchants` is proposed an agreement."""
     _validate(msgspec.structs.asdict(data))
-    async with pool.acquire() as connection:
-        allies = await _allies(connection, merchant_id, data.accepted_merchants)
-        row = await connection.fetchrow(
+    async with pool.acquire() as connection, connection.transaction():
+        campaign_id = await connection.fetchval(
             "INSERT INTO campaigns (merchant_id, name, face_value, currency, valid_from,"
-            " valid_until, hours, timezone, accepted_merchants, algorithm, reversal_window_s,"
-            " platform_fee)"
-            f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {_COLUMNS}",
+            " valid_until, hours, timezone, algorithm, reversal_window_s, platform_fee)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
             merchant_id,
             data.name,
             data.face_value,
@@ -86,13 +85,14 @@ async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> Camp
             data.valid_until,
             data.hours,
             data.timezone,
-            allies,
             data.algorithm,
             data.reversal_window_s,
             data.platform_fee,
         )
-    assert row is not None
-    return _out(row)
+        await agreements.propose_to(
+            connection, campaign_id, _allies(merchant_id, data.accepted_merchants)
+        )
+        return await get(connection, merchant_id, campaign_id)
 
 
 async def update(
@@ -110,21 +110,24 @@ async def update(
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
         rules = {name: changes.get(name, current[name]) for name in _MUTABLE}
         _validate(rules)
-        rules["accepted_merchants"] = await _allies(
-            connection, merchant_id, rules["accepted_merchants"]
-        )
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(_MUTABLE, start=2))
-        row = await connection.fetchrow(
-            f"UPDATE campaigns SET {assignments} WHERE id = $1 RETURNING {_COLUMNS}",
+        await connection.execute(
+            f"UPDATE campaigns SET {assignments} WHERE id = $1",
             campaign_id,
             *(rules[name] for name in _MUTABLE),
         )
-    assert row is not None
-    return _out(row)
+        if "accepted_merchants" in changes:
+            # The list is the whole set wanted: new names are proposed, the rest ended.
+            allies = _allies(merchant_id, changes["accepted_merchants"])
+            await agreements.end_all_but(connection, campaign_id, allies)
+            await agreements.propose_to(connection, campaign_id, allies)
+        return await get(connection, merchant_id, campaign_id)
 
 
-async def get(pool: asyncpg.Pool, merchant_id: int, campaign_id: int) -> CampaignOut:
-    row = await pool.fetchrow(
+async def get(
+    connection: asyncpg.Pool | PoolConnectionProxy, merchant_id: int, campaign_id: int
+) -> CampaignOut:
+    row = await connection.fetchrow(
         f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2",
         campaign_id,
         merchant_id,

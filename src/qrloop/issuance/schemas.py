@@ -16,6 +16,9 @@ MAX_ORDER = 10_000_000
 
 
 class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
+    """`accepted_merchants`: other merchants proposed an acceptance agreement; their stores
+    accept the codes once each accepts it (see /v1/agreements)."""
+
     name: Name
     face_value: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
     currency: Currency
@@ -30,7 +33,9 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
-    """Only the fields present change; `null` clears an optional rule."""
+    """Only the fields present change; `null` clears an optional rule. `accepted_merchants`
+    is the whole set of allies wanted: newly listed merchants are proposed an agreement, open
+    agreements with merchants left out are ended."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     valid_from: datetime | msgspec.UnsetType | None = msgspec.UNSET
@@ -47,6 +52,9 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CampaignOut(msgspec.Struct):
+    """`accepted_merchants`: merchants whose stores accept the codes under an active
+    agreement; `proposed_merchants`: those proposed one that have not accepted it."""
+
     id: int
     name: str
     face_value: int
@@ -56,6 +64,7 @@ class CampaignOut(msgspec.Struct):
     hours: str | None
     timezone: str
     accepted_merchants: list[int]
+    proposed_merchants: list[int]
     algorithm: str
     paused: bool
     reversal_window_s: int

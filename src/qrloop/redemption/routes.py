@@ -48,6 +48,8 @@ class TillController(Controller):
             campaign_id=ref.campaign_id,
             face_value=rules.face_value,
             currency=rules.currency,
+            issuer_merchant_id=rules.merchant_id,
+            issuer_name=rules.issuer_name,
         )
 
     @post(

@@ -42,13 +42,14 @@ class CampaignRules:
 
     campaign_id: int
     merchant_id: int
+    issuer_name: str
     face_value: int
     currency: str
     valid_from: datetime | None
     valid_until: datetime | None
     hours: tuple[int, int] | None
     timezone: ZoneInfo
-    accepted_merchants: frozenset[int]
+    acceptors: frozenset[int]  # merchants with an active acceptance agreement
     paused: bool
     reversal_window_ms: int
 
@@ -65,29 +66,35 @@ class CampaignRules:
             if not within_hours(self.hours, local.hour * 60 + local.minute):
                 return Reason.OUTSIDE_HOURS
         if accepting_merchant_id != self.merchant_id and (
-            accepting_merchant_id not in self.accepted_merchants
+            accepting_merchant_id not in self.acceptors
         ):
             return Reason.NOT_ACCEPTED_HERE
         return None
 
 
-_COLUMNS = (
-    "id, merchant_id, face_value, currency, valid_from, valid_until, hours, timezone,"
-    " accepted_merchants, paused, reversal_window_s"
-)
+# A campaign's rules with its issuer's name and the merchants that agreed to accept it, read in
+# the same statement so that the refresher's one query carries acceptances and endings too.
+_SELECT = """
+SELECT c.id, c.merchant_id, m.name AS issuer_name, c.face_value, c.currency, c.valid_from,
+    c.valid_until, c.hours, c.timezone, c.paused, c.reversal_window_s,
+    ARRAY(SELECT a.acceptor_merchant_id FROM acceptance_agreements a
+          WHERE a.campaign_id = c.id AND a.status = 'active') AS acceptors
+FROM campaigns c JOIN merchants m ON m.id = c.merchant_id
+"""
 
 
 def _rules(row: asyncpg.Record) -> CampaignRules:
     return CampaignRules(
         campaign_id=row["id"],
         merchant_id=row["merchant_id"],
+        issuer_name=row["issuer_name"],
         face_value=row["face_value"],
         currency=row["currency"],
         valid_from=row["valid_from"],
         valid_until=row["valid_until"],
         hours=parse_hours(row["hours"]) if row["hours"] else None,
         timezone=ZoneInfo(row["timezone"]),
-        accepted_merchants=frozenset(row["accepted_merchants"]),
+        acceptors=frozenset(row["acceptors"]),
         paused=row["paused"],
         reversal_window_ms=row["reversal_window_s"] * 1000,
     )
@@ -109,9 +116,7 @@ class RulesCache:
     async def get(self, campaign_id: int) -> CampaignRules | None:
         if campaign_id in self._rules:
             return self._rules[campaign_id]
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1", campaign_id
-        )
+        row = await self._pool.fetchrow(_SELECT + "WHERE c.id = $1", campaign_id)
         rules = self._rules[campaign_id] = _rules(row) if row else None
         return rules
 
@@ -119,7 +124,7 @@ class RulesCache:
         """Every campaign not yet expired."""
         async with self._pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(
-                f"SELECT {_COLUMNS} FROM campaigns WHERE valid_until IS NULL OR valid_until > now()"
+                _SELECT + "WHERE c.valid_until IS NULL OR c.valid_until > now()"
             )
             newest = await connection.fetchval("SELECT coalesce(max(id), 0) FROM campaigns")
         self._rules.update((row["id"], _rules(row)) for row in rows)
@@ -129,7 +134,7 @@ class RulesCache:
         """Re-read every cached campaign, and add those created since, in one query."""
         ids = list(self._rules)
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM campaigns WHERE id = ANY($1::bigint[]) OR id > $2",
+            _SELECT + "WHERE c.id = ANY($1::bigint[]) OR c.id > $2",
             ids,
             self._newest,
         )

@@ -19,12 +19,17 @@ class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RedeemOut(msgspec.Struct):
+    """`issuer_merchant_id` and `issuer_name`: who owes the face value when the code is
+    another merchant's (accepted under an agreement)."""
+
     status: str
     redemption_id: str
     campaign_id: int
     serial: int
     face_value: int
     currency: str
+    issuer_merchant_id: int
+    issuer_name: str
 
 
 def redeemed_body(redeemed: Redeemed) -> RedeemOut:
@@ -35,6 +40,8 @@ def redeemed_body(redeemed: Redeemed) -> RedeemOut:
         serial=redeemed.ref.serial,
         face_value=redeemed.rules.face_value,
         currency=redeemed.rules.currency,
+        issuer_merchant_id=redeemed.rules.merchant_id,
+        issuer_name=redeemed.rules.issuer_name,
     )
 
 
@@ -53,3 +60,5 @@ class CheckOut(msgspec.Struct, omit_defaults=True):
     campaign_id: int | None = None
     face_value: int | None = None
     currency: str | None = None
+    issuer_merchant_id: int | None = None
+    issuer_name: str | None = None

@@ -1,0 +1,1 @@
+"""Acceptance agreements: an issuer proposes, the acceptor consents, either side ends them."""
