@@ -19,22 +19,27 @@ class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RedeemOut(msgspec.Struct):
+    """`status` is `redeemed`, or `reversed` (with `reversed: true`) when a till retries a scan
+    whose redemption was reversed since: the code was not consumed again."""
+
     status: str
     redemption_id: str
     campaign_id: int
     serial: int
     face_value: int
     currency: str
+    reversed: bool
 
 
 def redeemed_body(redeemed: Redeemed) -> RedeemOut:
     return RedeemOut(
-        status="redeemed",
+        status="reversed" if redeemed.reversed else "redeemed",
         redemption_id=redeemed.redemption_id,
         campaign_id=redeemed.ref.campaign_id,
         serial=redeemed.ref.serial,
         face_value=redeemed.rules.face_value,
         currency=redeemed.rules.currency,
+        reversed=redeemed.reversed,
     )
 
 
