@@ -125,6 +125,21 @@ def test_bad_label_is_a_bad_request(stack: Stack) -> None:
     assert len(_keys(merchant)) == 1
 
 
+def test_ids_out_of_range_are_bad_requests(stack: Stack) -> None:
+    """A key, terminal or store id outside 1..2^63-1 in a path is 400 bad_request, never a 500
+    from the database."""
+    merchant = stack.new_merchant("Fuzzer")
+    for path in (
+        "/v1/api-keys/{}/revoke",
+        "/v1/terminals/{}/rotate-secret",
+        "/v1/terminals/{}/disable",
+        "/v1/stores/{}/enable",
+    ):
+        for bad_id in (0, 2**63, 10**20):
+            response = merchant.post(path.format(bad_id), {})
+            assert (response.status_code, reason(response)) == (400, "bad_request"), path
+
+
 def test_cli_creates_lists_and_revokes_keys(stack: Stack) -> None:
     """`qrloop merchants keys create|list|revoke`: the new key works, the list is aligned and
     shows no secret, a revoked key is refused within a second, the last live key is kept."""
