@@ -4,13 +4,24 @@ retry after a reversal never consumes the code again."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from support import Merchant, Stack, Stores, eventually, reason, redeem, serving, till
+from support import (
+    Merchant,
+    Stack,
+    Stores,
+    eventually,
+    fetchval,
+    reason,
+    redeem,
+    serving,
+    till,
+)
 
 
 def _as(stack: Stack, api_key: str) -> Merchant:
@@ -97,6 +108,33 @@ def test_last_live_key_cannot_be_revoked(stack: Stack) -> None:
     assert merchant.post(f"/v1/api-keys/{initial_id}/revoke", {}).status_code == 200
     last = _as(stack, successor["api_key"]).post(f"/v1/api-keys/{successor['id']}/revoke", {})
     assert (last.status_code, reason(last)) == (409, "conflict")
+
+
+def test_concurrent_revocations_leave_one_live_key(stack: Stack) -> None:
+    """Lockout by race: revoking both of an account's two keys at the same moment revokes
+    exactly one of them (the other answer is 409 conflict), so one key always stays live.
+    Several accounts race at once, so the two revocations of each do overlap."""
+    merchants = [stack.new_merchant(f"Racing {i}") for i in range(4)]
+    revocations = [
+        (merchant, key_id)
+        for merchant in merchants
+        for key_id in (_keys(merchant)[0]["id"], _new_key(merchant, "second")["id"])
+    ]
+
+    async def race() -> list[int]:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post(f"/v1/api-keys/{key_id}/revoke", json={}, headers=m.headers)
+                    for m, key_id in revocations
+                )
+            )
+        return [answer.status_code for answer in answers]
+
+    statuses = asyncio.run(race())
+    assert [sorted(statuses[i : i + 2]) for i in range(0, len(statuses), 2)] == [[200, 409]] * 4
+    live = "SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL"
+    assert [fetchval(stack, live, merchant.id) for merchant in merchants] == [1] * 4
 
 
 def test_other_merchant_cannot_list_or_revoke_my_keys(stack: Stack) -> None:
