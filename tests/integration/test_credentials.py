@@ -52,8 +52,8 @@ def _authenticated(stack: Stack, api_key: str) -> bool:
 
 def test_several_keys_listed_with_prefix_label_and_use_never_a_secret(stack: Stack) -> None:
     """A merchant creates labelled keys that each work; the list shows id, prefix, label,
-    created, last used and revoked for every key (the first one labelled "initial"), and never
-    a key or its digest."""
+    created, last used (stamped at most once a minute) and revoked for every key (the first
+    one labelled "initial"), and never a key or its digest."""
     merchant = stack.new_merchant("Many Keys")
     till_key = _new_key(merchant, "till software")
     unused = _new_key(merchant, "accounting")
@@ -74,6 +74,13 @@ def test_several_keys_listed_with_prefix_label_and_use_never_a_secret(stack: Sta
     assert (used["id"], used["prefix"]) == (till_key["id"], till_key["prefix"])
     assert initial["last_used_at"] and used["last_used_at"]
     assert never["last_used_at"] is None
+    # Stamped at most once a minute, not on every request: these calls leave it as it was.
+    assert _authenticated(stack, till_key["api_key"])
+    assert [key["last_used_at"] for key in _keys(merchant)] == [
+        initial["last_used_at"],
+        used["last_used_at"],
+        None,
+    ]
 
 
 def test_revoked_key_is_refused_within_a_second(stack: Stack) -> None:
