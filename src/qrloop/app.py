@@ -62,7 +62,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     keys = Keys(settings)
     rules = RulesCache(pool)
     await rules.preload()
-    gate = TerminalGate(pipe, settings.invalid_scans_per_minute)
+    gate = TerminalGate(pipe, settings.invalid_scans_per_minute, settings.token_ttl_seconds)
     store = CodeStateStore(pipe, settings.partitions)
     return Runtime(
         settings=settings,

@@ -13,10 +13,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import FrameType
+from typing import TypeVar
 
+import asyncpg
 import msgspec
 
 from qrloop import db, embedded
@@ -25,6 +28,7 @@ from qrloop.settings import Settings, SettingsError, load
 
 log = logging.getLogger("qrloop")
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     create = merchants.add_parser("create", help="create a merchant; prints its API key once")
     create.add_argument("name")
     create.set_defaults(run=cmd_merchant_create)
+    merchant_keys = merchants.add_parser("keys", help="manage a merchant's API keys")
+    key_actions = merchant_keys.add_subparsers(required=True, metavar="ACTION")
+    key_create = key_actions.add_parser("create", help="create an API key; prints it once")
+    key_create.add_argument("merchant_id", type=int)
+    key_create.add_argument("--label", required=True)
+    key_create.set_defaults(run=cmd_merchant_key_create)
+    key_list = key_actions.add_parser("list", help="list a merchant's API keys (never the keys)")
+    key_list.add_argument("merchant_id", type=int)
+    key_list.set_defaults(run=cmd_merchant_keys_list)
+    key_revoke = key_actions.add_parser("revoke", help="revoke an API key (not the last live one)")
+    key_revoke.add_argument("key_id", type=int)
+    key_revoke.set_defaults(run=cmd_merchant_key_revoke)
 
     keys = commands.add_parser("keys", help="manage the signing key ring").add_subparsers(
         required=True, metavar="ACTION"
@@ -132,23 +148,100 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_merchant_create(settings: Settings, args: argparse.Namespace) -> int:
-    from qrloop.accounts.service import create_merchant
+def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    """Run `work` on a one-connection pool to the (migrated) database of `settings`."""
 
-    async def create(database_url: str) -> tuple[int, str]:
+    async def run(database_url: str) -> T:
         await db.migrate(database_url, progress=lambda _: None)
         pool = await db.create_pool(database_url, 1)
         try:
-            return await create_merchant(pool, args.name)
+            return await work(pool)
         finally:
             await pool.close()
 
     with stores(settings) as ready:
         assert ready.database_url
-        merchant_id, api_key = asyncio.run(create(ready.database_url))
+        return asyncio.run(run(ready.database_url))
+
+
+def cmd_merchant_create(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.accounts.service import create_merchant
+
+    merchant_id, api_key = _with_pool(settings, lambda pool: create_merchant(pool, args.name))
     print(f"merchant_id={merchant_id}")
     print(f"api_key={api_key}")
     print("The API key is shown only this once; keep it secret.", file=sys.stderr)
+    return 0
+
+
+def cmd_merchant_key_create(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.accounts import api_keys
+    from qrloop.accounts.schemas import ApiKeyIn, NewApiKey
+
+    try:
+        label = msgspec.convert({"label": args.label}, ApiKeyIn).label
+    except msgspec.ValidationError as error:
+        print(f"qrloop: bad label: {error}", file=sys.stderr)
+        return 2
+
+    async def create(pool: asyncpg.Pool) -> NewApiKey | None:
+        try:
+            return await api_keys.create(pool, args.merchant_id, label)
+        except asyncpg.ForeignKeyViolationError:
+            return None
+
+    key = _with_pool(settings, create)
+    if key is None:
+        print(f"qrloop: no merchant {args.merchant_id}", file=sys.stderr)
+        return 1
+    print(f"key_id={key.id}")
+    print(f"api_key={key.api_key}")
+    print("The API key is shown only this once; keep it secret.", file=sys.stderr)
+    return 0
+
+
+def cmd_merchant_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.accounts import api_keys
+
+    keys = _with_pool(settings, lambda pool: api_keys.listed(pool, args.merchant_id))
+    rows: list[tuple[str, ...]] = [("id", "prefix", "label", "created", "last used", "revoked")]
+    rows += [
+        (
+            str(key.id),
+            key.prefix or "-",
+            key.label,
+            *(_moment(m) for m in (key.created_at, key.last_used_at, key.revoked_at)),
+        )
+        for key in keys
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def _moment(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"
+
+
+def cmd_merchant_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.accounts import api_keys
+    from qrloop.accounts.schemas import ApiKeyOut
+    from qrloop.errors import Problem, Reason
+
+    async def revoke(pool: asyncpg.Pool) -> ApiKeyOut:
+        merchant_id = await api_keys.owner_of(pool, args.key_id)
+        if merchant_id is None:
+            raise Problem(Reason.NOT_FOUND, f"No API key {args.key_id}.")
+        return await api_keys.revoke(pool, merchant_id, args.key_id)
+
+    try:
+        key = _with_pool(settings, revoke)
+    except Problem as refusal:
+        print(f"qrloop: {refusal.detail}", file=sys.stderr)
+        return 1
+    print(f"key {key.id} ({key.label}) revoked at {_moment(key.revoked_at)}")
     return 0
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar import Request
 
-from qrloop.accounts.service import merchant_for_api_key
-from qrloop.accounts.tokens import InvalidToken, TerminalClaims
+from qrloop.accounts import api_keys
+from qrloop.accounts.tokens import InvalidToken, TerminalClaims, invalid_token
 from qrloop.errors import Problem, Reason
 from qrloop.runtime import Runtime
 
@@ -18,14 +18,6 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def missing_credential() -> Problem:
     return Problem(
         Reason.UNAUTHORIZED, "Send `Authorization: Bearer <credential>`.", headers=_CHALLENGE
-    )
-
-
-def invalid_token() -> Problem:
-    return Problem(
-        Reason.UNAUTHORIZED,
-        "Invalid or expired terminal token; exchange the terminal secret for a new one.",
-        headers=_CHALLENGE,
     )
 
 
@@ -40,7 +32,7 @@ def bearer(request: Request[Any, Any, Any]) -> str:
 
 async def current_merchant(request: Request[Any, Any, Any], runtime: Runtime) -> int:
     """The merchant id behind the API key, or 401."""
-    merchant_id = await merchant_for_api_key(runtime.pool, bearer(request))
+    merchant_id = await api_keys.merchant_for(runtime.pool, bearer(request))
     if merchant_id is None:
         raise Problem(Reason.UNAUTHORIZED, "Unknown or revoked API key.", headers=_CHALLENGE)
     return merchant_id

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
+from typing import Annotated
 
-from litestar import Controller, post
+from litestar import Controller, get, post
 from litestar.di import Provide
+from litestar.params import Parameter
 
-from qrloop.accounts import service
+from qrloop.accounts import api_keys, service
 from qrloop.accounts.guards import current_merchant
 from qrloop.accounts.schemas import (
+    ApiKeyIn,
+    ApiKeyOut,
+    NewApiKey,
     StoreIn,
     StoreOut,
     Switched,
@@ -19,8 +24,11 @@ from qrloop.accounts.schemas import (
     TokenIn,
     TokenOut,
 )
-from qrloop.accounts.tokens import TerminalClaims, mint
+from qrloop.accounts.tokens import TerminalClaims, epoch_ms, mint
 from qrloop.runtime import Runtime
+
+# A row id in a path: out of bigint range is a bad request, not a failed query.
+PathId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 
 
 class Action(StrEnum):
@@ -32,6 +40,20 @@ class AccountsController(Controller):
     path = "/v1"
     tags = ["accounts"]
     dependencies = {"merchant_id": Provide(current_merchant)}
+
+    @post("/api-keys", status_code=201, summary="Create an API key; it is shown once")
+    async def create_api_key(self, data: ApiKeyIn, merchant_id: int, runtime: Runtime) -> NewApiKey:
+        return await api_keys.create(runtime.pool, merchant_id, data.label)
+
+    @get("/api-keys", summary="The account's API keys: prefix and label, never the key")
+    async def list_api_keys(self, merchant_id: int, runtime: Runtime) -> list[ApiKeyOut]:
+        return await api_keys.listed(runtime.pool, merchant_id)
+
+    @post("/api-keys/{key_id:int}/revoke", status_code=200, summary="Revoke an API key")
+    async def revoke_api_key(self, key_id: PathId, merchant_id: int, runtime: Runtime) -> ApiKeyOut:
+        """Refused at once on every API process. The account's last live key cannot be revoked
+        (409 conflict): create its successor first."""
+        return await api_keys.revoke(runtime.pool, merchant_id, key_id)
 
     @post("/stores", status_code=201, summary="Create a store")
     async def create_store(self, data: StoreIn, merchant_id: int, runtime: Runtime) -> StoreOut:
@@ -51,7 +73,7 @@ class AccountsController(Controller):
         "/stores/{store_id:int}/{action:str}", status_code=200, summary="Disable or enable a store"
     )
     async def switch_store(
-        self, store_id: int, action: Action, merchant_id: int, runtime: Runtime
+        self, store_id: PathId, action: Action, merchant_id: int, runtime: Runtime
     ) -> Switched:
         """A disabled store's terminals are refused within seconds on every API process."""
         disabled = action is Action.DISABLE
@@ -59,12 +81,27 @@ class AccountsController(Controller):
         return Switched(id=store_id, disabled=disabled)
 
     @post(
+        "/terminals/{terminal_id:int}/rotate-secret",
+        status_code=200,
+        summary="Replace a terminal's secret; the new one is shown once",
+    )
+    async def rotate_terminal_secret(
+        self, terminal_id: PathId, merchant_id: int, runtime: Runtime
+    ) -> TerminalOut:
+        """The old secret is refused by the token exchange at once, and access tokens exchanged
+        for it are refused within a second on every API process."""
+        store_id, name, secret = await service.rotate_terminal_secret(
+            runtime.pool, merchant_id, terminal_id
+        )
+        return TerminalOut(id=terminal_id, store_id=store_id, name=name, secret=secret)
+
+    @post(
         "/terminals/{terminal_id:int}/{action:str}",
         status_code=200,
         summary="Disable or enable a terminal",
     )
     async def switch_terminal(
-        self, terminal_id: int, action: Action, merchant_id: int, runtime: Runtime
+        self, terminal_id: PathId, action: Action, merchant_id: int, runtime: Runtime
     ) -> Switched:
         """A disabled terminal is refused within seconds, even with an unexpired token."""
         disabled = action is Action.DISABLE
@@ -77,14 +114,13 @@ class AccountsController(Controller):
 )
 async def exchange_token(data: TokenIn, runtime: Runtime) -> TokenOut:
     """A short-lived access token for the till; exchange again before it expires."""
-    store_id, merchant_id = await service.authenticate_terminal(
-        runtime.pool, data.terminal_id, data.secret
-    )
+    terminal = await service.authenticate_terminal(runtime.pool, data.terminal_id, data.secret)
     ttl = runtime.settings.token_ttl_seconds
     claims = TerminalClaims(
         terminal_id=data.terminal_id,
-        store_id=store_id,
-        merchant_id=merchant_id,
+        store_id=terminal.store_id,
+        merchant_id=terminal.merchant_id,
         expires_at=int(time.time()) + ttl,
+        credentials_since_ms=epoch_ms(terminal.credentials_since),
     )
     return TokenOut(access_token=mint(runtime.keys.keyring, claims), expires_in=ttl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -47,3 +48,28 @@ class TokenOut(msgspec.Struct):
     access_token: str
     expires_in: int
     token_type: str = "Bearer"  # noqa: S105 (the OAuth token type, not a secret)
+
+
+class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class ApiKeyOut(msgspec.Struct):
+    """A key as listed: never the key itself nor its digest."""
+
+    id: int
+    prefix: str | None  # None for keys made before prefixes were kept
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewApiKey(msgspec.Struct):
+    """A key just created: `api_key` is shown this once."""
+
+    id: int
+    prefix: str
+    label: str
+    created_at: datetime
+    api_key: str

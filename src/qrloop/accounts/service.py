@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import hmac
+from datetime import datetime
+from typing import NamedTuple
 
 import asyncpg
 
-from qrloop.accounts.secrets import API_KEY_PREFIX, TERMINAL_SECRET_PREFIX, digest, new_secret
+from qrloop.accounts import api_keys
+from qrloop.accounts.secrets import TERMINAL_SECRET_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
 
 
 async def create_merchant(pool: asyncpg.Pool, name: str) -> tuple[int, str]:
-    """A new merchant and its first API key (returned once, stored as a digest)."""
-    api_key, key_digest = new_secret(API_KEY_PREFIX)
+    """A new merchant and its first API key, labelled "initial" (returned once, stored as a
+    digest)."""
     async with pool.acquire() as connection, connection.transaction():
         merchant_id: int = await connection.fetchval(
             "INSERT INTO merchants (name) VALUES ($1) RETURNING id", name
         )
-        await connection.execute(
-            "INSERT INTO api_keys (merchant_id, digest) VALUES ($1, $2)", merchant_id, key_digest
-        )
-    return merchant_id, api_key
-
-
-async def merchant_for_api_key(pool: asyncpg.Pool, api_key: str) -> int | None:
-    """The merchant owning this live API key, if any."""
-    merchant_id: int | None = await pool.fetchval(
-        "SELECT merchant_id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL",
-        digest(api_key),
-    )
-    return merchant_id
+        first_key = await api_keys.create(connection, merchant_id, api_keys.INITIAL_LABEL)
+    return merchant_id, first_key.api_key
 
 
 async def create_store(pool: asyncpg.Pool, merchant_id: int, name: str) -> int:
@@ -58,12 +50,24 @@ async def create_terminal(
     return terminal_id, secret
 
 
+class TerminalCredentials(NamedTuple):
+    """What a terminal's access token says about it, read with its secret's digest."""
+
+    store_id: int
+    merchant_id: int
+    credentials_since: datetime | None
+
+
 async def authenticate_terminal(
     pool: asyncpg.Pool, terminal_id: int, secret: str
-) -> tuple[int, int]:
-    """(store_id, merchant_id) of an enabled terminal whose secret matches."""
+) -> TerminalCredentials:
+    """The credentials of an enabled terminal whose secret matches.
+
+    `credentials_since` comes from the same row version as the digest, so a token exchanged for
+    a secret that a rotation has just replaced necessarily carries the older value.
+    """
     row = await pool.fetchrow(
-        "SELECT t.secret_digest, t.store_id, s.merchant_id FROM terminals t"
+        "SELECT t.secret_digest, t.store_id, s.merchant_id, t.credentials_since FROM terminals t"
         " JOIN stores s ON s.id = t.store_id"
         " WHERE t.id = $1 AND t.disabled_at IS NULL AND s.disabled_at IS NULL",
         terminal_id,
@@ -72,7 +76,31 @@ async def authenticate_terminal(
     expected = row["secret_digest"] if row else b"\0" * 32
     if not hmac.compare_digest(expected, digest(secret)) or row is None:
         raise Problem(Reason.UNAUTHORIZED, "Unknown terminal or wrong secret.")
-    return row["store_id"], row["merchant_id"]
+    return TerminalCredentials(row["store_id"], row["merchant_id"], row["credentials_since"])
+
+
+async def rotate_terminal_secret(
+    pool: asyncpg.Pool, merchant_id: int, terminal_id: int
+) -> tuple[int, str, str]:
+    """Replace the secret of one of the merchant's terminals: (store_id, name, new secret).
+
+    The old secret stops working for the exchange at once; tokens exchanged for it are refused
+    once every API process has read the new `credentials_since` (TerminalGate). Each rotation
+    moves it forward by at least a millisecond, the precision tokens carry it in.
+    """
+    secret, secret_digest = new_secret(TERMINAL_SECRET_PREFIX)
+    row = await pool.fetchrow(
+        "UPDATE terminals t SET secret_digest = $3, credentials_since ="
+        " greatest(clock_timestamp(), t.credentials_since + interval '1 millisecond')"
+        " FROM stores s WHERE t.id = $1 AND s.id = t.store_id AND s.merchant_id = $2"
+        " RETURNING t.store_id, t.name",
+        terminal_id,
+        merchant_id,
+        secret_digest,
+    )
+    if row is None:
+        raise Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")
+    return row["store_id"], row["name"], secret
 
 
 async def set_store_disabled(

@@ -7,16 +7,19 @@ until it expires; the hot path then pays one dict lookup per request.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose
+from qrloop.errors import Problem, Reason
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "qrloop:terminal"
 _CACHE_LIMIT = 100_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class TerminalClaims(msgspec.Struct, frozen=True):
@@ -26,10 +29,27 @@ class TerminalClaims(msgspec.Struct, frozen=True):
     store_id: int
     merchant_id: int
     expires_at: int
+    # When the terminal secret this token was exchanged for was set (ms since the epoch; 0 for
+    # a secret never rotated). A token whose value is older than the terminal's is refused.
+    credentials_since_ms: int = 0
 
 
 class InvalidToken(Exception):
     """Missing, malformed, expired or wrongly signed token."""
+
+
+def invalid_token() -> Problem:
+    """The one answer for every token that cannot be used, whatever the cause."""
+    return Problem(
+        Reason.UNAUTHORIZED,
+        "Invalid or expired terminal token; exchange the terminal secret for a new one.",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def epoch_ms(moment: datetime | None) -> int:
+    """`moment` in whole ms since the epoch, exactly (no float rounding); None is 0."""
+    return 0 if moment is None else (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def mint(keyring: KeyRing, claims: TerminalClaims) -> str:
@@ -42,6 +62,7 @@ def mint(keyring: KeyRing, claims: TerminalClaims) -> str:
         "aud": AUDIENCE,
         "iat": int(time.time()),
         "exp": claims.expires_at,
+        "crd": claims.credentials_since_ms,
     }
     private = Ed25519PrivateKey.from_private_bytes(key.secret)
     return jwt.encode(payload, private, algorithm=ALGORITHM, headers={"kid": str(key.id)})
@@ -89,6 +110,8 @@ class TokenVerifier:
                 store_id=int(payload["sto"]),
                 merchant_id=int(payload["mer"]),
                 expires_at=int(payload["exp"]),
+                # Tokens minted before rotation existed carry none: they count as never rotated.
+                credentials_since_ms=int(payload.get("crd", 0)),
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
             raise InvalidToken(str(error)) from None

@@ -34,6 +34,7 @@ class Redeemed:
     redemption_id: str
     rules: CampaignRules
     ref: CodeRef
+    reversed: bool  # a till's retry of a scan whose redemption was reversed since
 
 
 class Redeemer:
@@ -64,12 +65,12 @@ class Redeemer:
         _enforce(rules, datetime.now(UTC), terminal)
         # 5. One atomic Redis call: check and consume the bit, queue the redemption.
         try:
-            redemption_id = await self._store.consume(ref, nonce, terminal, int(time.time() * 1000))
+            consumed = await self._store.consume(ref, nonce, terminal, int(time.time() * 1000))
         except Problem as refusal:
             if refusal.reason is Reason.ALREADY_REDEEMED and "store_id" not in refusal.extra:
                 await self._describe_settled_use(refusal, ref)
             raise
-        return Redeemed(redemption_id=redemption_id, rules=rules, ref=ref)
+        return Redeemed(consumed.redemption_id, rules, ref, consumed.reversed)
 
     async def check(self, raw_code: str, terminal: TerminalClaims) -> tuple[CodeRef, CampaignRules]:
         """Steps 1 to 4 of `redeem`, then a read of the code's state; consumes nothing."""

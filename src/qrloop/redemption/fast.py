@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from qrloop import metrics
-from qrloop.accounts.guards import BEARER_PREFIX, invalid_token, missing_credential
-from qrloop.accounts.tokens import InvalidToken
+from qrloop.accounts.guards import BEARER_PREFIX, missing_credential
+from qrloop.accounts.tokens import InvalidToken, invalid_token
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.redemption.schemas import RedeemIn, redeemed_body
 from qrloop.runtime import Runtime
@@ -66,8 +66,9 @@ async def _redeem(runtime: Runtime, scope: Scope, receive: Receive, send: Send) 
         log.exception("unexpected error on %s", PATH, exc_info=error)
         await _problem(send, Problem(Reason.INTERNAL, "Something went wrong on our side."))
     else:
-        metrics.count_answer(PATH, "redeemed")
-        await _answer(send, 200, _JSON, _encode(redeemed_body(redeemed)))
+        answer = redeemed_body(redeemed)
+        metrics.count_answer(PATH, answer.status)
+        await _answer(send, 200, _JSON, _encode(answer))
 
 
 def _bearer(scope: Scope) -> str:

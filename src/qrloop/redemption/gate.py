@@ -1,4 +1,5 @@
-"""Which terminals may scan right now: not disabled, not blocked for guessing.
+"""Which terminals may scan right now: not disabled, not blocked for guessing, and holding a
+token exchanged for the terminal's current secret.
 
 Everything a valid scan needs is answered from process memory. Redis is written only when a
 scan is invalid (to count it), and read by the background refresher, so the limiter adds no
@@ -14,11 +15,14 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from qrloop import keyspace
-from qrloop.accounts.tokens import TerminalClaims
+from qrloop.accounts.tokens import TerminalClaims, epoch_ms, invalid_token
 from qrloop.errors import Problem, Reason
 from qrloop.redemption.pipe import RedisPipe
 
 WINDOW_SECONDS = 60
+# Rotations are remembered for the token lifetime plus this, so that clocks a little apart
+# cannot end the memory of a rotation before the last token minted before it has expired.
+_ROTATION_MARGIN_SECONDS = 60
 
 
 def _disabled() -> Problem:
@@ -40,14 +44,19 @@ def _rate_limited(until: float) -> Problem:
 
 
 class TerminalGate:
-    """Disabled terminals and stores, and terminals blocked after too many invalid scans."""
+    """Disabled terminals and stores, terminals blocked after too many invalid scans, and
+    terminals whose secret was rotated within a token lifetime."""
 
-    def __init__(self, pipe: RedisPipe, invalid_scans_per_minute: int) -> None:
+    def __init__(
+        self, pipe: RedisPipe, invalid_scans_per_minute: int, token_ttl_seconds: int
+    ) -> None:
         self._pipe = pipe
         self._limit = invalid_scans_per_minute
+        self._rotation_memory_seconds = token_ttl_seconds + _ROTATION_MARGIN_SECONDS
         self._disabled_terminals: frozenset[int] = frozenset()
         self._disabled_stores: frozenset[int] = frozenset()
         self._blocked: dict[int, float] = {}
+        self._rotated: dict[int, int] = {}  # terminal id → credentials_since (ms) of its secret
 
     def admit(self, terminal: TerminalClaims) -> None:
         """Raise unless this terminal may scan now; memory only."""
@@ -55,6 +64,10 @@ class TerminalGate:
             terminal.store_id in self._disabled_stores
         ):
             raise _disabled()
+        # A token exchanged for a secret that was rotated away since: as good as a forged one.
+        rotated = self._rotated.get(terminal.terminal_id)
+        if rotated is not None and terminal.credentials_since_ms < rotated:
+            raise invalid_token()
         until = self._blocked.get(terminal.terminal_id)
         if until is not None and until > time.time():
             raise _rate_limited(until)
@@ -78,11 +91,18 @@ class TerminalGate:
         raise _rate_limited(until)
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
-        """Re-read disabled terminals and stores (PostgreSQL) and blocked terminals (Redis)."""
+        """Re-read disabled terminals and stores and recent rotations (PostgreSQL), and blocked
+        terminals (Redis)."""
         terminals = await pool.fetch("SELECT id FROM terminals WHERE disabled_at IS NOT NULL")
         stores = await pool.fetch("SELECT id FROM stores WHERE disabled_at IS NOT NULL")
+        rotated = await pool.fetch(
+            "SELECT id, credentials_since FROM terminals"
+            " WHERE credentials_since > now() - make_interval(secs => $1)",
+            self._rotation_memory_seconds,
+        )
         self._disabled_terminals = frozenset(row["id"] for row in terminals)
         self._disabled_stores = frozenset(row["id"] for row in stores)
+        self._rotated = {row["id"]: epoch_ms(row["credentials_since"]) for row in rotated}
         now = time.time()
         blocked = await self._pipe.call(
             "ZRANGEBYSCORE", keyspace.BLOCKED_TERMINALS, str(now), "+inf", "WITHSCORES"

@@ -11,24 +11,37 @@
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'unavailable'} end
 if redis.call('GETBIT', KEYS[3], ARGV[1]) == 1 then return {'voided'} end
 
+-- The code's last use: "use|terminal|store|at|reversed|nonce" (read only off the common path).
+local LAST_USE = '^(%d+)|(%d+)|(%d+)|(%d+)|(%d)|(.*)$'
+local id_prefix = ARGV[2] .. '-' .. ARGV[3] .. '-'
+
 if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then
-  -- last use: "use|terminal|store|at|reversed|nonce"
   local last = redis.call('GET', KEYS[5])
   if last then
-    local use, terminal, _, _, _, nonce = string.match(last, '^(%d+)|(%d+)|(%d+)|(%d+)|(%d)|(.*)$')
+    local use, terminal, _, _, _, nonce = string.match(last, LAST_USE)
     -- The same till retrying the same scan gets the answer it was first given.
-    if terminal == ARGV[4] and nonce == ARGV[8] then
-      return {'replay', ARGV[2] .. '-' .. ARGV[3] .. '-' .. use}
-    end
+    if terminal == ARGV[4] and nonce == ARGV[8] then return {'replay', id_prefix .. use} end
   end
   return {'already_redeemed', last}
 end
 
 -- Each reversal frees the code for one more use; the use number keys the settled row.
-local use = 1 + tonumber(redis.call('HGET', KEYS[6], ARGV[3]) or '0')
+local reversals = tonumber(redis.call('HGET', KEYS[6], ARGV[3]) or '0')
+if reversals > 0 then
+  -- A till retrying a scan whose redemption was reversed since gets that redemption back,
+  -- marked reversed: its retry must never consume the freed code a second time.
+  local last = redis.call('GET', KEYS[5])
+  if last then
+    local use, terminal, _, _, reversed, nonce = string.match(last, LAST_USE)
+    if reversed == '1' and terminal == ARGV[4] and nonce == ARGV[8] then
+      return {'reversed', id_prefix .. use}
+    end
+  end
+end
+local use = 1 + reversals
 redis.call('SETBIT', KEYS[2], ARGV[1], 1)
 redis.call('SET', KEYS[5], table.concat({use, ARGV[4], ARGV[5], ARGV[7], 0, ARGV[8]}, '|'),
   'EX', ARGV[9])
 redis.call('XADD', KEYS[4], '*', 'redeem', table.concat(
   {ARGV[2], ARGV[3], use, ARGV[4], ARGV[5], ARGV[6], ARGV[7]}, '|'))
-return {'redeemed', ARGV[2] .. '-' .. ARGV[3] .. '-' .. use}
+return {'redeemed', id_prefix .. use}

@@ -1,5 +1,6 @@
 """Each API process re-reads what can change under a till four times a second, off the hot path:
-the key ring, campaign rules, disabled terminals and stores, and blocked terminals."""
+the key ring, campaign rules, disabled terminals and stores, rotated terminal secrets, and
+blocked terminals."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from qrloop.runtime import Runtime
 
 log = logging.getLogger("qrloop.refresher")
 
-# Bounds how long a pause, a new window or a disabled terminal takes to reach every process.
+# Bounds how long a pause, a new window, a disabled terminal or a rotated terminal secret takes
+# to reach every process.
 REFRESH_SECONDS = 0.25
 _KEEP_LAST_STATE: tuple[type[Exception], ...] = (RedisError, KeyRingError, *DB_ERRORS)
 

@@ -28,11 +28,12 @@ class TillController(Controller):
     @post("/redeem", status_code=200, summary="Verify and consume a code")
     async def redeem(self, data: RedeemIn, terminal: TerminalClaims, runtime: Runtime) -> RedeemOut:
         """Consume the code once. The same (terminal, nonce) retried within 24 hours gets the
-        original answer. Served by the fast path in redemption/fast.py unless it is disabled;
-        both answer alike."""
-        redeemed = await runtime.redeemer.redeem(data.code, data.nonce, terminal)
-        metrics.count_answer("/v1/redeem", "redeemed")
-        return redeemed_body(redeemed)
+        original answer; if that redemption was reversed since, it comes back with `status:
+        "reversed"` and `reversed: true`, and the code is not consumed again. Served by the
+        fast path in redemption/fast.py unless it is disabled; both answer alike."""
+        body = redeemed_body(await runtime.redeemer.redeem(data.code, data.nonce, terminal))
+        metrics.count_answer("/v1/redeem", body.status)
+        return body
 
     @post("/check", status_code=200, summary="Say whether a code would be accepted now")
     async def check(self, data: CheckIn, terminal: TerminalClaims, runtime: Runtime) -> CheckOut:

@@ -19,7 +19,9 @@ class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RedeemOut(msgspec.Struct):
-    """`issuer_merchant_id` and `issuer_name`: who owes the face value when the code is
+    """`status` is `redeemed`, or `reversed` (with `reversed: true`) when a till retries a scan
+    whose redemption was reversed since: the code was not consumed again.
+    `issuer_merchant_id` and `issuer_name`: who owes the face value when the code is
     another merchant's (accepted under an agreement)."""
 
     status: str
@@ -30,11 +32,12 @@ class RedeemOut(msgspec.Struct):
     currency: str
     issuer_merchant_id: int
     issuer_name: str
+    reversed: bool
 
 
 def redeemed_body(redeemed: Redeemed) -> RedeemOut:
     return RedeemOut(
-        status="redeemed",
+        status="reversed" if redeemed.reversed else "redeemed",
         redemption_id=redeemed.redemption_id,
         campaign_id=redeemed.ref.campaign_id,
         serial=redeemed.ref.serial,
@@ -42,6 +45,7 @@ def redeemed_body(redeemed: Redeemed) -> RedeemOut:
         currency=redeemed.rules.currency,
         issuer_merchant_id=redeemed.rules.merchant_id,
         issuer_name=redeemed.rules.issuer_name,
+        reversed=redeemed.reversed,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
@@ -50,6 +50,13 @@ class RedemptionId:
         return cls(int(parts[0]), int(parts[1]), int(parts[2]))
 
 
+class Consumed(NamedTuple):
+    """A redemption id, and whether it was reversed (only ever so for a till's retry)."""
+
+    redemption_id: str
+    reversed: bool
+
+
 class CodeStateStore:
     """Atomic check-and-consume of a code's bit, with the redemption queued in the same step."""
 
@@ -57,10 +64,12 @@ class CodeStateStore:
         self._pipe = pipe
         self._partitions = partitions
 
-    async def consume(self, ref: CodeRef, nonce: str, terminal: TerminalClaims, now_ms: int) -> str:
+    async def consume(
+        self, ref: CodeRef, nonce: str, terminal: TerminalClaims, now_ms: int
+    ) -> Consumed:
         """Consume the code and return the redemption id (the first one again for a retried
-        scan: a till's retry is answered as it was the first time), or raise the Problem that
-        says why not."""
+        scan: a till's retry is answered as it was the first time, marked reversed if it was
+        reversed since), or raise the Problem that says why not."""
         campaign_id, serial = ref.campaign_id, ref.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
         keys = [
@@ -84,9 +93,8 @@ class CodeStateStore:
         ]
         answer = await self._run(_REDEEM, keys, args)
         outcome = answer[0]
-        if outcome in (b"redeemed", b"replay"):
-            redemption_id: str = answer[1].decode()
-            return redemption_id
+        if outcome in (b"redeemed", b"replay", b"reversed"):
+            return Consumed(answer[1].decode(), reversed=outcome == b"reversed")
         if outcome == b"already_redeemed":
             raise already_redeemed(answer[1])
         raise _refusal(outcome)
