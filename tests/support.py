@@ -23,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 
 @dataclass(frozen=True)
@@ -471,3 +473,24 @@ def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) 
     assert len(postings) == len(set(postings)), "a redemption was booked twice"
     assert set(postings) == redemptions, "a settled redemption has no ledger posting"
     assert {(r["entries"], r["balance"]) for r in booked} <= {(2, 0), (4, 0)}
+
+
+def scrape(base_url: str, token: str | None = None) -> dict[str, list[Sample]]:
+    """/metrics parsed as Prometheus parses it (a malformed scrape fails here): every sample,
+    by metric family name."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(base_url + "/metrics", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return {family.name: family.samples for family in text_string_to_metric_families(response.text)}
+
+
+def sample(base_url: str, name: str, **labels: str) -> float:
+    """The value of the one sample named `name` with these labels."""
+    family = name.removesuffix("_total")
+    found = [
+        s.value
+        for s in scrape(base_url)[family]
+        if s.name == name and labels.items() <= s.labels.items()
+    ]
+    assert len(found) == 1, found
+    return found[0]

@@ -23,6 +23,7 @@ from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
 from qrloop import db, metrics
+from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.claim.routes import ClaimPages, PoolsController
 from qrloop.db import create_pool
@@ -37,6 +38,7 @@ from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.rules import RulesCache
 from qrloop.redemption.store import CodeStateStore
+from qrloop.redemption.timing import timed
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
@@ -46,6 +48,10 @@ from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
 
 log = logging.getLogger("qrloop.app")
+
+# Room for the largest request, a void of 10,000 codes of the longest form (200 characters):
+# about 2 MB. Larger bodies answer 413 before they are read to the end.
+MAX_BODY_BYTES = 3 * 1024 * 1024
 
 # Connection-level failures of the state stores: the answer is 503, never a 500.
 _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_ERRORS)
@@ -85,8 +91,9 @@ def problem_response(problem: Problem) -> Response[Any]:
 
 
 def _route(request: Request[Any, Any, Any]) -> str:
-    path: str = request.scope["path"]
-    return path
+    """The matched route's template (`/c/{token}`), never the path a client sent."""
+    template: str = request.scope.get("path_template") or metrics.UNMATCHED
+    return template
 
 
 def on_problem(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:
@@ -94,9 +101,9 @@ def on_problem(request: Request[Any, Any, Any], problem: Problem) -> Response[An
     return problem_response(problem)
 
 
-def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
+def on_validation(request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
     detail = error.detail or "The request does not match the schema."
-    return problem_response(Problem(Reason.BAD_REQUEST, detail, errors=error.extra or []))
+    return on_problem(request, Problem(Reason.BAD_REQUEST, detail, errors=error.extra or []))
 
 
 _HTTP_REASONS = {
@@ -104,16 +111,17 @@ _HTTP_REASONS = {
     404: Reason.NOT_FOUND,
     405: Reason.METHOD_NOT_ALLOWED,
     409: Reason.CONFLICT,
+    413: Reason.PAYLOAD_TOO_LARGE,
     429: Reason.RATE_LIMITED,
     503: Reason.UNAVAILABLE,
 }
 
 
-def on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+def on_http(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     reason = _HTTP_REASONS.get(error.status_code)
     if reason is None:
         reason = Reason.BAD_REQUEST if error.status_code < 500 else Reason.INTERNAL
-    return problem_response(Problem(reason, error.detail))
+    return on_problem(request, Problem(reason, error.detail))
 
 
 def on_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
@@ -150,8 +158,12 @@ async def ready(runtime: Runtime) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
-async def prometheus(runtime: Runtime) -> str:
+@get("/metrics", tags=["operations"], media_type=metrics.CONTENT_TYPE)
+async def prometheus(request: Request[Any, Any, Any], runtime: Runtime) -> bytes:
+    """Prometheus metrics of every qrloop process sharing this host's metrics folder; with
+    QRLOOP_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
+    if runtime.settings.metrics_token:
+        require_bearer(request, runtime.settings.metrics_token)
     backlog, dead = await settlement_gauges(runtime.redis, runtime.settings.partitions)
     return metrics.render(backlog, dead, await webhooks.delivery_counts(runtime.pool))
 
@@ -208,6 +220,7 @@ def create_app(
             Exception: on_unexpected,
         },
         openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
 
@@ -218,10 +231,10 @@ def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIA
     app = create_app(settings, extra_handlers)
     asgi = cast(ASGIApp, app)
     if not settings.fast_path:
-        return asgi
+        return timed(asgi)
 
     def runtime() -> Runtime:
         current: Runtime = app.state.runtime
         return current
 
-    return with_fast_redeem(asgi, runtime)
+    return timed(with_fast_redeem(asgi, runtime))

@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
     webhook_private_networks: bool = False
     log_level: str = "info"
+    metrics_token: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -91,6 +92,7 @@ ENVIRONMENT = {
     "QRLOOP_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "QRLOOP_WEBHOOK_PRIVATE_NETWORKS": "webhook_private_networks",
     "QRLOOP_LOG_LEVEL": "log_level",
+    "QRLOOP_METRICS_TOKEN": "metrics_token",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
