@@ -30,6 +30,7 @@ from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
+from qrloop.openapi import document_problems
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
@@ -52,6 +53,8 @@ log = logging.getLogger("qrloop.app")
 # Room for the largest request, a void of 10,000 codes of the longest form (200 characters):
 # about 2 MB. Larger bodies answer 413 before they are read to the end.
 MAX_BODY_BYTES = 3 * 1024 * 1024
+
+_BIGINT = range(-(2**63), 2**63)
 
 # Connection-level failures of the state stores: the answer is 503, never a 500.
 _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_ERRORS)
@@ -136,6 +139,23 @@ def on_unavailable(request: Request[Any, Any, Any], error: Exception) -> Respons
     )
 
 
+def on_recursion(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:
+    """The framework decodes JSON with msgspec, which refuses nesting deeper than Python's
+    recursion limit with a RecursionError: the request's fault, so 400. Any other is ours."""
+    if "deserializing" not in str(error):
+        return on_unexpected(request, error)
+    return on_problem(request, Problem(Reason.BAD_REQUEST, "The JSON is nested too deeply."))
+
+
+def ids_in_range(request: Request[Any, Any, Any]) -> None:
+    """Ids in paths are PostgreSQL bigints: a larger number names nothing (and the driver
+    would refuse to send it, a 500)."""
+    if any(
+        isinstance(value, int) and value not in _BIGINT for value in request.path_params.values()
+    ):
+        raise Problem(Reason.NOT_FOUND, "No such id.")
+
+
 def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unexpected error on %s", _route(request), exc_info=error)
     return on_problem(request, Problem(Reason.INTERNAL, "Something went wrong on our side."))
@@ -192,7 +212,7 @@ def create_app(
             await runtime.redis.aclose()
             await runtime.pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AccountsController,
             exchange_token,
@@ -217,12 +237,16 @@ def create_app(
             MethodNotAllowedException: on_http,
             HTTPException: on_http,
             **dict.fromkeys(_UNAVAILABLE_ERRORS, on_unavailable),
+            RecursionError: on_recursion,
             Exception: on_unexpected,
         },
         openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
         request_max_body_size=MAX_BODY_BYTES,
+        before_request=ids_in_range,
         debug=False,
     )
+    document_problems(app.openapi_schema)
+    return app
 
 
 def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIApp:

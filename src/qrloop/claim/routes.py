@@ -20,6 +20,7 @@ from qrloop.codes.format import CodeRef, Signer, to_typed
 from qrloop.codes.render import svg_markup
 from qrloop.errors import Problem
 from qrloop.runtime import Runtime
+from qrloop.text import text
 
 COOKIE = "qrloop_claim"
 _TAKEN = (
@@ -29,7 +30,7 @@ _TAKEN = (
 
 
 class ClaimForm(msgspec.Struct):
-    identifier: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    identifier: Annotated[str, text(max_length=320)]
 
 
 Form = Annotated[ClaimForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
