@@ -8,6 +8,7 @@ request, so no request can add a series or a line to the scrape.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 
@@ -57,7 +58,13 @@ CODES_TO_SIGN = Gauge(
 
 
 def count_answer(route: str, outcome: str) -> None:
-    ANSWERS.labels(route, outcome).inc()
+    _answer_counter(route, outcome).inc()
+
+
+@functools.cache  # bounded: routes and outcomes come from code, never from a request
+def _answer_counter(route: str, outcome: str) -> Counter:
+    """The labelled child, looked up once (`labels()` takes a lock and checks each value)."""
+    return ANSWERS.labels(route, outcome)
 
 
 class _Gauges(Collector):
