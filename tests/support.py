@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 
 @dataclass(frozen=True)
@@ -510,3 +512,24 @@ def claim_with_code(
     asked = browser.post(f"{link}/claim", data={"identifier": identifier})
     assert asked.status_code == 303, asked.text
     return browser.post(f"{link}/verify", data={"code": one_time_code(stack, recipient)})
+
+
+def scrape(base_url: str, token: str | None = None) -> dict[str, list[Sample]]:
+    """/metrics parsed as Prometheus parses it (a malformed scrape fails here): every sample,
+    by metric family name."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(base_url + "/metrics", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    return {family.name: family.samples for family in text_string_to_metric_families(response.text)}
+
+
+def sample(base_url: str, name: str, **labels: str) -> float:
+    """The value of the one sample named `name` with these labels."""
+    family = name.removesuffix("_total")
+    found = [
+        s.value
+        for s in scrape(base_url)[family]
+        if s.name == name and labels.items() <= s.labels.items()
+    ]
+    assert len(found) == 1, found
+    return found[0]

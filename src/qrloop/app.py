@@ -23,6 +23,7 @@ from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
 from qrloop import db, metrics
+from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
@@ -30,6 +31,7 @@ from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
+from qrloop.openapi import document_problems
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
@@ -38,6 +40,7 @@ from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.rules import RulesCache
 from qrloop.redemption.store import CodeStateStore
+from qrloop.redemption.timing import timed
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
@@ -47,6 +50,12 @@ from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
 
 log = logging.getLogger("qrloop.app")
+
+# Room for the largest request, a void of 10,000 codes of the longest form (200 characters):
+# about 2 MB. Larger bodies answer 413 before they are read to the end.
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+_BIGINT = range(-(2**63), 2**63)
 
 # Connection-level failures of the state stores: the answer is 503, never a 500.
 _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_ERRORS)
@@ -86,8 +95,9 @@ def problem_response(problem: Problem) -> Response[Any]:
 
 
 def _route(request: Request[Any, Any, Any]) -> str:
-    path: str = request.scope["path"]
-    return path
+    """The matched route's template (`/c/{token}`), never the path a client sent."""
+    template: str = request.scope.get("path_template") or metrics.UNMATCHED
+    return template
 
 
 def on_problem(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:
@@ -95,9 +105,9 @@ def on_problem(request: Request[Any, Any, Any], problem: Problem) -> Response[An
     return problem_response(problem)
 
 
-def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
+def on_validation(request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
     detail = error.detail or "The request does not match the schema."
-    return problem_response(Problem(Reason.BAD_REQUEST, detail, errors=error.extra or []))
+    return on_problem(request, Problem(Reason.BAD_REQUEST, detail, errors=error.extra or []))
 
 
 _HTTP_REASONS = {
@@ -105,16 +115,17 @@ _HTTP_REASONS = {
     404: Reason.NOT_FOUND,
     405: Reason.METHOD_NOT_ALLOWED,
     409: Reason.CONFLICT,
+    413: Reason.PAYLOAD_TOO_LARGE,
     429: Reason.RATE_LIMITED,
     503: Reason.UNAVAILABLE,
 }
 
 
-def on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
+def on_http(request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     reason = _HTTP_REASONS.get(error.status_code)
     if reason is None:
         reason = Reason.BAD_REQUEST if error.status_code < 500 else Reason.INTERNAL
-    return problem_response(Problem(reason, error.detail))
+    return on_problem(request, Problem(reason, error.detail))
 
 
 def on_unavailable(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
@@ -127,6 +138,23 @@ def on_unavailable(request: Request[Any, Any, Any], error: Exception) -> Respons
             headers={"Retry-After": "1"},
         ),
     )
+
+
+def on_recursion(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:
+    """The framework decodes JSON with msgspec, which refuses nesting deeper than Python's
+    recursion limit with a RecursionError: the request's fault, so 400. Any other is ours."""
+    if "deserializing" not in str(error):
+        return on_unexpected(request, error)
+    return on_problem(request, Problem(Reason.BAD_REQUEST, "The JSON is nested too deeply."))
+
+
+def ids_in_range(request: Request[Any, Any, Any]) -> None:
+    """Ids in paths are PostgreSQL bigints: a larger number names nothing (and the driver
+    would refuse to send it, a 500)."""
+    if any(
+        isinstance(value, int) and value not in _BIGINT for value in request.path_params.values()
+    ):
+        raise Problem(Reason.NOT_FOUND, "No such id.")
 
 
 def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
@@ -151,8 +179,12 @@ async def ready(runtime: Runtime) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/metrics", tags=["operations"], media_type=MediaType.TEXT)
-async def prometheus(runtime: Runtime) -> str:
+@get("/metrics", tags=["operations"], media_type=metrics.CONTENT_TYPE)
+async def prometheus(request: Request[Any, Any, Any], runtime: Runtime) -> bytes:
+    """Prometheus metrics of every qrloop process sharing this host's metrics folder; with
+    QRLOOP_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
+    if runtime.settings.metrics_token:
+        require_bearer(request, runtime.settings.metrics_token)
     backlog, dead = await settlement_gauges(runtime.redis, runtime.settings.partitions)
     return metrics.render(backlog, dead, await webhooks.delivery_counts(runtime.pool))
 
@@ -181,7 +213,7 @@ def create_app(
             await runtime.redis.aclose()
             await runtime.pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             AccountsController,
             exchange_token,
@@ -207,11 +239,16 @@ def create_app(
             MethodNotAllowedException: on_http,
             HTTPException: on_http,
             **dict.fromkeys(_UNAVAILABLE_ERRORS, on_unavailable),
+            RecursionError: on_recursion,
             Exception: on_unexpected,
         },
         openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
+        request_max_body_size=MAX_BODY_BYTES,
+        before_request=ids_in_range,
         debug=False,
     )
+    document_problems(app.openapi_schema)
+    return app
 
 
 def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIApp:
@@ -220,10 +257,10 @@ def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIA
     app = create_app(settings, extra_handlers)
     asgi = cast(ASGIApp, app)
     if not settings.fast_path:
-        return asgi
+        return timed(asgi)
 
     def runtime() -> Runtime:
         current: Runtime = app.state.runtime
         return current
 
-    return with_fast_redeem(asgi, runtime)
+    return timed(with_fast_redeem(asgi, runtime))

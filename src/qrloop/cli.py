@@ -7,6 +7,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from qrloop.settings import Settings, SettingsError, load
 log = logging.getLogger("qrloop")
 _PR_SET_PDEATHSIG = 1
 T = TypeVar("T")
+_METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # see qrloop.metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +297,9 @@ def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None
     """Serve the ASGI app from `factory` in QRLOOP_API_PROCESSES processes, as `qrloop api` does."""
     import uvicorn
 
+    if not os.environ.get(_METRICS_DIR):  # else `serve`, or the operator, made it for us
+        os.environ[_METRICS_DIR] = _fresh_metrics_dir(settings)
+
     uvicorn.run(
         factory,
         factory=True,
@@ -306,6 +311,16 @@ def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None
         access_log=False,
         log_level=settings.log_level,
     )
+
+
+def _fresh_metrics_dir(settings: Settings) -> str:
+    """An empty folder for this run's metric files (see qrloop.metrics), under the data dir:
+    a previous run's files would add its counts to this run's. It must be in the environment
+    before any process of the run imports prometheus_client, which reads it once."""
+    folder = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    return str(folder)
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
@@ -461,7 +476,12 @@ def _supervise(settings: Settings) -> int:
     killed mid-batch must not take the tills down with it) until a stop signal."""
     _prepare(settings)
     assert settings.database_url and settings.redis_url
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        _METRICS_DIR: _fresh_metrics_dir(settings),
+    }
     roles = ["api"] + (["worker", "signer"] if settings.run_worker else [])
     children = {role: _Child(role, env) for role in roles}
     stopping = False
@@ -513,6 +533,7 @@ class _Child:
         code = self.process.poll()
         if code is None:
             return
+        self._forget_live_gauges()
         if now - self._started > self._STABLE_SECONDS:
             self._delay = self._FIRST_DELAY
         print(
@@ -522,6 +543,12 @@ class _Child:
         )
         self._restart_at = now + self._delay
         self._delay = min(self._delay * 2, self._MAX_DELAY)
+
+    def _forget_live_gauges(self) -> None:
+        """A dead process's gauges no longer describe anything; its counters still count."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(self.process.pid, self._env[_METRICS_DIR])  # type: ignore[no-untyped-call]
 
 
 def _die_with_parent() -> None:

@@ -31,6 +31,7 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
     INTERNAL = "internal"
 
 
@@ -53,6 +54,7 @@ _ANSWERS: dict[Reason, tuple[int, str]] = {
     Reason.NOT_FOUND: (404, "Not found"),
     Reason.CONFLICT: (409, "Conflict"),
     Reason.METHOD_NOT_ALLOWED: (405, "Method not allowed"),
+    Reason.PAYLOAD_TOO_LARGE: (413, "Payload too large"),
     Reason.INTERNAL: (500, "Internal error"),
 }
 

@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     messages_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
     log_level: str = "info"
     phone_region: str = "CN"
+    metrics_token: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -108,6 +109,7 @@ ENVIRONMENT = {
     "QRLOOP_MESSAGES_TIMEOUT_SECONDS": "messages_timeout_seconds",
     "QRLOOP_LOG_LEVEL": "log_level",
     "QRLOOP_PHONE_REGION": "phone_region",
+    "QRLOOP_METRICS_TOKEN": "metrics_token",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
-import httpx
 import redis
 
 from qrloop import keyspace
-from support import Stack, eventually, fetchval, redeem
+from support import Stack, eventually, fetchval, redeem, sample
 
 
 def _gauge(stack: Stack, name: str) -> int:
-    text = httpx.get(stack.base_url + "/metrics").text
-    match = re.search(rf"^{name} (\d+)$", text, re.MULTILINE)
-    assert match, text
-    return int(match.group(1))
+    return int(sample(stack.base_url, name))
 
 
 def test_poison_entry_is_dead_lettered_and_the_rest_settles(stack: Stack) -> None:

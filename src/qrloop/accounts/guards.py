@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from litestar import Request
@@ -44,3 +45,9 @@ def current_terminal(request: Request[Any, Any, Any], runtime: Runtime) -> Termi
         return runtime.keys.tokens.verify(bearer(request))
     except InvalidToken:
         raise invalid_token() from None
+
+
+def require_bearer(request: Request[Any, Any, Any], expected: str) -> None:
+    """401 unless the request's bearer credential is `expected` (compared in constant time)."""
+    if not hmac.compare_digest(bearer(request).encode(), expected.encode()):
+        raise Problem(Reason.UNAUTHORIZED, "Wrong bearer credential.", headers=_CHALLENGE)

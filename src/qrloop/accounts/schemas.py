@@ -7,7 +7,9 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from qrloop.text import text
+
+Name = Annotated[str, text(max_length=200)]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
@@ -41,7 +43,7 @@ class Switched(msgspec.Struct):
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     terminal_id: Id
-    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    secret: Annotated[str, text(max_length=200)]
 
 
 class TokenOut(msgspec.Struct):
@@ -51,7 +53,7 @@ class TokenOut(msgspec.Struct):
 
 
 class ApiKeyIn(msgspec.Struct, forbid_unknown_fields=True):
-    label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    label: Annotated[str, text(max_length=100)]
 
 
 class ApiKeyOut(msgspec.Struct):

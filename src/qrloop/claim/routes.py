@@ -27,6 +27,7 @@ from qrloop.errors import Problem, Reason
 from qrloop.messages import outbox
 from qrloop.messages.catalogue import language_of
 from qrloop.runtime import Runtime
+from qrloop.text import text
 
 COOKIE = "qrloop_claim"
 LINKS_GIVE_UP_SECONDS = 24 * 3600
@@ -41,11 +42,11 @@ AnyRequest = Request[Any, Any, Any]
 
 
 class IdentifierForm(msgspec.Struct):
-    identifier: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    identifier: Annotated[str, text(max_length=320)]
 
 
 class CodeForm(msgspec.Struct):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+    code: Annotated[str, text(max_length=16)]
 
 
 Identified = Annotated[IdentifierForm, Body(media_type=RequestEncodingType.URL_ENCODED)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +19,9 @@ from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
 
 _COOKIE_DOMAIN = b"qrloop/claim-cookie/v1\x00"
+
+_POOL_ID_BYTES = 12
+_POOL_ID = re.compile(r"[A-Za-z0-9_-]{16}")  # token_urlsafe of those 12 bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +184,7 @@ async def create_pool(
         raise Problem(Reason.NOT_FOUND, f"No order {order_id} of campaign {campaign_id} here.")
     if order["status"] != "done":
         raise Problem(Reason.CONFLICT, f"Order {order_id} is {order['status']}, not done.")
-    pool_id = secrets.token_urlsafe(12)
+    pool_id = secrets.token_urlsafe(_POOL_ID_BYTES)
     await pool.execute(
         "INSERT INTO pools (id, merchant_id, campaign_id, order_id, first_serial, size,"
         " per_consumer, verification) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -205,6 +209,8 @@ async def create_pool(
 
 
 async def find_pool(pool: asyncpg.Pool, pool_id: str, merchant_id: int | None = None) -> Pool:
+    if not _POOL_ID.fullmatch(pool_id):  # not one we made; may hold what PostgreSQL refuses
+        raise Problem(Reason.NOT_FOUND, "This link is not valid.")
     row = await pool.fetchrow(
         "SELECT p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id,"
         " p.verification"

@@ -24,11 +24,16 @@ from qrloop.issuance.schemas import (
 )
 from qrloop.issuance.signer import export_file
 from qrloop.runtime import Runtime
+from qrloop.text import NO_NUL
 
 IdempotencyKey = Annotated[
     str | None,
     Parameter(
-        header="Idempotency-Key", required=False, max_length=200, description="Retry-safe order"
+        header="Idempotency-Key",
+        required=False,
+        max_length=200,
+        pattern=NO_NUL,
+        description="Retry-safe order",
     ),
 ]
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from qrloop.accounts.schemas import Id, Name
+from qrloop.text import text
 
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
 Hours = Annotated[str, msgspec.Meta(pattern=r"^\d\d:\d\d-\d\d:\d\d$")]
@@ -25,7 +26,7 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     hours: Hours | None = None
-    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "UTC"
+    timezone: Annotated[str, text(max_length=64)] = "UTC"
     accepted_merchants: Annotated[list[Id], msgspec.Meta(max_length=1000)] = []
     algorithm: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
     reversal_window_s: ReversalWindow = 900
@@ -41,9 +42,7 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     valid_from: datetime | msgspec.UnsetType | None = msgspec.UNSET
     valid_until: datetime | msgspec.UnsetType | None = msgspec.UNSET
     hours: Hours | msgspec.UnsetType | None = msgspec.UNSET
-    timezone: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | msgspec.UnsetType = (
-        msgspec.UNSET
-    )
+    timezone: Annotated[str, text(max_length=64)] | msgspec.UnsetType = msgspec.UNSET
     accepted_merchants: Annotated[list[Id], msgspec.Meta(max_length=1000)] | msgspec.UnsetType = (
         msgspec.UNSET
     )

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 import asyncpg
 
+from qrloop import metrics
 from qrloop.codes.bulk import rows_parallel
 from qrloop.codes.keyring import KeyRing
 from qrloop.db import DB_ERRORS, create_pool
@@ -117,12 +118,20 @@ class OrderSigner:
             self._settings.signer_processes,
             BLOCK,
         )
-        with _resumed(path, order["export_bytes"]) as file, contextlib.closing(blocks):
+        metrics.CODES_TO_SIGN.set(remaining)
+        with (
+            _resumed(path, order["export_bytes"]) as file,
+            contextlib.closing(blocks),
+            _nothing_left_to_sign(),
+        ):
             for count in _block_sizes(remaining):
                 block = await asyncio.to_thread(next, blocks)
                 written = await asyncio.to_thread(_append, file, block)
                 status = await self._progress(order["id"], count, written)
                 self.signed += count
+                remaining -= count
+                metrics.CODES_SIGNED.inc(count)
+                metrics.CODES_TO_SIGN.set(remaining)
                 if status is None:
                     log.info("order %s: no longer ours (cancelled or taken over)", order["id"])
                     return
@@ -144,6 +153,15 @@ class OrderSigner:
                     self._settings.webhook_retry_seconds,
                 )
         return status
+
+
+@contextlib.contextmanager
+def _nothing_left_to_sign() -> Iterator[None]:
+    """However signing an order ends, this process no longer holds codes to sign."""
+    try:
+        yield
+    finally:
+        metrics.CODES_TO_SIGN.set(0)
 
 
 def _block_sizes(total: int) -> Iterator[int]:

@@ -91,7 +91,7 @@ async def _body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise Problem(Reason.BAD_REQUEST, f"The body is larger than {MAX_BODY} bytes.")
+            raise Problem(Reason.PAYLOAD_TOO_LARGE, f"The body is larger than {MAX_BODY} bytes.")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

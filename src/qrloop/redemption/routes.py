@@ -9,6 +9,7 @@ from qrloop import metrics
 from qrloop.accounts.guards import current_terminal
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.errors import Problem
+from qrloop.redemption import fast
 from qrloop.redemption.schemas import (
     CheckIn,
     CheckOut,
@@ -25,7 +26,12 @@ class TillController(Controller):
     tags = ["terminal"]
     dependencies = {"terminal": Provide(current_terminal, sync_to_thread=False)}
 
-    @post("/redeem", status_code=200, summary="Verify and consume a code")
+    @post(
+        "/redeem",
+        status_code=200,
+        summary="Verify and consume a code",
+        request_max_body_size=fast.MAX_BODY,
+    )
     async def redeem(self, data: RedeemIn, terminal: TerminalClaims, runtime: Runtime) -> RedeemOut:
         """Consume the code once. The same (terminal, nonce) retried within 24 hours gets the
         original answer; if that redemption was reversed since, it comes back with `status:
@@ -35,7 +41,12 @@ class TillController(Controller):
         metrics.count_answer("/v1/redeem", body.status)
         return body
 
-    @post("/check", status_code=200, summary="Say whether a code would be accepted now")
+    @post(
+        "/check",
+        status_code=200,
+        summary="Say whether a code would be accepted now",
+        request_max_body_size=fast.MAX_BODY,
+    )
     async def check(self, data: CheckIn, terminal: TerminalClaims, runtime: Runtime) -> CheckOut:
         """Consumes nothing; `status` is `valid` or the reason a redeem would be refused."""
         try:

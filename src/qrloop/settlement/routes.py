@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from litestar import Controller, Response, get
 from litestar.di import Provide
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 
 from qrloop.accounts.guards import current_merchant
 from qrloop.runtime import Runtime
@@ -18,12 +20,26 @@ class ReportFormat(StrEnum):
     CSV = "csv"
 
 
+@dataclass
+class _JsonOrCsv(Operation):
+    """The report's OpenAPI entry: its CSV form is listed beside the JSON one."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+
+
 class SettlementController(Controller):
     path = "/v1"
     tags = ["settlement"]
     dependencies = {"merchant_id": Provide(current_merchant)}
 
-    @get("/settlements", summary="What the merchant owes and is owed on a day, by counterparty")
+    @get(
+        "/settlements",
+        summary="What the merchant owes and is owed on a day, by counterparty",
+        operation_class=_JsonOrCsv,
+    )
     async def settlements(
         self,
         date: date,
@@ -36,7 +52,7 @@ class SettlementController(Controller):
         if format is ReportFormat.CSV:
             return Response(
                 reports.as_csv(settlement),
-                media_type="text/csv; charset=utf-8",
+                media_type="text/csv",  # the framework adds the charset
                 headers={"Content-Disposition": f'attachment; filename="settlement-{date}.csv"'},
             )
         return Response(settlement)

@@ -19,7 +19,7 @@ from asyncpg.pool import PoolConnectionProxy
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
-from qrloop import keyspace
+from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
@@ -160,6 +160,10 @@ class Worker:
 
     async def _acknowledge(self, entries: Entries, poison: list[Poison], rows: list[Row]) -> None:
         """After the commit: park the poison entries, then acknowledge the whole read."""
+        committed = time.time()
+        for row in rows:
+            if isinstance(row, RedemptionRow):
+                metrics.SETTLEMENT_LAG.observe(committed - row.redeemed_at.timestamp())
         for stream, _, fields in poison:
             await self._redis.xadd(keyspace.dead_letters(stream.decode()), fields)  # type: ignore[arg-type]
         for stream, batch in entries:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import msgspec
 
+from qrloop.text import text
 from qrloop.webhooks.outbox import EventType
 
-Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+Url = Annotated[str, text(max_length=2048)]
 
 
 class EndpointIn(msgspec.Struct, forbid_unknown_fields=True):
