@@ -26,6 +26,8 @@ _BY_TAG = {
     "issuance": {409, 422},
     "claim": {409},
     "webhooks": {409},
+    "accounts": {409},
+    "agreements": {403, 409},
 }
 _UNAUTHENTICATED = ("/health/",)
 
