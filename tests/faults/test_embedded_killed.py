@@ -84,7 +84,7 @@ def test_an_embedded_server_killed_under_load_is_restarted_and_loses_nothing(
         eventually(lambda: load.count(200) >= CODES // 4, within=60)
         os.kill(killed_pid, signal.SIGKILL)
         killed = time.monotonic()
-        eventually(lambda: _pid(stack, server) != killed_pid, within=15)
+        eventually(lambda: _pid(stack, server) != killed_pid, within=60)
         back = time.monotonic()
         attempts = load.finish(within=180)
     print(f"the {server} server was back {back - killed:.1f} s after the kill")
