@@ -49,10 +49,11 @@ class Stack:
     env: dict[str, str]
     stores: Stores
     workdir: Path
+    python: str = sys.executable  # the interpreter whose qrloop runs (a wheel's venv, say)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "qrloop", *args],
+            [self.python, "-m", "qrloop", *args],
             env=self.env,
             cwd=self.workdir,
             capture_output=True,
@@ -200,15 +201,17 @@ def own_stores(servers: Stores) -> Iterator[Stores]:
 
 
 @contextmanager
-def serving(servers: Stores, workdir: Path, **settings: str) -> Iterator[Stack]:
-    """Run `qrloop serve` (API, worker and signer processes) on stores of its own in
-    `workdir`; SIGTERM it at the end. `settings` are extra environment variables."""
-    with own_stores(servers) as stores, _serve(stores, workdir, settings) as stack:
+def serving(
+    servers: Stores, workdir: Path, python: str = sys.executable, **settings: str
+) -> Iterator[Stack]:
+    """Run `qrloop serve` (API, worker and signer processes) with `python` on stores of its
+    own in `workdir`; SIGTERM it at the end. `settings` are extra environment variables."""
+    with own_stores(servers) as stores, _serve(stores, workdir, python, settings) as stack:
         yield stack
 
 
 @contextmanager
-def _serve(stores: Stores, workdir: Path, settings: dict[str, str]) -> Iterator[Stack]:
+def _serve(stores: Stores, workdir: Path, python: str, settings: dict[str, str]) -> Iterator[Stack]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -222,10 +225,10 @@ def _serve(stores: Stores, workdir: Path, settings: dict[str, str]) -> Iterator[
         **settings,
     }
     base_url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "qrloop", "serve"], env=env, cwd=workdir)
+    process = subprocess.Popen([python, "-m", "qrloop", "serve"], env=env, cwd=workdir)
     try:
         wait_until_ready(base_url, process)
-        yield Stack(base_url, env, stores, workdir)
+        yield Stack(base_url, env, stores, workdir, python)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

@@ -22,7 +22,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
-from qrloop import db, metrics
+from qrloop import db, liveness, metrics
 from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
@@ -163,9 +163,11 @@ def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response
 
 
 @get("/health/live", tags=["operations"], media_type=MediaType.JSON)
-async def live() -> dict[str, str]:
-    """The process answers."""
-    return {"status": "ok"}
+async def live() -> Response[dict[str, str]]:
+    """The process answers, with the start nonce `serve` gave it (so `serve` knows its own)."""
+    nonce = liveness.own_nonce()
+    headers = {liveness.START_NONCE_HEADER: nonce} if nonce else None
+    return Response({"status": "ok"}, headers=headers)
 
 
 @get("/health/ready", tags=["operations"], media_type=MediaType.JSON)

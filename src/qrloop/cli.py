@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import errno
 import logging
 import os
 import shutil
@@ -23,8 +24,9 @@ from typing import TypeVar
 import asyncpg
 import msgspec
 
-from qrloop import db, embedded
+from qrloop import db, embedded, liveness
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose, ensure_dev_keys
+from qrloop.restarts import Restarter
 from qrloop.settings import Settings, SettingsError, load
 
 log = logging.getLogger("qrloop")
@@ -300,11 +302,14 @@ def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None
     if not os.environ.get(_METRICS_DIR):  # else `serve`, or the operator, made it for us
         os.environ[_METRICS_DIR] = _fresh_metrics_dir(settings)
 
+    # Under `serve`, the socket it holds; run alone, the address in the settings.
+    listen_fd = os.environ.get(liveness.LISTEN_FD_ENV)
     uvicorn.run(
         factory,
         factory=True,
         host=settings.host,
         port=settings.port,
+        fd=int(listen_fd) if listen_fd else None,
         workers=settings.api_processes,
         loop="uvloop",
         http="httptools",
@@ -409,35 +414,41 @@ def cmd_outbox_tail(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
-    """Prepare stores and keys, then supervise API and worker processes until a signal."""
+    """Hold the port, prepare stores and keys, then supervise API and worker processes (and
+    the embedded servers, when those are ours) until a signal."""
     # Until the supervisor loop takes over, a stop request unwinds start-up and what it began.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    _wait_for_port(settings)
-    if settings.database_url:
-        return _supervise(settings)
-    print(f"starting embedded PostgreSQL and Valkey in {settings.data_dir}/ ...", flush=True)
-    with embedded.EmbeddedServers(settings.data_dir) as urls:
-        return _supervise(_on(settings, urls))
+    with _listen(settings) as listener:
+        if settings.database_url:
+            return _supervise(settings, listener)
+        print(f"starting embedded PostgreSQL and Valkey in {settings.data_dir}/ ...", flush=True)
+        servers = embedded.EmbeddedServers(settings.data_dir)
+        with servers as urls:
+            return _supervise(_on(settings, urls), listener, servers)
 
 
 def _exit_on_signal(signum: int, _: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _wait_for_port(settings: Settings, timeout: float = 10.0) -> None:
-    """Give a previous run's API processes (say, after kill -9) time to let go of the port."""
+def _listen(settings: Settings, timeout: float = 10.0) -> socket.socket:
+    """Bind the API's port now, for every API process this serve will start: nothing can take
+    it while the stores start, and a restarted API process cannot fail to bind. A previous
+    run's API processes (say, after kill -9) get `timeout` seconds to let go of it."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     deadline = time.monotonic() + timeout
     while True:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((settings.host, settings.port))
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"qrloop: {settings.host}:{settings.port} is in use; set QRLOOP_PORT"
-                    ) from None
+        try:
+            return socket.create_server((settings.host, settings.port), family=family)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise SystemExit(
+                    f"qrloop: cannot listen on {settings.host}:{settings.port}: {error.strerror}"
+                ) from None
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"qrloop: {settings.host}:{settings.port} is in use; set QRLOOP_PORT"
+                ) from None
         time.sleep(0.2)
 
 
@@ -471,19 +482,29 @@ def _prepare(settings: Settings) -> None:
         print(f"code state ready on partitions {initialised}")
 
 
-def _supervise(settings: Settings) -> int:
+def _supervise(
+    settings: Settings,
+    listener: socket.socket,
+    servers: embedded.EmbeddedServers | None = None,
+) -> int:
     """Run the API, worker and signer processes; restart one that dies (a settlement worker
-    killed mid-batch must not take the tills down with it) until a stop signal."""
+    killed mid-batch must not take the tills down with it), and the embedded servers too, until
+    a stop signal. Exit 1 when the first API process dies before it answers."""
     _prepare(settings)
     assert settings.database_url and settings.redis_url
+    nonce = liveness.new_nonce()
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         _METRICS_DIR: _fresh_metrics_dir(settings),
+        liveness.START_NONCE_ENV: nonce,
     }
     roles = ["api"] + (["worker", "signer"] if settings.run_worker else [])
-    children = {role: _Child(role, env) for role in roles}
+    children = {role: _Child(role, env, listener if role == "api" else None) for role in roles}
+    watched = [child.restarter for child in children.values()]
+    if servers is not None:
+        watched += _embedded_restarters(servers)
     stopping = False
 
     def request_stop(signum: int, _: FrameType | None) -> None:
@@ -492,57 +513,72 @@ def _supervise(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    if _wait_until_live(settings, children["api"].process):
-        print(
-            f"qrloop is serving at {settings.base_url}  (OpenAPI: {settings.base_url}/schema)",
-            flush=True,
-        )
+    announced, code = False, 0
     while not stopping:
-        for child in children.values():
-            child.restart_if_dead()
+        if not announced:
+            announced = _answers_as_ours(settings, nonce)
+            if announced:
+                print(
+                    f"qrloop is serving at {settings.base_url}"
+                    f"  (OpenAPI: {settings.base_url}/schema)",
+                    flush=True,
+                )
+            elif children["api"].process.poll() is not None:
+                print("qrloop: the API process exited before it answered", file=sys.stderr)
+                code = 1
+                break
+        for restarter in watched:
+            restarter.check()
         time.sleep(0.2)
     _stop_children([child.process for child in children.values()])
-    return 0
+    return code
+
+
+def _embedded_restarters(servers: embedded.EmbeddedServers) -> list[Restarter]:
+    """Valkey restarts from its AOF and PostgreSQL recovers from its WAL, at the same sockets,
+    so the API's and worker's connections find them again by themselves."""
+
+    def down(running: Callable[[], bool]) -> Callable[[], str | None]:
+        return lambda: None if running() else "is down"
+
+    return [
+        Restarter("the embedded Valkey", down(servers.valkey_running), servers.restart_valkey),
+        Restarter(
+            "the embedded PostgreSQL", down(servers.postgres_running), servers.restart_postgres
+        ),
+    ]
 
 
 class _Child:
-    """One supervised process; restarted after it dies, waiting longer after each quick death
-    (1 s doubling to 30 s), so a process that cannot start does not spin."""
+    """One supervised process, restarted (with backoff) after it dies."""
 
-    _FIRST_DELAY, _MAX_DELAY, _STABLE_SECONDS = 1.0, 30.0, 60.0
-
-    def __init__(self, role: str, env: dict[str, str]) -> None:
+    def __init__(self, role: str, env: dict[str, str], listener: socket.socket | None) -> None:
         self.role, self._env = role, env
-        self._delay = self._FIRST_DELAY
-        self._restart_at: float | None = None
+        # The API processes serve the socket `serve` holds, so they never bind it themselves.
+        self._fds: tuple[int, ...] = ()
+        if listener is not None:
+            self._fds = (listener.fileno(),)
+            self._env = {**env, liveness.LISTEN_FD_ENV: str(listener.fileno())}
         self.process = self._start()
+        self.restarter = Restarter(f"the {role} process", self._exit, self._restart)
 
     def _start(self) -> subprocess.Popen[bytes]:
-        self._started = time.monotonic()
         return subprocess.Popen(
-            [sys.executable, "-m", "qrloop", self.role], env=self._env, preexec_fn=_die_with_parent
+            [sys.executable, "-m", "qrloop", self.role],
+            env=self._env,
+            pass_fds=self._fds,
+            preexec_fn=_die_with_parent,
         )
 
-    def restart_if_dead(self) -> None:
-        now = time.monotonic()
-        if self._restart_at is not None:
-            if now >= self._restart_at:
-                self._restart_at = None
-                self.process = self._start()
-            return
+    def _exit(self) -> str | None:
         code = self.process.poll()
         if code is None:
-            return
+            return None
         self._forget_live_gauges()
-        if now - self._started > self._STABLE_SECONDS:
-            self._delay = self._FIRST_DELAY
-        print(
-            f"qrloop: the {self.role} process exited with {code}; restarting in {self._delay:g} s",
-            file=sys.stderr,
-            flush=True,
-        )
-        self._restart_at = now + self._delay
-        self._delay = min(self._delay * 2, self._MAX_DELAY)
+        return f"exited with {code}"
+
+    def _restart(self) -> None:
+        self.process = self._start()
 
     def _forget_live_gauges(self) -> None:
         """A dead process's gauges no longer describe anything; its counters still count."""
@@ -558,18 +594,15 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _wait_until_live(
-    settings: Settings, api: subprocess.Popen[bytes], timeout: float = 30.0
-) -> bool:
-    url = f"http://{settings.host}:{settings.port}/health/live"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and api.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.1)
-    return False
+def _answers_as_ours(settings: Settings, nonce: str) -> bool:
+    """Whether this start's own API process answers /health/live (it echoes the nonce)."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{settings.port}/health/live"
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return liveness.answered_by(nonce, response.headers.get(liveness.START_NONCE_HEADER))
+    except OSError:
+        return False
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]], grace: float = 15.0) -> None:

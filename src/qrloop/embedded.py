@@ -623,6 +623,7 @@ class EmbeddedServers:
         self._paths = _Paths(data_dir)
         self._lock: _OwnerLock | None = None
         self._postgres: Any = None
+        self._postgres_pid = 0
         self._valkey: subprocess.Popen[bytes] | None = None
         self._urls: EmbeddedUrls | None = None
         self._owner_pid = 0
@@ -658,8 +659,8 @@ class EmbeddedServers:
             database_url=_database_url(Path(info.socket_dir)),
             redis_url=f"unix://{self._paths.valkey_socket}",
         )
-        state = _State(os.getpid(), urls.database_url, urls.redis_url, info.pid, self._valkey.pid)
-        _write_state(self._paths, state)
+        self._postgres_pid = info.pid
+        _write_state(self._paths, self._state(urls))
         _log.info(
             "embedded PostgreSQL (pid %d) and Valkey (pid %d) up in %s after %.2fs",
             info.pid,
@@ -689,21 +690,48 @@ class EmbeddedServers:
 
     def start_postgres(self) -> None:
         """Start PostgreSQL again after `stop_postgres`, at the same URL; a no-op while it runs."""
-        assert self._urls is not None and self._valkey is not None, "the servers are not started"
+        assert self._urls is not None, "the servers are not started"
         if self._postgres is not None:
             return
         self._postgres = _start_postgres(self._paths.pgdata)
         info = self._postgres.get_postmaster_info()
         if _database_url(Path(info.socket_dir)) != self._urls.database_url:
             raise RuntimeError(f"PostgreSQL came back on another socket: {info.socket_dir}")
-        state = _State(
-            self._owner_pid,
-            self._urls.database_url,
-            self._urls.redis_url,
-            info.pid,
-            self._valkey.pid,
+        self._postgres_pid = info.pid
+        _write_state(self._paths, self._state(self._urls))
+
+    def postgres_running(self) -> bool:
+        """Whether our postmaster is alive (it is no child of ours: pg_ctl started it)."""
+        return self._postgres is not None and (
+            _process(self._postgres_pid, "postgres", self._paths.pgdata) is not None
         )
-        _write_state(self._paths, state)
+
+    def restart_postgres(self) -> None:
+        """Start PostgreSQL again after it died (say, kill -9): the dead one's files and
+        orphaned backends are cleared, and it recovers from its WAL at the same socket."""
+        self.stop_postgres()
+        self.start_postgres()
+
+    def valkey_running(self) -> bool:
+        """Whether our Valkey child is alive (polling it also reaps it once it has died)."""
+        return self._valkey is not None and self._valkey.poll() is None
+
+    def restart_valkey(self) -> None:
+        """Start Valkey again after it died: it reloads its AOF (fsynced on every write, so
+        nothing it acknowledged is lost) and listens at the same socket."""
+        assert self._urls is not None, "the servers are not started"
+        if self._valkey is not None:
+            _stop_valkey_child(self._valkey)
+            self._valkey = None
+        self._valkey = _spawn_valkey(self._paths)
+        _write_state(self._paths, self._state(self._urls))
+
+    def _state(self, urls: EmbeddedUrls) -> _State:
+        """The state file's contents for the servers running now."""
+        valkey_pid = self._valkey.pid if self._valkey is not None else 0
+        return _State(
+            self._owner_pid, urls.database_url, urls.redis_url, self._postgres_pid, valkey_pid
+        )
 
     def stop(self) -> None:
         """Stop Valkey (AOF flushed) and PostgreSQL (fast mode). Safe to call repeatedly."""

@@ -1,15 +1,20 @@
-"""The README's walkthrough, pasted into bash as a newcomer would, gives the answers it shows."""
+"""The README's walkthrough, pasted into bash as a newcomer would, gives the answers it shows;
+the README documents every setting."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from qrloop.settings import ENVIRONMENT
 from support import Stack
 
 README = Path(__file__).parents[2] / "README.md"
@@ -21,31 +26,60 @@ def walkthrough() -> str:
     return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
-def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Path) -> None:
+def sample_output() -> str:
+    """The ```text block after "What you will see"."""
+    section = README.read_text().split("What you will see", 1)[1]
+    return section.split("```text\n", 1)[1].split("```", 1)[0]
+
+
+def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+    """Each line of `text` that is a JSON object, parsed, in order."""
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict):
+                yield parsed
+
+
+@pytest.fixture(scope="module")
+def output(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What the walkthrough prints, standard output and error interleaved as on a terminal."""
+    if shutil.which("curl") is None:
+        pytest.skip("the walkthrough uses curl")
+    folder = tmp_path_factory.mktemp("walkthrough")
+    (folder / ".venv").symlink_to(Path(sys.prefix))
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", walkthrough()],
+        cwd=folder,
+        env={**stack.env, "QRLOOP_URL": stack.base_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    assert not (folder / "codes.csv").exists()
+    assert not (folder / "jar").exists()
+    return result.stdout
+
+
+def test_readme_walkthrough_redeems_once_then_refuses(output: str) -> None:
     """Pasted as written, the walkthrough watches its order get signed, claims a code with the
     one-time code `qrloop outbox tail` shows (development sender) and sees that code on the
     claimed page, redeems another code, is refused the replay, and counts one redemption;
     then a second merchant accepts the issuer's proposal and its till redeems a third code,
     the answer naming the issuer."""
-    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", walkthrough()],
-        cwd=tmp_path,
-        env={**stack.env, "QRLOOP_URL": stack.base_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()  # each redraw of the progress bar is a line here
+    lines = output.splitlines()  # each redraw of the progress bar is a line here
     header = lines.index("code,typed,claim_url")
     assert "100%" in lines[header - 1]
     assert lines[header - 1].endswith("done")
     typed_column = [line.split(",")[1] for line in lines[header + 1 : header + 4]]
     claimed = [line.removeprefix("claimed: ") for line in lines if line.startswith("claimed: ")]
     assert claimed == [typed_column[1]]  # the second code's claim link shows the second code
-    answers = [json.loads(line) for line in lines if line.startswith("{")]
+    answers = list(_json_objects(output))
     redeemed, foreign = (a for a in answers if a.get("status") == "redeemed")
     [refused] = (a for a in answers if a.get("reason") == "already_redeemed")
     [stats] = (a for a in answers if "issued" in a)
@@ -57,6 +91,43 @@ def test_readme_walkthrough_redeems_once_then_refuses(stack: Stack, tmp_path: Pa
     assert foreign["campaign_id"] == redeemed["campaign_id"]
     assert foreign["serial"] != redeemed["serial"]
     assert foreign["issuer_name"] == redeemed["issuer_name"] == "Cone & Co"
-    assert "The API key is shown only this once" in result.stderr
-    assert not (tmp_path / "codes.csv").exists()
-    assert not (tmp_path / "jar").exists()
+    assert "The API key is shown only this once" in output
+
+
+# Sample values that legitimately differ from run to run: ids, keys, codes, times (all hold a
+# digit) and elided secrets. Other strings, booleans and nulls must be what the API says.
+def _fixed(value: object) -> bool:
+    if isinstance(value, str):
+        return not re.search(r"[0-9…]", value)
+    return value is None or isinstance(value, bool)
+
+
+def test_the_readme_shows_the_answers_the_walkthrough_gets(output: str) -> None:
+    """Each JSON line of "What you will see" is, in order, an answer the walkthrough really
+    prints: the same fields (none missing, none extra) and the same statuses, reasons, names
+    and flags. A step added to the walkthrough without its sample, a field added to an answer,
+    or a state that changed (an order answers "queued", not "done") fails here."""
+    real = list(_json_objects(output))
+    position = 0
+    for sample in _json_objects(sample_output()):
+        shape = sorted(sample)
+        found = next(
+            (i for i in range(position, len(real)) if sorted(real[i]) == shape),
+            None,
+        )
+        assert found is not None, (
+            f"no answer after #{position} has the fields of the README's {sample};"
+            f" the walkthrough printed: {real[position:]}"
+        )
+        fixed = {key: value for key, value in sample.items() if _fixed(value)}
+        assert {key: real[found][key] for key in fixed} == fixed, real[found]
+        position = found + 1
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    """Each environment variable settings.py reads has a row in the README's configuration
+    table."""
+    table = README.read_text().split("## Configuration", 1)[1].split("\n\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([A-Z_]+)`", row.split("|")[1])}
+    assert set(ENVIRONMENT) - documented == set()

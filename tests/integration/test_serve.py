@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from qrloop import liveness
+from qrloop.cli import _answers_as_ours
+from qrloop.settings import load
 from support import (
     Stores,
     eventually,
@@ -171,3 +180,96 @@ def test_a_killed_worker_is_restarted_while_the_tills_keep_answering(
         eventually(lambda: len(_role_pids(stack.workdir, "worker") - {worker}) == 1, within=15)
         assert redeem(stack, token, codes[1]).status_code == 200
         eventually(lambda: fetchval(stack, "SELECT count(*) FROM redemptions") == 2, within=15)
+
+
+def test_a_port_taken_before_start_stops_serve_with_a_message(scratch_dir: Path) -> None:
+    """With another process listening on QRLOOP_PORT, serve exits non-zero with "in use; set
+    QRLOOP_PORT", starts nothing (no embedded servers, no restart loop of API processes), and
+    never says it is serving."""
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        port = other.getsockname()[1]
+        result = _qrloop(scratch_dir, "serve", QRLOOP_PORT=str(port))
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port} is in use; set QRLOOP_PORT" in result.stderr
+    assert "serving at" not in result.stdout
+    assert "restarting" not in result.stderr
+    assert not (scratch_dir / ".qrloop").exists()
+
+
+def _bind_refused(host: str, port: int) -> bool:
+    """Whether another listener trying to take host:port (SO_REUSEADDR, as servers do) is
+    refused."""
+    with socket.socket() as intruder:
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            intruder.bind((host, port))
+            intruder.listen()
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+        return False
+
+
+def test_the_port_is_held_from_the_start_and_the_banner_comes_from_its_own_api(
+    scratch_dir: Path,
+) -> None:
+    """serve binds its port before it starts anything (the embedded servers take seconds): a
+    listener trying to take the port meanwhile, on the same or the wildcard address, is refused,
+    so the port can no longer be freed and retaken while serve starts. "serving at" comes once
+    serve's own API process answers: its /health/live carries this start's nonce."""
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "qrloop", "serve"],
+        cwd=scratch_dir,
+        env=_embedded_env(port),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        assert serve.stdout.readline().startswith("starting embedded PostgreSQL")
+        assert _bind_refused("127.0.0.1", port)
+        assert _bind_refused("0.0.0.0", port)
+        lines = iter(serve.stdout.readline, "")
+        assert any(line.startswith("qrloop is serving at") for line in lines)
+        live = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=5)
+        assert live.status_code == 200
+        assert len(live.headers[liveness.START_NONCE_HEADER]) == 32
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+
+
+@contextmanager
+def _answering(nonce: str | None) -> Iterator[int]:
+    """An HTTP server that answers GET /health/live 200, with `nonce` in the start-nonce header
+    when given; yields its port."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            if nonce is not None:
+                self.send_header(liveness.START_NONCE_HEADER, nonce)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_counts_only_its_own_api_as_answering() -> None:
+    """The banner's check: another server answering 200 on the address (with no nonce, or
+    another start's) is not serve's API; only the answer echoing this start's nonce is."""
+    nonce = liveness.new_nonce()
+    for answered, expected in ((None, False), (liveness.new_nonce(), False), (nonce, True)):
+        with _answering(answered) as port:
+            settings = load({"QRLOOP_PORT": str(port)})
+            assert _answers_as_ours(settings, nonce) is expected

@@ -1,11 +1,12 @@
-"""The settlement worker: a poison entry is parked, never blocking the rest, and it shows."""
+"""The settlement worker: a poison entry is parked, never blocking the rest, and it shows;
+every row is stamped settled when it is inserted."""
 
 from __future__ import annotations
 
 import redis
 
 from qrloop import keyspace
-from support import Stack, eventually, fetchval, redeem, sample
+from support import Load, Stack, eventually, fetch, fetchval, redeem, sample, tills
 
 
 def _gauge(stack: Stack, name: str) -> int:
@@ -35,3 +36,24 @@ def test_poison_entry_is_dead_lettered_and_the_rest_settles(stack: Stack) -> Non
     parked = client.xrange(keyspace.dead_letters(stream))
     assert parked[-1][1] == {b"redeem": b"not|a|redemption"}
     eventually(lambda: _gauge(stack, "qrloop_settlement_backlog") == 0, within=15)
+
+
+def test_settled_at_is_never_before_redeemed_at(stack: Stack) -> None:
+    """Under a paced till load (so the worker often waits in its blocking read), every
+    redemption is stamped settled at the moment of its insert: settled_at >= redeemed_at on
+    every row. With the transaction's start time (now()) it was up to a second earlier."""
+    merchant = stack.new_merchant()
+    campaign = merchant.campaign()
+    codes = merchant.codes(campaign, 300)
+    with Load(stack.base_url, tills(merchant, 2), codes, concurrency=8, rate=150) as load:
+        attempts = load.finish(within=120)
+    assert {a.status for a in attempts} == {200}
+    settled = "SELECT count(*) FROM redemptions WHERE campaign_id = $1"
+    eventually(lambda: fetchval(stack, settled, campaign) == len(codes), within=60)
+    early = fetch(
+        stack,
+        "SELECT serial, redeemed_at, settled_at FROM redemptions"
+        " WHERE campaign_id = $1 AND settled_at < redeemed_at",
+        campaign,
+    )
+    assert not early, f"{len(early)} rows settled before they were redeemed, e.g. {early[0]}"

@@ -22,9 +22,9 @@ import asyncpg
 
 from qrloop import metrics
 from qrloop.codes.bulk import rows_parallel
-from qrloop.codes.keyring import KeyRing
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
+from qrloop.keys import Keys
 from qrloop.settings import Settings
 from qrloop.webhooks import outbox
 
@@ -67,6 +67,7 @@ class OrderSigner:
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self._settings = settings
         self._pool = pool
+        self._keys = Keys(settings)
         self._name = f"{socket.gethostname()}-{os.getpid()}"
         self._wake = asyncio.Event()
         self.signed = 0
@@ -93,7 +94,9 @@ class OrderSigner:
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
     async def _sign(self, order: asyncpg.Record, stop: asyncio.Event) -> None:
-        key = KeyRing.load(self._settings.keyring_path).get(order["key_id"])
+        # The ring as every process reads it (QRLOOP_KEYRING or the file, reloaded on change).
+        self._keys.reload_if_changed()
+        key = self._keys.keyring.get(order["key_id"])
         if key is None:
             await self._pool.execute(
                 "UPDATE orders SET status = 'failed' WHERE id = $1", order["id"]

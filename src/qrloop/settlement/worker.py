@@ -210,11 +210,16 @@ def _parse_all(entries: Entries) -> tuple[list[Row], list[Poison]]:
     return rows, poison
 
 
-def _unnest_insert(table: str, columns: dict[str, str]) -> str:
-    """One INSERT for a whole batch: each column travels as one array."""
+def _unnest_insert(table: str, columns: dict[str, str], settled_at: bool = False) -> str:
+    """One INSERT for a whole batch: each column travels as one array. With `settled_at`, that
+    column is the moment of the insert: clock_timestamp(), not now(), which is the start of a
+    transaction begun before the blocking read and so earlier than the redemption itself."""
     arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(columns.values(), 1))
+    names, values = ", ".join(columns), "*"
+    if settled_at:
+        names, values = f"{names}, settled_at", "*, clock_timestamp()"
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays})"
         " ON CONFLICT DO NOTHING"
     )
 
@@ -227,7 +232,7 @@ _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
             "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
             "terminal_id": "bigint", "store_id": "bigint", "accepting_merchant_id": "bigint",
             "redeemed_at": "timestamptz", "stream_entry": "text",
-        }),
+        }, settled_at=True),
         attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id",
                    "merchant_id", "redeemed_at", "stream_entry"),
     ),
@@ -235,7 +240,7 @@ _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
         _unnest_insert("reversals", {
             "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
             "terminal_id": "bigint", "store_id": "bigint", "reversed_at": "timestamptz",
-        }),
+        }, settled_at=True),
         attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id", "reversed_at"),
     ),
     VoidRow: (

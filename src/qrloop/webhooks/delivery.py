@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,14 +30,15 @@ from qrloop.webhooks.signature import SIGNATURE_HEADER, derive_secret, sign
 log = logging.getLogger("qrloop.webhooks")
 
 SLOTS = 32  # attempts under way at once in one worker
-PER_ENDPOINT = 4  # new attempts taken for one endpoint while none of its attempts is under way
+PER_ENDPOINT = 4  # attempts under way at once for one endpoint
 POLL_SECONDS = 0.5
 MAX_RETRY_DELAY_SECONDS = 3600.0
 USER_AGENT = "qrloop-webhooks/1"
 
 # Taking due deliveries also leases them: until the lease ends no other worker takes them.
-# Endpoints with attempts under way here ($3) wait, and each other endpoint gets at most $4 of
-# the oldest due: a slow or hanging endpoint holds a few slots, never every merchant's events.
+# Each endpoint gets the oldest due up to $4 attempts under way at once, counting those under
+# way here ($5 for endpoints $3): a slow or hanging endpoint holds a few slots, never every
+# merchant's events, and one with slots free gets its new events while older attempts run.
 _TAKE_DUE = """
 UPDATE webhook_deliveries d
 SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
@@ -44,16 +46,17 @@ FROM webhook_endpoints w, webhook_events e
 WHERE d.id IN (
     SELECT id FROM webhook_deliveries WHERE id IN (
         SELECT id FROM (
-            SELECT id, next_attempt_at,
+            SELECT id, endpoint_id, next_attempt_at,
                    row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS place
             FROM (
                 SELECT id, endpoint_id, next_attempt_at FROM webhook_deliveries
                 WHERE status = 'pending' AND next_attempt_at <= now()
-                  AND endpoint_id <> ALL ($3::bigint[])
                 ORDER BY next_attempt_at LIMIT 1000
             ) AS oldest
         ) AS ranked
-        WHERE place <= $4 ORDER BY next_attempt_at LIMIT $1
+        LEFT JOIN unnest($3::bigint[], $5::integer[]) AS busy (endpoint_id, under_way)
+            USING (endpoint_id)
+        WHERE place <= $4 - coalesce(busy.under_way, 0) ORDER BY next_attempt_at LIMIT $1
     ) FOR UPDATE SKIP LOCKED
 ) AND w.id = d.endpoint_id AND e.id = d.event_id
 RETURNING d.id, d.attempts, w.id AS endpoint_id, w.url, w.secret_key_id, w.secret_salt,
@@ -137,7 +140,7 @@ class Dispatcher:
         stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                due = await self._take(SLOTS - len(under_way), set(under_way.values()))
+                due = await self._take(SLOTS - len(under_way), Counter(under_way.values()))
                 for row in due:
                     under_way[asyncio.create_task(self._attempt(row))] = row["endpoint_id"]
                 if not due:
@@ -155,13 +158,15 @@ class Dispatcher:
             stopping.cancel()
             await self._client.aclose()
 
-    async def _take(self, free: int, busy: set[int]) -> list[asyncpg.Record]:
+    async def _take(self, free: int, busy: Counter[int]) -> list[asyncpg.Record]:
+        """Lease up to `free` due deliveries; `busy` counts attempts under way per endpoint."""
         if free <= 0:
             return []
         try:
             self._keys.reload_if_changed()
+            endpoints, under_way = list(busy), list(busy.values())
             rows: list[asyncpg.Record] = await self._pool.fetch(
-                _TAKE_DUE, free, self._lease_seconds, list(busy), PER_ENDPOINT
+                _TAKE_DUE, free, self._lease_seconds, endpoints, PER_ENDPOINT, under_way
             )
         except DB_ERRORS as error:
             log.warning("postgres unavailable, retrying: %s", error)

@@ -26,19 +26,20 @@ class EventType(StrEnum):
 
 def _fan_out(candidates: str) -> str:
     """One statement: the `candidates` query's (merchant_id, data) rows become events of type
-    $2 for merchants subscribed to it, and deliveries retried for $3 seconds."""
+    $2 for merchants subscribed to it, and deliveries retried for $3 seconds. Times are the
+    insert's (clock_timestamp()): the writer's transaction may have begun long before."""
     return f"""
 WITH candidates AS ({candidates}), events AS (
-    INSERT INTO webhook_events (merchant_id, type, data)
-    SELECT c.merchant_id, $2, c.data FROM candidates c
+    INSERT INTO webhook_events (merchant_id, type, data, created_at)
+    SELECT c.merchant_id, $2, c.data, clock_timestamp() FROM candidates c
     WHERE EXISTS (
         SELECT 1 FROM webhook_endpoints w
         WHERE w.merchant_id = c.merchant_id AND w.active AND $2 = ANY (w.events)
     )
     RETURNING id, merchant_id
 )
-INSERT INTO webhook_deliveries (endpoint_id, event_id, give_up_at)
-SELECT w.id, e.id, now() + make_interval(secs => $3)
+INSERT INTO webhook_deliveries (endpoint_id, event_id, next_attempt_at, give_up_at)
+SELECT w.id, e.id, clock_timestamp(), clock_timestamp() + make_interval(secs => $3)
 FROM events e JOIN webhook_endpoints w
   ON w.merchant_id = e.merchant_id AND w.active AND $2 = ANY (w.events)
 """
