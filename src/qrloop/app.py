@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from qrloop import db, metrics
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.claim.routes import ClaimPages, PoolsController
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
@@ -72,6 +73,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         rules=rules,
         gate=gate,
         redeemer=Redeemer(keys, rules, gate, store, pool),
+        verifiers=VerifierPool(),
     )
 
 
@@ -176,6 +178,7 @@ def create_app(
             async with refreshing(runtime):
                 yield
         finally:
+            runtime.verifiers.close()
             await runtime.pipe.close()
             await runtime.redis.aclose()
             await runtime.pool.close()

@@ -53,3 +53,15 @@ def test_guessing_reversals_gets_the_terminal_rate_limited(stack: Stack) -> None
         assert (response.status_code, reason(response)) == (404, "not_found")
     blocked = till(stack, f"/v1/redemptions/{campaign_id}-9-1/reverse", token, {})
     assert (blocked.status_code, reason(blocked)) == (429, "rate_limited")
+
+
+def test_a_void_of_ten_thousand_copies_of_one_code_voids_it_once(stack: Stack) -> None:
+    """CPU exhaustion through a void: 10,000 copies of one Ed25519 code are one code to
+    verify and void; more than 10,000 entries are refused before any is checked."""
+    merchant = stack.new_merchant()
+    campaign_id = merchant.campaign(algorithm="ed25519")
+    code = merchant.codes(campaign_id, 1)[0]
+    response = merchant.post("/v1/codes/void", {"codes": [code] * 10_000})
+    assert (response.status_code, response.json()) == (200, {"voided": 1})
+    too_many = merchant.post("/v1/codes/void", {"codes": [code] * 10_001})
+    assert (too_many.status_code, reason(too_many)) == (400, "bad_request")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
@@ -126,14 +125,12 @@ class IssuanceController(Controller):
         order = await orders.get_row(runtime.pool, merchant_id, order_id)
         exports.ready(order)
         key = exports.key_for(runtime.keys.keyring, order["key_id"])
-        body: AsyncIterator[bytes] | Iterator[bytes]
         if format is exports.ExportFormat.CSV:
             body = exports.file_chunks(export_file(runtime.settings, order_id))
-        elif format is exports.ExportFormat.JSON:
-            body = exports.derived_json(key, order, runtime.settings.base_url)
         else:
             campaign = await campaigns.get(runtime.pool, merchant_id, order["campaign_id"])
-            body = exports.pictures(key, order, format, campaign.name)
+            span = exports.span_of(order)
+            body = exports.derived(key, span, format, runtime.settings.base_url, campaign.name)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
         return Stream(
             body,
@@ -145,7 +142,7 @@ class IssuanceController(Controller):
     async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
         """Voided codes answer 409 voided at the till; returns how many were newly voided."""
         ranges = await voids.requested_ranges(
-            runtime.pool, runtime.keys.verifier, merchant_id, data
+            runtime.pool, runtime.verifiers, runtime.keys.keyring, merchant_id, data
         )
         voided = await voids.void_ranges(runtime.redis, runtime.settings.partitions, ranges)
         return VoidOut(voided=voided)

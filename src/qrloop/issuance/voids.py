@@ -8,7 +8,9 @@ import asyncpg
 import redis.asyncio as redis
 
 from qrloop import keyspace
-from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier, parse_input
+from qrloop.codes.format import CodeRef
+from qrloop.codes.keyring import KeyRing
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.campaigns import now_ms
 from qrloop.issuance.schemas import VoidIn
@@ -16,17 +18,12 @@ from qrloop.issuance.schemas import VoidIn
 _SCRIPT = resources.files(__package__).joinpath("void.lua").read_text()
 
 
-def decode_all(verifier: Verifier, codes: list[str]) -> set[CodeRef]:
+async def decode_all(verifiers: VerifierPool, keyring: KeyRing, codes: list[str]) -> set[CodeRef]:
     """The codes' (campaign, serial), or 422 naming the first that is not a valid code."""
-    refs = set()
-    for index, raw in enumerate(codes):
-        try:
-            refs.add(verifier.verify(parse_input(raw)))
-        except (InvalidCode, RevokedKey, RetiredKey):
-            raise Problem(
-                Reason.INVALID, f"codes[{index}] is not a valid code.", index=index
-            ) from None
-    return refs
+    found = await verifiers.verify_all(keyring, codes)
+    if isinstance(found, int):
+        raise Problem(Reason.INVALID, f"codes[{found}] is not a valid code.", index=found)
+    return found
 
 
 async def void_ranges(
@@ -80,14 +77,18 @@ async def issued_range(
 
 
 async def requested_ranges(
-    pool: asyncpg.Pool, verifier: Verifier, merchant_id: int, request: VoidIn
+    pool: asyncpg.Pool,
+    verifiers: VerifierPool,
+    keyring: KeyRing,
+    merchant_id: int,
+    request: VoidIn,
 ) -> list[tuple[int, int, int]]:
     """The (campaign, first, last) ranges a void request names, all checked to be the caller's."""
     given = [request.codes is not None, request.range is not None, request.order_id is not None]
     if sum(given) != 1:
         raise Problem(Reason.BAD_REQUEST, "Give exactly one of `codes`, `range` or `order_id`.")
     if request.codes is not None:
-        refs = decode_all(verifier, request.codes)
+        refs = await decode_all(verifiers, keyring, request.codes)
         await owned_campaigns(pool, merchant_id, {ref.campaign_id for ref in refs})
         return [(ref.campaign_id, ref.serial, ref.serial) for ref in refs]
     if request.range is not None:
