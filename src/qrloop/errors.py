@@ -29,6 +29,7 @@ class Reason(StrEnum):
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    QUOTA_EXCEEDED = "quota_exceeded"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal"
 
@@ -50,6 +51,7 @@ _ANSWERS: dict[Reason, tuple[int, str]] = {
     Reason.UNAUTHORIZED: (401, "Unauthorized"),
     Reason.NOT_FOUND: (404, "Not found"),
     Reason.CONFLICT: (409, "Conflict"),
+    Reason.QUOTA_EXCEEDED: (429, "Quota exceeded"),
     Reason.METHOD_NOT_ALLOWED: (405, "Method not allowed"),
     Reason.INTERNAL: (500, "Internal error"),
 }

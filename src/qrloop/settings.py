@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
     webhook_private_networks: bool = False
     log_level: str = "info"
+    quota_outstanding_codes: Annotated[int, msgspec.Meta(ge=0)] = 100_000_000
+    quota_orders_per_day: Annotated[int, msgspec.Meta(ge=0)] = 1_000
+    quota_export_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 << 30
 
     @property
     def base_url(self) -> str:
@@ -91,6 +94,9 @@ ENVIRONMENT = {
     "QRLOOP_WEBHOOK_TIMEOUT_SECONDS": "webhook_timeout_seconds",
     "QRLOOP_WEBHOOK_PRIVATE_NETWORKS": "webhook_private_networks",
     "QRLOOP_LOG_LEVEL": "log_level",
+    "QRLOOP_QUOTA_OUTSTANDING_CODES": "quota_outstanding_codes",
+    "QRLOOP_QUOTA_ORDERS_PER_DAY": "quota_orders_per_day",
+    "QRLOOP_QUOTA_EXPORT_BYTES": "quota_export_bytes",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+import httpx
+import pytest
 
 from qrloop.redemption.rules import RulesCache
-from support import Stack, reason, till
+from support import Merchant, Stack, Stores, reason, serving, till
 
 
 def test_random_reversal_ids_do_not_grow_the_rules_cache(stack: Stack) -> None:
@@ -65,3 +69,88 @@ def test_a_void_of_ten_thousand_copies_of_one_code_voids_it_once(stack: Stack) -
     assert (response.status_code, response.json()) == (200, {"voided": 1})
     too_many = merchant.post("/v1/codes/void", {"codes": [code] * 10_001})
     assert (too_many.status_code, reason(too_many)) == (400, "bad_request")
+
+
+def _with_quota(stack: Stack, **limits: int) -> Merchant:
+    """A new merchant whose quotas are overridden with `qrloop merchants quota`."""
+    merchant = stack.new_merchant()
+    options = [f"--{name.replace('_', '-')}={limit}" for name, limit in limits.items()]
+    shown = stack.cli("merchants", "quota", str(merchant.id), *options).stdout
+    for name, limit in limits.items():
+        assert f"{name}={limit} (override)" in shown
+    return merchant
+
+
+def _order(merchant: Merchant, campaign_id: int, quantity: int) -> Any:
+    return merchant.post(f"/v1/campaigns/{campaign_id}/orders", {"quantity": quantity})
+
+
+def _refused(response: Any, quota: str, limit: int) -> None:
+    assert (response.status_code, reason(response)) == (429, "quota_exceeded"), response.text
+    body = response.json()
+    assert (body["quota"], body["limit"]) == (quota, limit)
+    assert f"{limit:,}" in body["detail"]
+
+
+def test_outstanding_codes_quota(stack: Stack) -> None:
+    """Code-space hoarding: an order beyond the outstanding-codes quota is 429
+    quota_exceeded; codes of a campaign that has ended no longer count against it."""
+    merchant = _with_quota(stack, outstanding_codes=100)
+    campaign_id = merchant.campaign()
+    assert _order(merchant, campaign_id, 60).status_code == 202
+    _refused(_order(merchant, campaign_id, 50), "outstanding_codes", 100)
+    assert _order(merchant, campaign_id, 40).status_code == 202
+    _refused(_order(merchant, merchant.campaign(), 1), "outstanding_codes", 100)
+    ended = datetime.now(UTC) - timedelta(seconds=1)
+    window = {
+        "valid_from": (ended - timedelta(days=1)).isoformat(),
+        "valid_until": ended.isoformat(),
+    }
+    response = httpx.patch(
+        f"{stack.base_url}/v1/campaigns/{campaign_id}", json=window, headers=merchant.headers
+    )
+    assert response.status_code == 200, response.text
+    assert _order(merchant, merchant.campaign(), 100).status_code == 202
+
+
+def test_orders_per_day_quota(stack: Stack) -> None:
+    """Flooding the signer's queue: the third order in 24 hours of a merchant allowed two is
+    429 quota_exceeded, and nothing is reserved for it."""
+    merchant = _with_quota(stack, orders_per_day=2)
+    campaign_id = merchant.campaign()
+    for _ in range(2):
+        assert _order(merchant, campaign_id, 1).status_code == 202
+    _refused(_order(merchant, campaign_id, 1), "orders_per_day", 2)
+    assert merchant.get(f"/v1/campaigns/{campaign_id}/stats").json()["issued"] <= 2
+
+
+def test_export_bytes_quota(stack: Stack) -> None:
+    """Filling the disk: an order whose csv file would take the merchant's export files past
+    its quota of bytes on disk is 429 quota_exceeded."""
+    merchant = _with_quota(stack, export_bytes=40_000)
+    campaign_id = merchant.campaign()
+    assert _order(merchant, campaign_id, 100).status_code == 202
+    _refused(_order(merchant, campaign_id, 200), "export_bytes", 40_000)
+
+
+@pytest.fixture(scope="module")
+def one_order_a_day(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A stack whose default quota is one order a day."""
+    workdir = tmp_path_factory.mktemp("quota")
+    with serving(stores, workdir, QRLOOP_QUOTA_ORDERS_PER_DAY="1") as stack:
+        yield stack
+
+
+def test_quota_defaults_come_from_settings(one_order_a_day: Stack) -> None:
+    """QRLOOP_QUOTA_ORDERS_PER_DAY is every merchant's limit unless overridden; an override
+    lifts it for that merchant alone, and `default` clears the override."""
+    merchant = one_order_a_day.new_merchant()
+    campaign_id = merchant.campaign()
+    assert _order(merchant, campaign_id, 1).status_code == 202
+    _refused(_order(merchant, campaign_id, 1), "orders_per_day", 1)
+    lifted = _with_quota(one_order_a_day, orders_per_day=3)
+    lifted_campaign = lifted.campaign()
+    for _ in range(3):
+        assert _order(lifted, lifted_campaign, 1).status_code == 202
+    cleared = one_order_a_day.cli("merchants", "quota", str(lifted.id), "--orders-per-day=default")
+    assert "orders_per_day=1 (default)" in cleared.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
@@ -11,6 +12,7 @@ from litestar.response import Stream
 
 from qrloop.accounts.guards import current_merchant
 from qrloop.issuance import campaigns, exports, orders, voids
+from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
     CampaignIn,
     CampaignOut,
@@ -94,6 +96,7 @@ class IssuanceController(Controller):
             campaign_id=campaign_id,
             quantity=data.quantity,
             idempotency_key=idempotency_key,
+            quotas=Quotas.of(runtime.settings),
         )
 
     @get("/orders/{order_id:int}", summary="An order's progress")
@@ -105,6 +108,8 @@ class IssuanceController(Controller):
         """Stops the signer at its next block and voids the whole range: none of its codes
         will be accepted, whether or not they were handed out."""
         order = await orders.cancel(runtime.pool, merchant_id, order_id)
+        # Its codes are void: the partial export goes (a signer still writing removes it too).
+        await asyncio.to_thread(export_file(runtime.settings, order_id).unlink, missing_ok=True)
         await voids.void_ranges(
             runtime.redis,
             runtime.settings.partitions,
