@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 OWNER_CHECK_SECONDS = 1.0
+BACKGROUND_NICENESS = 10
 
 
 def process_pool(
@@ -43,3 +44,9 @@ def _leave_with(owner: int) -> None:
             os.kill(owner, 0)
         except ProcessLookupError:
             os._exit(1)
+
+
+def lower_priority() -> None:
+    """Let the scheduler run this process behind the API processes: on a busy machine a
+    merchant's bulk work must take CPU from the tills' answers as little as possible."""
+    os.nice(BACKGROUND_NICENESS)

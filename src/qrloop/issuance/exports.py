@@ -15,7 +15,7 @@ from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
 from qrloop.issuance import images
-from qrloop.parallel import process_pool
+from qrloop.parallel import lower_priority, process_pool
 
 READ_CHUNK = 256 * 1024
 JSON_BLOCK = 20_000
@@ -142,6 +142,7 @@ _stream: Iterator[bytes] = iter(())
 
 def _start_stream(make: Callable[..., Iterator[bytes]], args: tuple[object, ...]) -> None:
     global _stream  # one stream per worker process, made before its first batch
+    lower_priority()
     _stream = make(*args)
 
 
