@@ -9,13 +9,12 @@ process), while the tills keep being answered.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from concurrent.futures import ProcessPoolExecutor
 
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier, parse_input
 from qrloop.codes.keyring import KeyRing, Purpose
-from qrloop.parallel import lower_priority, process_pool
+from qrloop.parallel import lower_priority, process_pool, run_in_pool
 
 # Fewer distinct codes than this are checked in place: it costs less than the hand-off.
 IN_PLACE = 16
@@ -35,9 +34,7 @@ class VerifierPool:
         else:
             if self._pool is None:
                 self._pool = process_pool(1, lower_priority, ())
-            ring = _code_keys_json(keyring)
-            loop = asyncio.get_running_loop()
-            found = await loop.run_in_executor(self._pool, _verify_with, ring, unique)
+            found = await run_in_pool(self._pool, _verify_with, _code_keys_json(keyring), unique)
         return found if isinstance(found, set) else codes.index(unique[found])
 
     def close(self) -> None:

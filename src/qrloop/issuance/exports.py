@@ -15,7 +15,7 @@ from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
 from qrloop.issuance import images
-from qrloop.parallel import lower_priority, process_pool
+from qrloop.parallel import lower_priority, process_pool, run_in_pool
 
 READ_CHUNK = 256 * 1024
 JSON_BLOCK = 20_000
@@ -126,14 +126,14 @@ async def in_worker_process(
     """The chunks of `make(*args)`, produced in a worker process one batch ahead of the
     client; a client that goes away stops the worker."""
     pool = process_pool(1, _start_stream, (make, args))
-    loop = asyncio.get_running_loop()
+    ahead = asyncio.ensure_future(run_in_pool(pool, _next_batch))
     try:
-        ahead = loop.run_in_executor(pool, _next_batch)
         while batch := await ahead:
-            ahead = loop.run_in_executor(pool, _next_batch)
+            ahead = asyncio.ensure_future(run_in_pool(pool, _next_batch))
             for chunk in batch:
                 yield chunk
     finally:
+        ahead.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
