@@ -27,6 +27,7 @@ from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
@@ -82,6 +83,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         rules=rules,
         gate=gate,
         redeemer=Redeemer(keys, rules, gate, store, pool),
+        verifiers=VerifierPool(),
     )
 
 
@@ -211,6 +213,7 @@ def create_app(
             async with refreshing(runtime):
                 yield
         finally:
+            runtime.verifiers.close()
             await runtime.pipe.close()
             await runtime.redis.aclose()
             await runtime.pool.close()

@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     key_revoke = key_actions.add_parser("revoke", help="revoke an API key (not the last live one)")
     key_revoke.add_argument("key_id", type=int)
     key_revoke.set_defaults(run=cmd_merchant_key_revoke)
+    quota = merchants.add_parser(
+        "quota", help="show or override a merchant's quotas (`default` clears an override)"
+    )
+    quota.add_argument("merchant_id", type=int)
+    for name in ("outstanding-codes", "orders-per-day", "export-bytes"):
+        quota.add_argument(f"--{name}", type=_limit, metavar="N|default", default=argparse.SUPPRESS)
+    quota.set_defaults(run=cmd_merchant_quota)
 
     keys = commands.add_parser("keys", help="manage the signing key ring").add_subparsers(
         required=True, metavar="ACTION"
@@ -246,6 +253,44 @@ def cmd_merchant_key_revoke(settings: Settings, args: argparse.Namespace) -> int
         print(f"qrloop: {refusal.detail}", file=sys.stderr)
         return 1
     print(f"key {key.id} ({key.label}) revoked at {_moment(key.revoked_at)}")
+
+
+def _limit(text: str) -> int | None:
+    """A quota override: a count, or `default` to fall back to the setting."""
+    if text == "default":
+        return None
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("a quota is 0 or more")
+    return value
+
+
+def cmd_merchant_quota(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from qrloop.issuance import quotas
+
+    # Options left out are not in `args` (SUPPRESS); `default` is None: clear the override.
+    changes = {name: getattr(args, name) for name in quotas.QUOTAS if hasattr(args, name)}
+
+    async def apply(database_url: str) -> dict[str, int | None]:
+        await db.migrate(database_url, progress=lambda _: None)
+        connection = await asyncpg.connect(database_url, timeout=10)
+        try:
+            return await quotas.override(connection, args.merchant_id, changes)
+        finally:
+            await connection.close()
+
+    with stores(settings) as ready:
+        assert ready.database_url
+        try:
+            overrides = asyncio.run(apply(ready.database_url))
+        except LookupError as error:
+            raise SystemExit(f"qrloop: {error}") from None
+    defaults = quotas.Quotas.of(settings)
+    for name, limit in overrides.items():
+        source = "override" if limit is not None else "default"
+        print(f"{name}={limit if limit is not None else getattr(defaults, name)} ({source})")
     return 0
 
 

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
+    QUOTA_EXCEEDED = "quota_exceeded"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INTERNAL = "internal"
@@ -53,6 +54,7 @@ _ANSWERS: dict[Reason, tuple[int, str]] = {
     Reason.FORBIDDEN: (403, "Forbidden"),
     Reason.NOT_FOUND: (404, "Not found"),
     Reason.CONFLICT: (409, "Conflict"),
+    Reason.QUOTA_EXCEEDED: (429, "Quota exceeded"),
     Reason.METHOD_NOT_ALLOWED: (405, "Method not allowed"),
     Reason.PAYLOAD_TOO_LARGE: (413, "Payload too large"),
     Reason.INTERNAL: (500, "Internal error"),

@@ -23,7 +23,7 @@ _WITH_A_CREDENTIAL = {401}
 # Refusals of one part of the API (by the operation's tag).
 _BY_TAG = {
     "terminal": {403, 409, 422, 429},
-    "issuance": {409, 422},
+    "issuance": {409, 422, 429},
     "claim": {409},
     "webhooks": {409},
     "accounts": {409},

@@ -8,15 +8,18 @@ leaves when the owner is gone.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any, TypeVar
 
 OWNER_CHECK_SECONDS = 1.0
+T = TypeVar("T")
+BACKGROUND_NICENESS = 10
 
 
 def process_pool(
@@ -43,3 +46,17 @@ def _leave_with(owner: int) -> None:
             os.kill(owner, 0)
         except ProcessLookupError:
             os._exit(1)
+
+
+def lower_priority() -> None:
+    """Let the scheduler run this process behind the API processes: on a busy machine a
+    merchant's bulk work must take CPU from the tills' answers as little as possible."""
+    os.nice(BACKGROUND_NICENESS)
+
+
+async def run_in_pool(pool: Executor, function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in `pool`, awaited without blocking the event loop. The submit itself
+    runs in a thread: a pool's first submit starts its processes and waits for the fork
+    server, which takes seconds on a busy machine."""
+    future = await asyncio.to_thread(pool.submit, function, *args)
+    return await asyncio.wrap_future(future)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as redis
 
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.keys import Keys
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.gate import TerminalGate
@@ -27,3 +28,4 @@ class Runtime:
     rules: RulesCache
     gate: TerminalGate
     redeemer: Redeemer
+    verifiers: VerifierPool

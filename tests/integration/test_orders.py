@@ -115,7 +115,7 @@ def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> 
 
 def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path: Path) -> None:
     """Cancelling a running order makes its signer stop at the next block, short of the
-    total, and voids every code of the range."""
+    total, voids every code of the range, and deletes its partial export file."""
     merchant = signerless.new_merchant()
     store = merchant.created("/v1/stores", {"name": "S"})["id"]
     token = merchant.terminal_token(store)
@@ -136,6 +136,8 @@ def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path
     final = merchant.get(path).json()
     assert final["status"] == "cancelled"
     assert final["done"] < 2_000_000
+    exports = Path(signerless.env["QRLOOP_DATA_DIR"]) / "exports"
+    assert not (exports / f"order-{order['id']}.csv").exists()
     assert merchant.post(path + "/cancel", {}).status_code == 409
 
     # A code of the cancelled range, made with the order's key, is refused as voided.

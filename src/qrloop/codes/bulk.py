@@ -196,6 +196,15 @@ def _layout(fmt: RowFormat, code_len: int, claim_base: str) -> _Layout:
     return _Layout(template, code_at, typed_at, typed_at + len(typed) - 1, claim_at)
 
 
+CSV_HEADER = b"code,typed,claim_url\n"  # the first line of every csv export
+
+
+def csv_row_bytes(algorithm: Algorithm, claim_base: str) -> int:
+    """The length of every csv export row of a code of this algorithm."""
+    code_len = ED25519_CODE_LEN if algorithm is Algorithm.ED25519 else HMAC_CODE_LEN
+    return len(_layout("csv", code_len, claim_base).template)
+
+
 @dataclass(frozen=True, slots=True)
 class _HmacKey:
     """HMAC-SHA256 of one key and domain separator, up to the per-message part (RFC 2104)."""

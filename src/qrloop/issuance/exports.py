@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 
@@ -15,9 +15,11 @@ from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
 from qrloop.issuance import images
+from qrloop.parallel import lower_priority, process_pool, run_in_pool
 
 READ_CHUNK = 256 * 1024
 JSON_BLOCK = 20_000
+BATCH_BYTES = 1 << 20  # what a worker process hands back at a time
 
 
 class ExportFormat(StrEnum):
@@ -75,37 +77,82 @@ async def file_chunks(path: Path) -> AsyncIterator[bytes]:
         file.close()
 
 
-async def derived_json(key: KeyEntry, order: asyncpg.Record, base_url: str) -> AsyncIterator[bytes]:
-    """JSON lines derived again from (campaign, serial, key), one block at a time."""
-    blocks = rows_parallel(
-        key,
-        order["campaign_id"],
-        order["first_serial"],
-        order["total"],
-        base_url + "/c/",
-        "json",
-        1,
-        JSON_BLOCK,
-    )
-    with contextlib.closing(blocks):
-        for _ in range(0, order["total"], JSON_BLOCK):
-            yield await asyncio.to_thread(next, blocks)
+class Span(NamedTuple):
+    """The serials an order holds, as the worker process needs them."""
+
+    campaign_id: int
+    first_serial: int
+    total: int
 
 
-def _codes(key: KeyEntry, order: asyncpg.Record) -> Iterator[tuple[int, str]]:
-    first = order["first_serial"]
-    codes = Signer(key).sign_range(order["campaign_id"], first, order["total"])
-    return enumerate(codes, start=first)
+def span_of(order: asyncpg.Record) -> Span:
+    return Span(order["campaign_id"], order["first_serial"], order["total"])
 
 
-def pictures(
-    key: KeyEntry, order: asyncpg.Record, fmt: ExportFormat, title: str
-) -> Iterator[bytes]:
-    """A ZIP of QR images named by serial, or printable A4 sheets; derived as they stream.
+def derived(
+    key: KeyEntry, span: Span, fmt: ExportFormat, base_url: str, title: str
+) -> AsyncIterator[bytes]:
+    """JSON lines, images or sheets derived again from (campaign, serial, key).
 
-    Sync and CPU-bound: the response runs it step by step off the event loop.
-    """
+    Signing (Ed25519 holds the GIL), QR rendering and PDF layout are CPU-bound Python: in a
+    thread they would starve the event loop that answers the tills, so they run in a worker
+    process of their own and only the finished chunks come back."""
+    if fmt is ExportFormat.JSON:
+        return in_worker_process(_json_lines, key, span, base_url)
+    return in_worker_process(_pictures, key, span, fmt, title)
+
+
+def _json_lines(key: KeyEntry, span: Span, base_url: str) -> Iterator[bytes]:
+    claim_base = base_url + "/c/"
+    return rows_parallel(key, *span, claim_base, "json", 1, JSON_BLOCK)
+
+
+def _codes(key: KeyEntry, span: Span) -> Iterator[tuple[int, str]]:
+    codes = Signer(key).sign_range(span.campaign_id, span.first_serial, span.total)
+    return enumerate(codes, start=span.first_serial)
+
+
+def _pictures(key: KeyEntry, span: Span, fmt: ExportFormat, title: str) -> Iterator[bytes]:
+    """A ZIP of QR images named by serial, or printable A4 sheets."""
     if fmt is ExportFormat.PDF:
-        rows = ((serial, code, to_typed(code)) for serial, code in _codes(key, order))
+        rows = ((serial, code, to_typed(code)) for serial, code in _codes(key, span))
         return images.pdf_stream(rows, title)
-    return images.zip_stream(_codes(key, order), "png" if fmt is ExportFormat.PNG else "svg")
+    return images.zip_stream(_codes(key, span), "png" if fmt is ExportFormat.PNG else "svg")
+
+
+async def in_worker_process(
+    make: Callable[..., Iterator[bytes]], *args: object
+) -> AsyncIterator[bytes]:
+    """The chunks of `make(*args)`, produced in a worker process one batch ahead of the
+    client; a client that goes away stops the worker."""
+    pool = process_pool(1, _start_stream, (make, args))
+    ahead = asyncio.ensure_future(run_in_pool(pool, _next_batch))
+    try:
+        while batch := await ahead:
+            ahead = asyncio.ensure_future(run_in_pool(pool, _next_batch))
+            for chunk in batch:
+                yield chunk
+    finally:
+        ahead.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+_stream: Iterator[bytes] = iter(())
+
+
+def _start_stream(make: Callable[..., Iterator[bytes]], args: tuple[object, ...]) -> None:
+    global _stream  # one stream per worker process, made before its first batch
+    lower_priority()
+    _stream = make(*args)
+
+
+def _next_batch() -> list[bytes]:
+    """The stream's next chunks, about BATCH_BYTES of them; empty at its end."""
+    batch: list[bytes] = []
+    size = 0
+    for chunk in _stream:
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= BATCH_BYTES:
+            break
+    return batch

@@ -7,6 +7,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
+from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
 
 _COLUMNS = "id, campaign_id, status, quantity AS total, done, first_serial, key_id"
@@ -33,6 +34,7 @@ async def create(
     campaign_id: int,
     quantity: int,
     idempotency_key: str | None,
+    quotas: Quotas,
 ) -> OrderOut:
     """Reserve `quantity` serials; a repeated Idempotency-Key returns the first order."""
     if idempotency_key is not None:
@@ -42,7 +44,7 @@ async def create(
     try:
         async with pool.acquire() as connection, connection.transaction():
             row = await _reserve(
-                connection, keyring, merchant_id, campaign_id, quantity, idempotency_key
+                connection, keyring, quotas, merchant_id, campaign_id, quantity, idempotency_key
             )
     except asyncpg.UniqueViolationError:
         # A concurrent request with the same Idempotency-Key won the race: answer with its order.
@@ -56,11 +58,14 @@ async def create(
 async def _reserve(
     connection: PoolConnectionProxy,
     keyring: KeyRing,
+    quotas: Quotas,
     merchant_id: int,
     campaign_id: int,
     quantity: int,
     idempotency_key: str | None,
 ) -> asyncpg.Record:
+    # One order at a time per merchant, so concurrent orders cannot both fit the last quota.
+    await connection.execute("SELECT FROM merchants WHERE id = $1 FOR UPDATE", merchant_id)
     campaign = await connection.fetchrow(
         "UPDATE campaigns SET next_serial = next_serial + $3"
         " WHERE id = $1 AND merchant_id = $2"
@@ -71,6 +76,7 @@ async def _reserve(
     )
     if campaign is None:
         raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+    await quotas.admit_order(connection, merchant_id, Algorithm(campaign["algorithm"]), quantity)
     try:
         key = keyring.signing_key(Purpose.CODE, Algorithm(campaign["algorithm"]))
     except KeyRingError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
@@ -12,6 +12,7 @@ from litestar.response import Stream
 
 from qrloop.accounts.guards import current_merchant
 from qrloop.issuance import campaigns, exports, orders, voids
+from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
     CampaignIn,
     CampaignOut,
@@ -100,6 +101,7 @@ class IssuanceController(Controller):
             campaign_id=campaign_id,
             quantity=data.quantity,
             idempotency_key=idempotency_key,
+            quotas=Quotas.of(runtime.settings),
         )
 
     @get("/orders/{order_id:int}", summary="An order's progress")
@@ -111,6 +113,8 @@ class IssuanceController(Controller):
         """Stops the signer at its next block and voids the whole range: none of its codes
         will be accepted, whether or not they were handed out."""
         order = await orders.cancel(runtime.pool, merchant_id, order_id)
+        # Its codes are void: the partial export goes (a signer still writing removes it too).
+        await asyncio.to_thread(export_file(runtime.settings, order_id).unlink, missing_ok=True)
         await voids.void_ranges(
             runtime.redis,
             runtime.settings.partitions,
@@ -131,14 +135,12 @@ class IssuanceController(Controller):
         order = await orders.get_row(runtime.pool, merchant_id, order_id)
         exports.ready(order)
         key = exports.key_for(runtime.keys.keyring, order["key_id"])
-        body: AsyncIterator[bytes] | Iterator[bytes]
         if format is exports.ExportFormat.CSV:
             body = exports.file_chunks(export_file(runtime.settings, order_id))
-        elif format is exports.ExportFormat.JSON:
-            body = exports.derived_json(key, order, runtime.settings.base_url)
         else:
             campaign = await campaigns.get(runtime.pool, merchant_id, order["campaign_id"])
-            body = exports.pictures(key, order, format, campaign.name)
+            span = exports.span_of(order)
+            body = exports.derived(key, span, format, runtime.settings.base_url, campaign.name)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
         return Stream(
             body,
@@ -150,7 +152,7 @@ class IssuanceController(Controller):
     async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
         """Voided codes answer 409 voided at the till; returns how many were newly voided."""
         ranges = await voids.requested_ranges(
-            runtime.pool, runtime.keys.verifier, merchant_id, data
+            runtime.pool, runtime.verifiers, runtime.keys.keyring, merchant_id, data
         )
         voided = await voids.void_ranges(runtime.redis, runtime.settings.partitions, ranges)
         return VoidOut(voided=voided)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import asyncpg
 
 from qrloop import metrics
-from qrloop.codes.bulk import rows_parallel
+from qrloop.codes.bulk import CSV_HEADER, rows_parallel
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
 from qrloop.keys import Keys
@@ -32,7 +32,6 @@ log = logging.getLogger("qrloop.signer")
 
 BLOCK = 50_000
 POLL_SECONDS = 1.0
-CSV_HEADER = b"code,typed,claim_url\n"
 
 # A running order whose signer has written no block for $2 seconds is taken over; our own
 # running order (left when PostgreSQL went away mid-order) is resumed at once.
@@ -61,6 +60,14 @@ def export_file(settings: Settings, order_id: int) -> Path:
     return settings.exports_path / f"order-{order_id}.csv"
 
 
+def private_directory(path: Path) -> None:
+    """Create `path` as 0700, or make it so: the umask may be permissive, and as root the
+    embedded PostgreSQL opens the parents of its data folder (the data dir included) to its
+    own user, so only the folder's own mode keeps other users out of the codes."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 class OrderSigner:
     """Claims queued (or abandoned) orders one at a time and signs them to completion."""
 
@@ -77,7 +84,7 @@ class OrderSigner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sign until `stop` is set; an order in hand is left resumable, never half-counted."""
-        self._settings.exports_path.mkdir(parents=True, exist_ok=True)
+        private_directory(self._settings.exports_path)
         while not stop.is_set():
             try:
                 order = await self._pool.fetchrow(
@@ -137,10 +144,18 @@ class OrderSigner:
                 metrics.CODES_TO_SIGN.set(remaining)
                 if status is None:
                     log.info("order %s: no longer ours (cancelled or taken over)", order["id"])
+                    await self._remove_if_cancelled(order["id"], path)
                     return
                 if status == "done" or stop.is_set():
                     log.info("order %s: %s", order["id"], status if status == "done" else "paused")
                     return
+
+    async def _remove_if_cancelled(self, order_id: int, path: Path) -> None:
+        """A cancelled order's codes are void: its partial file goes (the cancel removed it
+        already unless this signer recreated it since)."""
+        status = await self._pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+        if status == "cancelled":
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def _progress(self, order_id: int, count: int, written: int) -> str | None:
         """Record a signed block; the order's completion and its webhook event commit together."""
@@ -176,8 +191,10 @@ def _block_sizes(total: int) -> Iterator[int]:
 
 @contextlib.contextmanager
 def _resumed(path: Path, durable_bytes: int) -> Iterator[BinaryIO]:
-    """The export file, cut back to the bytes that `done` accounts for."""
-    with open(path, "ab+") as file:
+    """The export file (0600 whatever the umask), cut back to the bytes `done` accounts for."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with open(descriptor, "ab+") as file:
         file.truncate(durable_bytes)
         file.seek(durable_bytes)
         if durable_bytes == 0:

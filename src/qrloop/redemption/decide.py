@@ -92,10 +92,16 @@ class Redeemer:
         self._gate.admit(terminal)
         redemption = RedemptionId.parse(redemption_id)
         rules = await self._rules_or_none(redemption.campaign_id) if redemption else None
-        if redemption is None or rules is None:
-            raise Problem(Reason.NOT_FOUND, f"No redemption {redemption_id!r}.")
-        now_ms = int(time.time() * 1000)
-        await self._store.reverse(redemption, terminal, now_ms, rules.reversal_window_ms)
+        try:
+            if redemption is None or rules is None:
+                raise Problem(Reason.NOT_FOUND, f"No redemption {redemption_id!r}.")
+            now_ms = int(time.time() * 1000)
+            await self._store.reverse(redemption, terminal, now_ms, rules.reversal_window_ms)
+        except Problem as refusal:
+            # A reversal of a redemption that is not there is a guess, limited like one.
+            if refusal.reason is Reason.NOT_FOUND:
+                await self._gate.count_invalid(terminal.terminal_id)
+            raise
 
     async def _verify(self, raw_code: str, terminal: TerminalClaims) -> CodeRef:
         try:

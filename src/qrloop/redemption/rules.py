@@ -106,17 +106,28 @@ class RulesCache:
     `preload()` reads the live campaigns at start; `refresh()` (run by the process's refresher
     four times a second) re-reads them and picks up campaigns created since, so a pause or a
     new window reaches every process within a second, and a till keeps being answered while
-    PostgreSQL is away, even for a campaign this process has not scanned before."""
+    PostgreSQL is away, even for a campaign this process has not scanned before.
+
+    An unknown id is remembered as unknown only when it is at most the newest id seen (ids are
+    a sequence, so those are bounded by the campaigns that exist); ids beyond it, such as a
+    stranger's guesses, are looked up and forgotten, so they grow neither the cache nor the
+    refresher's query. A campaign created later is still picked up by `id > newest`."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._rules: dict[int, CampaignRules | None] = {}
         self._newest = 0
 
+    def __len__(self) -> int:
+        """How many campaign ids the cache holds (and the refresher re-reads)."""
+        return len(self._rules)
+
     async def get(self, campaign_id: int) -> CampaignRules | None:
         if campaign_id in self._rules:
             return self._rules[campaign_id]
         row = await self._pool.fetchrow(_SELECT + "WHERE c.id = $1", campaign_id)
+        if row is None and campaign_id > self._newest:
+            return None
         rules = self._rules[campaign_id] = _rules(row) if row else None
         return rules
 
