@@ -253,6 +253,7 @@ def cmd_merchant_key_revoke(settings: Settings, args: argparse.Namespace) -> int
         print(f"qrloop: {refusal.detail}", file=sys.stderr)
         return 1
     print(f"key {key.id} ({key.label}) revoked at {_moment(key.revoked_at)}")
+    return 0
 
 
 def _limit(text: str) -> int | None:
@@ -266,27 +267,16 @@ def _limit(text: str) -> int | None:
 
 
 def cmd_merchant_quota(settings: Settings, args: argparse.Namespace) -> int:
-    import asyncpg
-
     from qrloop.issuance import quotas
 
     # Options left out are not in `args` (SUPPRESS); `default` is None: clear the override.
     changes = {name: getattr(args, name) for name in quotas.QUOTAS if hasattr(args, name)}
-
-    async def apply(database_url: str) -> dict[str, int | None]:
-        await db.migrate(database_url, progress=lambda _: None)
-        connection = await asyncpg.connect(database_url, timeout=10)
-        try:
-            return await quotas.override(connection, args.merchant_id, changes)
-        finally:
-            await connection.close()
-
-    with stores(settings) as ready:
-        assert ready.database_url
-        try:
-            overrides = asyncio.run(apply(ready.database_url))
-        except LookupError as error:
-            raise SystemExit(f"qrloop: {error}") from None
+    try:
+        overrides = _with_pool(
+            settings, lambda pool: quotas.override(pool, args.merchant_id, changes)
+        )
+    except LookupError as error:
+        raise SystemExit(f"qrloop: {error}") from None
     defaults = quotas.Quotas.of(settings)
     for name, limit in overrides.items():
         source = "override" if limit is not None else "default"

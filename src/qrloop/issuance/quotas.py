@@ -105,7 +105,7 @@ QUOTAS = tuple(_NAMES)
 
 
 async def override(
-    connection: asyncpg.Connection, merchant_id: int, limits: dict[str, int | None]
+    connection: asyncpg.Pool, merchant_id: int, limits: dict[str, int | None]
 ) -> dict[str, int | None]:
     """Set (a number) or clear (None) the merchant's overrides named in `limits`; return all
     its overrides. Raises LookupError for an unknown merchant."""
