@@ -45,7 +45,9 @@ RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_SECONDS = 10.0
 
 # A store that cannot answer, or lost the connection mid-batch: retry the batch, never stop.
-_RETRYABLE: tuple[type[Exception], ...] = (RedisError, *DB_ERRORS)
+# asyncpg reports a connection that PostgreSQL dropped mid-transaction (killed under load) as
+# an InternalClientError now and then; the batch is retried like any other outage.
+_RETRYABLE: tuple[type[Exception], ...] = (RedisError, asyncpg.InternalClientError, *DB_ERRORS)
 
 Entries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
