@@ -217,6 +217,8 @@ def _serve(stores: Stores, workdir: Path, settings: dict[str, str]) -> Iterator[
         "QRLOOP_KEYS_DIR": str(workdir / "keys"),
         "QRLOOP_DATA_DIR": str(workdir / ".qrloop"),
         "QRLOOP_LOG_LEVEL": "warning",
+        # Every test's browser is 127.0.0.1: a per-address cap would join unrelated tests.
+        "QRLOOP_OTP_SENDS_PER_IP_HOUR": "1000000",
         **settings,
     }
     base_url = f"http://127.0.0.1:{port}"
