@@ -575,6 +575,31 @@ def test_sms_pumping_on_one_claim_link_is_capped(capped: Stack) -> None:
     assert _otps_to(capped, phones) == 3
 
 
+def test_a_rush_of_sends_on_one_link_never_overshoots_its_cap(capped: Stack) -> None:
+    """Attack: 40 different numbers sent at once on one claim link from 40 addresses, racing
+    to slip between a check of the cap and its count. Exactly 3 codes are queued; every other
+    answer is 429."""
+    link = Campaign(capped, quantity=1).links[0]
+    phones = [f"+8613600000{n:03d}" for n in range(40)]
+
+    async def rush() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=capped.base_url, timeout=120) as c:
+            return await asyncio.gather(
+                *(
+                    c.post(
+                        f"{link}/claim",
+                        data={"identifier": phone},
+                        headers={"X-Forwarded-For": f"198.51.100.{100 + n}"},
+                    )
+                    for n, phone in enumerate(phones)
+                )
+            )
+
+    statuses = Counter(r.status_code for r in asyncio.run(rush()))
+    assert statuses == {303: 3, 429: 37}
+    assert _otps_to(capped, phones) == 3
+
+
 def test_one_address_is_capped_across_links_and_refusals_use_up_nothing(capped: Stack) -> None:
     """Attack: SMS pumping spread over many claim links from one address. The address gets 5
     sends an hour across all links (attempts the link's cap refused do not count), then 429
