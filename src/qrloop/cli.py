@@ -350,6 +350,9 @@ def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None
         http="httptools",
         access_log=False,
         log_level=settings.log_level,
+        # Uvicorn would take X-Forwarded-For from any local peer as the client's address;
+        # qrloop reads it only from QRLOOP_TRUSTED_PROXIES (claim/client_address.py).
+        proxy_headers=False,
     )
 
 

@@ -107,3 +107,18 @@ def otp_challenge(challenge_id: str) -> str:
 def otp_sends(consumer_hash: str) -> str:
     """One-time codes sent to one person (under one consumer key) in the current hour."""
     return f"qr:otp:sends:{consumer_hash}"
+
+
+def sends_per_link(campaign_id: int, serial: int) -> str:
+    """Messages sent for one claim link (its code) in the current hour, whoever asked."""
+    return f"qr:sends:link:{campaign_id}:{serial}"
+
+
+def sends_per_pool(pool_id: str) -> str:
+    """Messages sent for one pool link in the current hour, whoever asked."""
+    return f"qr:sends:pool:{pool_id}"
+
+
+def sends_per_address(address: str) -> str:
+    """Messages asked for from one client address (an IPv6 /64) in the current hour."""
+    return f"qr:sends:address:{address}"

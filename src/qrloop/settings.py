@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 import phonenumbers
 
+from qrloop.claim import client_address
 from qrloop.messages import servers
 
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -58,6 +59,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     quota_outstanding_codes: Annotated[int, msgspec.Meta(ge=0)] = 100_000_000
     quota_orders_per_day: Annotated[int, msgspec.Meta(ge=0)] = 1_000
     quota_export_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 << 30
+    otp_sends_per_link_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10
+    otp_sends_per_pool_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
+    otp_sends_per_pool_code_hour: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
+    otp_sends_per_ip_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 30
+    trusted_proxies: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -116,6 +122,11 @@ ENVIRONMENT = {
     "QRLOOP_QUOTA_OUTSTANDING_CODES": "quota_outstanding_codes",
     "QRLOOP_QUOTA_ORDERS_PER_DAY": "quota_orders_per_day",
     "QRLOOP_QUOTA_EXPORT_BYTES": "quota_export_bytes",
+    "QRLOOP_OTP_SENDS_PER_LINK_HOUR": "otp_sends_per_link_hour",
+    "QRLOOP_OTP_SENDS_PER_POOL_HOUR": "otp_sends_per_pool_hour",
+    "QRLOOP_OTP_SENDS_PER_POOL_CODE_HOUR": "otp_sends_per_pool_code_hour",
+    "QRLOOP_OTP_SENDS_PER_IP_HOUR": "otp_sends_per_ip_hour",
+    "QRLOOP_TRUSTED_PROXIES": "trusted_proxies",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -139,6 +150,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"
         )
     _check_phone_region(settings.phone_region)
+    _check_trusted_proxies(settings.trusted_proxies)
     _check_messages(settings)
     return settings
 
@@ -149,6 +161,15 @@ def _check_phone_region(region: str) -> None:
             f"QRLOOP_PHONE_REGION must be an ISO 3166 region phonenumbers knows, like CN or GB,"
             f" not {region!r}"
         )
+
+
+def _check_trusted_proxies(setting: str | None) -> None:
+    try:
+        client_address.trusted_networks(setting)
+    except ValueError as error:
+        raise SettingsError(
+            f"QRLOOP_TRUSTED_PROXIES must be comma-separated CIDRs like 10.0.0.0/8: {error}"
+        ) from None
 
 
 def _check_messages(settings: Settings) -> None:

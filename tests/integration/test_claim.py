@@ -8,6 +8,7 @@ import base64
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from support import (
     claim_with_code,
     eventually,
     fetch,
+    fetchval,
     one_time_code,
     redeem,
     serving,
@@ -516,3 +518,149 @@ def test_caps_and_claims_survive_a_rotation_of_the_consumer_key(
             )
             assert again.status_code == 303
             assert _shows_code(laptop.get(shop.links[3]), shop.codes[3])
+
+
+# Caps on sends: a stranger must not make qrloop send thousands of messages (SMS pumping).
+# The capped stack trusts 127.0.0.1 as a proxy, so each test plays clients of its own address.
+
+
+@pytest.fixture(scope="module")
+def capped(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack with low caps on sends, behind a trusted proxy at 127.0.0.1."""
+    with serving(
+        stores,
+        tmp_path_factory.mktemp("capped"),
+        QRLOOP_OTP_SENDS_PER_LINK_HOUR="3",
+        QRLOOP_OTP_SENDS_PER_IP_HOUR="5",
+        QRLOOP_OTP_SENDS_PER_POOL_HOUR="4",
+        QRLOOP_OTP_SENDS_PER_POOL_CODE_HOUR="0",
+        QRLOOP_TRUSTED_PROXIES="127.0.0.1/32, ::1/128",
+    ) as running:
+        yield running
+
+
+def _ask(stack: Stack, path: str, identifier: str, client: str, **headers: str) -> httpx.Response:
+    """One visitor, at `client` (behind the trusted proxy), asking for a code on `path`."""
+    with _client(stack) as browser:
+        return browser.post(
+            path, data={"identifier": identifier}, headers={"X-Forwarded-For": client, **headers}
+        )
+
+
+def _otps_to(stack: Stack, recipients: list[str]) -> int:
+    return int(
+        fetchval(
+            stack,
+            "SELECT count(*) FROM consumer_messages WHERE kind = 'otp' AND recipient = ANY($1)",
+            recipients,
+        )
+    )
+
+
+def test_sms_pumping_on_one_claim_link_is_capped(capped: Stack) -> None:
+    """Attack: SMS pumping. A stranger types many different phone numbers on one claim link
+    (each a new person, so the per-person cap never bites) to make the merchant pay for SMS.
+    Only 3 (the link's cap) are queued; the rest get 429 with a localised message, and
+    nothing is queued for them."""
+    link = Campaign(capped, quantity=1).links[0]
+    phones = [f"+8613900000{n:03d}" for n in range(8)]
+    answers = [_ask(capped, f"{link}/claim", phone, "198.51.100.1") for phone in phones[:7]]
+    chinese = _ask(
+        capped, f"{link}/claim", phones[7], "198.51.100.1", **{"Accept-Language": "zh-CN"}
+    )
+    assert [a.status_code for a in answers] == [303] * 3 + [429] * 4
+    assert "Too many codes were asked for on this link" in answers[-1].text
+    assert chinese.status_code == 429
+    assert "这个链接在一小时内请求的验证码过多" in chinese.text
+    assert _otps_to(capped, phones) == 3
+
+
+def test_a_rush_of_sends_on_one_link_never_overshoots_its_cap(capped: Stack) -> None:
+    """Attack: 40 different numbers sent at once on one claim link from 40 addresses, racing
+    to slip between a check of the cap and its count. Exactly 3 codes are queued; every other
+    answer is 429."""
+    link = Campaign(capped, quantity=1).links[0]
+    phones = [f"+8613600000{n:03d}" for n in range(40)]
+
+    async def rush() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=capped.base_url, timeout=120) as c:
+            return await asyncio.gather(
+                *(
+                    c.post(
+                        f"{link}/claim",
+                        data={"identifier": phone},
+                        headers={"X-Forwarded-For": f"198.51.100.{100 + n}"},
+                    )
+                    for n, phone in enumerate(phones)
+                )
+            )
+
+    statuses = Counter(r.status_code for r in asyncio.run(rush()))
+    assert statuses == {303: 3, 429: 37}
+    assert _otps_to(capped, phones) == 3
+
+
+def test_one_address_is_capped_across_links_and_refusals_use_up_nothing(capped: Stack) -> None:
+    """Attack: SMS pumping spread over many claim links from one address. The address gets 5
+    sends an hour across all links (attempts the link's cap refused do not count), then 429
+    naming the network; another address is not held back."""
+    links = Campaign(capped, quantity=3).links
+    emails = [f"pump{n}@example.com" for n in range(8)]
+    first = [_ask(capped, f"{links[0]}/claim", email, "198.51.100.2") for email in emails[:5]]
+    second = [_ask(capped, f"{links[1]}/claim", email, "198.51.100.2") for email in emails[5:]]
+    elsewhere = _ask(capped, f"{links[2]}/claim", "other@example.com", "198.51.100.3")
+    assert [a.status_code for a in first] == [303] * 3 + [429] * 2  # the link's cap
+    assert [a.status_code for a in second] == [303] * 2 + [429]  # the address's cap
+    assert "from your network" in second[-1].text
+    assert elsewhere.status_code == 303
+    assert _otps_to(capped, emails) == 5
+
+
+def test_one_ipv6_network_is_one_address(capped: Stack) -> None:
+    """Attack: rotating through the addresses of one IPv6 /64 (2^64 of them, one subscriber's)
+    to escape the per-address cap. The /64 is one address for the cap."""
+    links = Campaign(capped, quantity=2).links
+    answers = [
+        _ask(capped, f"{links[n // 3]}/claim", f"six{n}@example.com", f"2001:db8:6::{n + 1}")
+        for n in range(6)
+    ]
+    assert [a.status_code for a in answers] == [303] * 5 + [429]
+
+
+def test_sends_on_one_pool_are_capped_from_any_address(capped: Stack) -> None:
+    """Attack: SMS pumping on a pool page from many addresses (a botnet), by one-time codes
+    and by "send me my links". The pool's cap (4 here) holds across addresses and both
+    forms; what it refuses is 429 and queues nothing."""
+    path = Campaign(capped, quantity=1).pool(per_consumer=1)
+    phones = [f"+8613700000{n:03d}" for n in range(6)]
+    answers = [_ask(capped, f"{path}/claim", p, f"203.0.113.{n}") for n, p in enumerate(phones)]
+    links = _ask(capped, f"{path}/links", "held@example.com", "203.0.113.99")
+    assert [a.status_code for a in answers] == [303] * 4 + [429] * 2
+    assert "Too many codes were asked for on this offer" in answers[-1].text
+    assert links.status_code == 429
+    assert _otps_to(capped, phones) == 4
+
+
+def test_forwarded_for_counts_only_the_hop_the_trusted_proxy_saw(capped: Stack) -> None:
+    """Attack: writing a fresh address in X-Forwarded-For on every request, behind a trusted
+    proxy that appends the real one. Only the hop the proxy appended is read; the forged ones
+    before it change nothing."""
+    links = Campaign(capped, quantity=2).links
+    answers = [
+        _ask(capped, f"{links[n // 3]}/claim", f"hop{n}@example.com", f"10.9.9.{n}, 198.51.100.7")
+        for n in range(6)
+    ]
+    assert [a.status_code for a in answers] == [303] * 5 + [429]
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(stores: Stores, tmp_path: Path) -> None:
+    """Attack: a client connecting directly forges X-Forwarded-For, a new address each time,
+    to reset the per-address cap. Without QRLOOP_TRUSTED_PROXIES the header is never read:
+    the peer (127.0.0.1) is capped at 3."""
+    with serving(stores, tmp_path / "serve", QRLOOP_OTP_SENDS_PER_IP_HOUR="3") as stack:
+        links = Campaign(stack, quantity=2).links
+        answers = [
+            _ask(stack, f"{links[n // 2]}/claim", f"fake{n}@example.com", f"192.0.2.{n}")
+            for n in range(4)
+        ]
+    assert [a.status_code for a in answers] == [303] * 3 + [429]

@@ -16,6 +16,7 @@ import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
 from qrloop import keyspace
+from qrloop.claim import sendcaps
 from qrloop.claim.consumers import Consumer, keyed
 from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
 from qrloop.errors import Problem, Reason
@@ -26,7 +27,6 @@ VALID_SECONDS = 10 * 60
 TRIES_PER_CODE = 5
 SENDS_PER_HOUR = 5
 _TRY = resources.files(__package__).joinpath("otp_try.lua").read_text()
-_COUNT = resources.files(__package__).joinpath("otp_count.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +38,7 @@ class Challenge:
 async def start(
     client: redis.Redis, keyring: KeyRing, consumer: Consumer, scope: str, hint: str
 ) -> Challenge:
-    """A new code for `consumer` on the link `scope`, or 429 after SENDS_PER_HOUR this hour."""
-    await count_send(client, consumer)
+    """A new code for `consumer` on the link `scope`; its send is counted before (`sendcaps`)."""
     challenge = Challenge(secrets.token_urlsafe(24), f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}")
     key = keyring.signing_key(Purpose.CONSUMER, Algorithm.HMAC_SHA256)
     stored: dict[FieldT, EncodableT] = {
@@ -113,21 +112,16 @@ def _too_many() -> Problem:
     return Problem(Reason.RATE_LIMITED, "Too many wrong codes; ask for a new one.")
 
 
-async def count_send(client: redis.Redis, consumer: Consumer) -> None:
-    """Count a send in the person's hour, or 429 past SENDS_PER_HOUR. Sends counted under an
-    older consumer key count too. Each counter is a key of its own (one slot each on a
-    cluster): the newest is counted by a one-key script, the older ones only read."""
-    sent = int(await client.register_script(_COUNT)(keys=[keyspace.otp_sends(consumer.newest)]))
+async def person_cap(client: redis.Redis, consumer: Consumer) -> sendcaps.Cap:
+    """The person's cap of SENDS_PER_HOUR, counted under the newest hash. Sends counted under
+    an older consumer key count too: what is left for the newest is the cap less those."""
+    older = 0
     if len(consumer.hashes) > 1:
         async with client.pipeline(transaction=False) as pipe:
-            for older in consumer.hashes[1:]:
-                pipe.get(keyspace.otp_sends(older))
-            sent += sum(int(count or 0) for count in await pipe.execute())
-    if sent > SENDS_PER_HOUR:
-        raise Problem(
-            Reason.RATE_LIMITED,
-            f"We sent {SENDS_PER_HOUR} codes to this address in the last hour; try again later.",
-        )
+            for hashed in consumer.hashes[1:]:
+                pipe.get(keyspace.otp_sends(hashed))
+            older = sum(int(count or 0) for count in await pipe.execute())
+    return sendcaps.per_person(keyspace.otp_sends(consumer.newest), SENDS_PER_HOUR - older)
 
 
 def masked(recipient: str) -> str:

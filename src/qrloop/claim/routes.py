@@ -19,7 +19,7 @@ from litestar.params import Body
 from litestar.response import Redirect
 
 from qrloop.accounts.guards import current_merchant
-from qrloop.claim import otp, pages, service, state
+from qrloop.claim import client_address, otp, pages, sendcaps, service, state
 from qrloop.claim.consumers import Consumer, Identity, consumer_of, identify
 from qrloop.codes.format import CodeRef, Signer, to_typed
 from qrloop.codes.render import svg_markup
@@ -120,11 +120,31 @@ def _to_code(token: str, owner: str, runtime: Runtime, clear_challenge: str) -> 
     return Redirect(f"/c/{token}", status_code=303, cookies=[ownership, forget])
 
 
+async def _take_sends(
+    consumer: Consumer, place: sendcaps.Cap, request: AnyRequest, runtime: Runtime
+) -> None:
+    """Count a message to `consumer` asked for on the link or pool `place`, against the person,
+    the place and the client's address; 429 over any cap, before anything is queued."""
+    settings = runtime.settings
+    address = client_address.client_address(
+        request.client.host if request.client else None,
+        request.headers.getall("x-forwarded-for", []),
+        client_address.trusted_networks(settings.trusted_proxies),
+    )
+    caps = [
+        await otp.person_cap(runtime.redis, consumer),
+        place,
+        sendcaps.per_address(address, settings),
+    ]
+    await sendcaps.take(runtime.redis, caps, language_of(request.headers.get("accept-language")))
+
+
 async def _send_code(
-    identity: Identity, scope: str, request: AnyRequest, runtime: Runtime
+    identity: Identity, scope: str, place: sendcaps.Cap, request: AnyRequest, runtime: Runtime
 ) -> otp.Challenge:
-    """A one-time code for `identity` on the link `scope`, queued for delivery."""
+    """A one-time code for `identity` on the link `scope`, counted in the caps, then queued."""
     consumer = consumer_of(runtime.keys.keyring, identity)
+    await _take_sends(consumer, place, request, runtime)
     challenge = await otp.start(
         runtime.redis, runtime.keys.keyring, consumer, scope, otp.masked(identity.recipient)
     )
@@ -174,7 +194,8 @@ class ClaimPages(Controller):
         try:
             service.refuse_unclaimable(found)
             identity = identify(data.identifier, runtime.settings.phone_region)
-            challenge = await _send_code(identity, f"c:{token}", request, runtime)
+            place = sendcaps.per_link(ref.campaign_id, ref.serial, runtime.settings)
+            challenge = await _send_code(identity, f"c:{token}", place, request, runtime)
         except Problem as refusal:
             return await self._render(token, request, runtime, error=_on_page(refusal))
         return _to_code_form(f"/c/{token}", challenge, runtime)
@@ -218,7 +239,8 @@ class ClaimPages(Controller):
                 return await self._hand_out(found, consumer, request, runtime)
             if await state.handed_out(runtime.redis, found.id) >= found.size:
                 raise _all_gone()
-            challenge = await _send_code(identity, f"p:{found.id}", request, runtime)
+            place = sendcaps.per_pool(found.id, found.size, runtime.settings)
+            challenge = await _send_code(identity, f"p:{found.id}", place, request, runtime)
         except Problem as refusal:
             return await self._pool_page(found, request, runtime, error=_on_page(refusal))
         return _to_code_form(f"/p/{found.id}", challenge, runtime)
@@ -245,9 +267,11 @@ class ClaimPages(Controller):
         try:
             identity = identify(data.identifier, runtime.settings.phone_region)
             consumer = consumer_of(runtime.keys.keyring, identity)
+            # Counted whether or not the person holds codes, so a 429 tells no one they do.
+            place = sendcaps.per_pool(found.id, found.size, runtime.settings)
+            await _take_sends(consumer, place, request, runtime)
             held = await state.held_in_pool(runtime.redis, found.id, consumer)
             if held:
-                await otp.count_send(runtime.redis, consumer)
                 await self._send_links(found, identity, held, request, runtime)
         except Problem as refusal:
             return await self._pool_page(found, request, runtime, error=_on_page(refusal))

@@ -1,0 +1,97 @@
+"""Caps on the messages strangers can make qrloop send (SMS pumping, mail spam through our
+server): per person, per claim link, per pool link and per client address, each per hour.
+
+Every cap is a counter of its own (one key, so one hash slot on a cluster). All caps of an
+attempt are taken before anything is queued; a cap that refuses counts nothing, and the caps
+already taken for the attempt are given back, so a refused attempt uses up no cap.
+"""
+
+# Chinese text takes full-width commas, which ruff would read as look-alikes.
+# ruff: noqa: RUF001
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import redis.asyncio as redis
+
+from qrloop import keyspace
+from qrloop.errors import Problem, Reason
+from qrloop.messages.catalogue import Language
+from qrloop.settings import Settings
+
+WINDOW_SECONDS = 3600
+_TAKE = resources.files(__package__).joinpath("send_take.lua").read_text()
+_GIVE_BACK = resources.files(__package__).joinpath("send_give_back.lua").read_text()
+
+Scope = Literal["person", "link", "pool", "address"]
+
+_REFUSALS: dict[Scope, dict[Language, str]] = {
+    "person": {
+        "en": "We have sent this phone number or email all the codes we may this hour;"
+        " try again later.",
+        "zh-CN": "这个手机号或邮箱在一小时内收到的验证码已达上限，请稍后再试。",
+    },
+    "link": {
+        "en": "Too many codes were asked for on this link in the last hour; try again later.",
+        "zh-CN": "这个链接在一小时内请求的验证码过多，请稍后再试。",
+    },
+    "pool": {
+        "en": "Too many codes were asked for on this offer's page in the last hour;"
+        " try again later.",
+        "zh-CN": "这个优惠页面在一小时内请求的验证码过多，请稍后再试。",
+    },
+    "address": {
+        "en": "Too many codes were asked for from your network in the last hour; try again later.",
+        "zh-CN": "您的网络在一小时内请求的验证码过多，请稍后再试。",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    scope: Scope
+    key: str
+    limit: int  # sends allowed in the window; 0 or less refuses every send
+
+
+def per_person(key: str, limit: int) -> Cap:
+    return Cap("person", key, limit)
+
+
+def per_link(campaign_id: int, serial: int, settings: Settings) -> Cap:
+    """A code has one owner: a few people may try its link, thousands may not."""
+    key = keyspace.sends_per_link(campaign_id, serial)
+    return Cap("link", key, settings.otp_sends_per_link_hour)
+
+
+def per_pool(pool_id: str, size: int, settings: Settings) -> Cap:
+    """A pool serves as many people as it has codes: its cap grows with its size."""
+    limit = max(settings.otp_sends_per_pool_hour, settings.otp_sends_per_pool_code_hour * size)
+    return Cap("pool", keyspace.sends_per_pool(pool_id), limit)
+
+
+def per_address(address: str, settings: Settings) -> Cap:
+    return Cap("address", keyspace.sends_per_address(address), settings.otp_sends_per_ip_hour)
+
+
+async def take(client: redis.Redis, caps: Sequence[Cap], language: Language) -> None:
+    """Count one send against every cap, or none of them and 429 naming the first that refused."""
+    take_one = client.register_script(_TAKE)
+    async with client.pipeline(transaction=False) as pipe:
+        for cap in caps:
+            await take_one(keys=[cap.key], args=[cap.limit, WINDOW_SECONDS], client=pipe)
+        taken = [bool(answer) for answer in await pipe.execute()]
+    if all(taken):
+        return
+    give_back = client.register_script(_GIVE_BACK)
+    async with client.pipeline(transaction=False) as pipe:
+        for cap, counted in zip(caps, taken, strict=True):
+            if counted:
+                await give_back(keys=[cap.key], client=pipe)
+        await pipe.execute()
+    refused = next(cap for cap, counted in zip(caps, taken, strict=True) if not counted)
+    raise Problem(Reason.RATE_LIMITED, _REFUSALS[refused.scope][language])
