@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
 
 from qrloop.accounts import api_keys, service
 from qrloop.accounts.guards import current_merchant
@@ -26,9 +24,6 @@ from qrloop.accounts.schemas import (
 )
 from qrloop.accounts.tokens import TerminalClaims, epoch_ms, mint
 from qrloop.runtime import Runtime
-
-# A row id in a path: out of bigint range is a bad request, not a failed query.
-PathId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 
 
 class Action(StrEnum):
@@ -50,7 +45,7 @@ class AccountsController(Controller):
         return await api_keys.listed(runtime.pool, merchant_id)
 
     @post("/api-keys/{key_id:int}/revoke", status_code=200, summary="Revoke an API key")
-    async def revoke_api_key(self, key_id: PathId, merchant_id: int, runtime: Runtime) -> ApiKeyOut:
+    async def revoke_api_key(self, key_id: int, merchant_id: int, runtime: Runtime) -> ApiKeyOut:
         """Refused at once on every API process. The account's last live key cannot be revoked
         (409 conflict): create its successor first."""
         return await api_keys.revoke(runtime.pool, merchant_id, key_id)
@@ -73,7 +68,7 @@ class AccountsController(Controller):
         "/stores/{store_id:int}/{action:str}", status_code=200, summary="Disable or enable a store"
     )
     async def switch_store(
-        self, store_id: PathId, action: Action, merchant_id: int, runtime: Runtime
+        self, store_id: int, action: Action, merchant_id: int, runtime: Runtime
     ) -> Switched:
         """A disabled store's terminals are refused within seconds on every API process."""
         disabled = action is Action.DISABLE
@@ -86,7 +81,7 @@ class AccountsController(Controller):
         summary="Replace a terminal's secret; the new one is shown once",
     )
     async def rotate_terminal_secret(
-        self, terminal_id: PathId, merchant_id: int, runtime: Runtime
+        self, terminal_id: int, merchant_id: int, runtime: Runtime
     ) -> TerminalOut:
         """The old secret is refused by the token exchange at once, and access tokens exchanged
         for it are refused within a second on every API process."""
@@ -101,7 +96,7 @@ class AccountsController(Controller):
         summary="Disable or enable a terminal",
     )
     async def switch_terminal(
-        self, terminal_id: PathId, action: Action, merchant_id: int, runtime: Runtime
+        self, terminal_id: int, action: Action, merchant_id: int, runtime: Runtime
     ) -> Switched:
         """A disabled terminal is refused within seconds, even with an unexpired token."""
         disabled = action is Action.DISABLE
