@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 import msgspec
@@ -28,6 +28,9 @@ from qrloop import db, embedded, liveness
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose, ensure_dev_keys
 from qrloop.restarts import Restarter
 from qrloop.settings import Settings, SettingsError, load
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("qrloop")
 _PR_SET_PDEATHSIG = 1
@@ -337,14 +340,11 @@ def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None
     if not os.environ.get(_METRICS_DIR):  # else `serve`, or the operator, made it for us
         os.environ[_METRICS_DIR] = _fresh_metrics_dir(settings)
 
-    # Under `serve`, the socket it holds; run alone, the address in the settings.
-    listen_fd = os.environ.get(liveness.LISTEN_FD_ENV)
-    uvicorn.run(
+    config = uvicorn.Config(
         factory,
         factory=True,
         host=settings.host,
         port=settings.port,
-        fd=int(listen_fd) if listen_fd else None,
         workers=settings.api_processes,
         loop="uvloop",
         http="httptools",
@@ -354,6 +354,30 @@ def run_api(settings: Settings, factory: str = "qrloop.app:create_asgi") -> None
         # qrloop reads it only from QRLOOP_TRUSTED_PROXIES (claim/client_address.py).
         proxy_headers=False,
     )
+    if not _serve_on(uvicorn.Server(config), _listening_socket(config)):
+        raise SystemExit(3)  # as uvicorn.run: the app did not start
+
+
+def _listening_socket(config: uvicorn.Config) -> socket.socket:
+    """Under `serve`, the socket it holds; run alone, the address in the settings.
+
+    Not uvicorn's own `fd=`: it takes every passed socket for a Unix one, so the event loop
+    never sets TCP_NODELAY on the connections, and each answer waited 40 ms for the client's
+    delayed ACK (Nagle). `socket(fileno=…)` reads the socket's real family."""
+    listen_fd = os.environ.get(liveness.LISTEN_FD_ENV)
+    return socket.socket(fileno=int(listen_fd)) if listen_fd else config.bind_socket()
+
+
+def _serve_on(server: uvicorn.Server, listener: socket.socket) -> bool:
+    """Serve in this process, or in QRLOOP_API_PROCESSES processes; False if it never
+    started."""
+    from uvicorn.supervisors import Multiprocess
+
+    if server.config.workers > 1:
+        Multiprocess(server.config, sockets=[listener]).run()
+        return True
+    server.run(sockets=[listener])
+    return server.started
 
 
 def _fresh_metrics_dir(settings: Settings) -> str:
