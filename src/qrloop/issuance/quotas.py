@@ -105,22 +105,22 @@ QUOTAS = tuple(_NAMES)
 
 
 async def override(
-    connection: asyncpg.Pool, merchant_id: int, limits: dict[str, int | None]
+    pool: asyncpg.Pool, merchant_id: int, limits: dict[str, int | None]
 ) -> dict[str, int | None]:
     """Set (a number) or clear (None) the merchant's overrides named in `limits`; return all
     its overrides. Raises LookupError for an unknown merchant."""
-    if not await connection.fetchval("SELECT 1 FROM merchants WHERE id = $1", merchant_id):
+    if not await pool.fetchval("SELECT 1 FROM merchants WHERE id = $1", merchant_id):
         raise LookupError(f"no merchant {merchant_id}")
-    await connection.execute(
+    await pool.execute(
         "INSERT INTO merchant_quotas (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING",
         merchant_id,
     )
     for quota, limit in limits.items():
         assert quota in QUOTAS
-        await connection.execute(
+        await pool.execute(
             f"UPDATE merchant_quotas SET {quota} = $2 WHERE merchant_id = $1", merchant_id, limit
         )
-    row = await connection.fetchrow(
+    row = await pool.fetchrow(
         f"SELECT {', '.join(QUOTAS)} FROM merchant_quotas WHERE merchant_id = $1", merchant_id
     )
     assert row is not None
