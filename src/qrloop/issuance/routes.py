@@ -11,7 +11,9 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from qrloop.accounts.guards import current_merchant
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.issuance import campaigns, exports, orders, voids
+from qrloop.issuance.dependencies import provide_verifiers
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
     CampaignIn,
@@ -148,11 +150,18 @@ class IssuanceController(Controller):
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    @post("/codes/void", status_code=200, summary="Void codes, a serial range or an order")
-    async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
+    @post(
+        "/codes/void",
+        status_code=200,
+        summary="Void codes, a serial range or an order",
+        dependencies={"verifiers": Provide(provide_verifiers, sync_to_thread=False)},
+    )
+    async def void_codes(
+        self, data: VoidIn, merchant_id: int, runtime: Runtime, verifiers: VerifierPool
+    ) -> VoidOut:
         """Voided codes answer 409 voided at the till; returns how many were newly voided."""
         ranges = await voids.requested_ranges(
-            runtime.pool, runtime.verifiers, runtime.keys.keyring, merchant_id, data
+            runtime.pool, verifiers, runtime.keys.keyring, merchant_id, data
         )
         voided = await voids.void_ranges(runtime.redis, runtime.settings.partitions, ranges)
         return VoidOut(voided=voided)
