@@ -60,7 +60,7 @@ def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 120_000})
     assert order["status"] == "queued"
-    assert (order["done"], order["total"]) == (0, 120_000)
+    assert (order["done"], order["quantity"]) == (0, 120_000)
     seen: set[int] = set()
 
     def finished() -> bool:

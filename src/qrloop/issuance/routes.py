@@ -120,7 +120,7 @@ class IssuanceController(Controller):
         await voids.void_ranges(
             runtime.redis,
             runtime.settings.partitions,
-            [(order.campaign_id, order.first_serial, order.first_serial + order.total - 1)],
+            [(order.campaign_id, order.first_serial, order.first_serial + order.quantity - 1)],
         )
         return order
 
@@ -134,13 +134,13 @@ class IssuanceController(Controller):
     ) -> Stream:
         """`csv` and `json` (one object per line) carry code, typed form and claim URL; `png`
         and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets."""
-        order = await orders.get_row(runtime.pool, merchant_id, order_id)
+        order = await orders.find(runtime.pool, merchant_id, order_id)
         exports.ready(order)
-        key = exports.key_for(runtime.keys.keyring, order["key_id"])
+        key = exports.key_for(runtime.keys.keyring, order.key_id)
         if format is exports.ExportFormat.CSV:
             body = exports.file_chunks(export_file(runtime.settings, order_id))
         else:
-            campaign = await campaigns.get(runtime.pool, merchant_id, order["campaign_id"])
+            campaign = await campaigns.get(runtime.pool, merchant_id, order.campaign_id)
             span = exports.span_of(order)
             body = exports.derived(key, span, format, runtime.settings.base_url, campaign.name)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"

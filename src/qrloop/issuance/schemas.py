@@ -75,10 +75,12 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class OrderOut(msgspec.Struct):
+    """`quantity` codes from `first_serial`, of which `done` are signed."""
+
     id: int
     campaign_id: int
     status: str
-    total: int
+    quantity: int
     done: int
     first_serial: int
 
