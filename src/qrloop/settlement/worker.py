@@ -21,6 +21,7 @@ from redis.typing import KeyT, StreamIdT
 
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
+from qrloop.probes import start_probes
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -309,6 +310,12 @@ async def serve(settings: Settings) -> None:
         "settlement worker %s started: %d consumers on %d partitions",
         process, consumers, settings.partitions,
     )  # fmt: skip
+
+    async def ready() -> None:
+        await pool.fetchval("SELECT 1")
+        await client.ping()
+
+    probes = await start_probes(settings, ready)
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
     tasks.append(asyncio.create_task(dispatcher.run(stop)))
     tasks.append(asyncio.create_task(courier.run(stop)))
@@ -324,6 +331,8 @@ async def serve(settings: Settings) -> None:
             "drain took longer than %ss; unacknowledged entries stay pending", DRAIN_SECONDS
         )
     finally:
+        if probes:
+            probes.close()
         await client.aclose()
         await pool.close()
     log.info(
