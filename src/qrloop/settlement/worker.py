@@ -171,8 +171,17 @@ class Worker:
             await self._redis.xadd(keyspace.dead_letters(stream.decode()), fields)  # type: ignore[arg-type]
         for stream, batch in entries:
             if batch:
-                await self._redis.xack(stream, keyspace.SETTLEMENT_GROUP, *(i for i, _ in batch))
+                await self._acknowledge_and_delete(stream, [i for i, _ in batch])
         self.settled += sum(isinstance(row, RedemptionRow) for row in rows)
+
+    async def _acknowledge_and_delete(self, stream: bytes, ids: list[bytes]) -> None:
+        """Acknowledge settled entries and delete them in one transaction on the stream's
+        key: PostgreSQL holds them now, and a stream that kept every redemption would grow
+        Valkey's memory by ~100 bytes per redemption for ever."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, keyspace.SETTLEMENT_GROUP, *ids)
+            pipe.xdel(stream, *ids)
+            await pipe.execute()
 
     async def _insert(self, connection: PoolConnectionProxy, rows: list[Row]) -> None:
         """Rows first (a reversal refers to its redemption), then their ledger postings and
