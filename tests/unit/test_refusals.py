@@ -1,5 +1,6 @@
 """Every till refusal is worded in one place (redemption/decide.py): one test per outcome of
-the terminal gate and the code state store, and per refusal of the fast path's own checks."""
+the terminal gate and the code state store, per failed verification, per broken campaign
+rule, and per refusal of the fast path's own checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from qrloop.codes.format import InvalidCode, RetiredKey, RevokedKey
 from qrloop.errors import Reason
 from qrloop.redemption import decide, outcomes
 from qrloop.redemption.outcomes import Outcome, Refused, Use
@@ -112,6 +114,43 @@ def test_unavailable() -> None:
     assert (problem.status, problem.reason) == (503, Reason.UNAVAILABLE)
     assert problem.headers == {"Retry-After": "1"}
     assert "no code is accepted" in problem.detail
+
+
+def test_invalid_code() -> None:
+    """A malformed or forged code: 422 invalid, with one message whatever was wrong."""
+    problem = decide.unverified(InvalidCode())
+    assert (problem.status, problem.reason) == (422, Reason.INVALID)
+    assert problem.detail == "This is not a valid code."
+
+
+def test_revoked_key() -> None:
+    """A code signed with a revoked key: 422 revoked_key."""
+    problem = decide.unverified(RevokedKey())
+    assert (problem.status, problem.reason) == (422, Reason.REVOKED_KEY)
+    assert problem.detail == "This code's signing key was revoked."
+
+
+def test_retired_key() -> None:
+    """A code signed with a retired key has expired: 403 expired."""
+    problem = decide.unverified(RetiredKey())
+    assert (problem.status, problem.reason) == (403, Reason.EXPIRED)
+    assert problem.detail == "This code's signing key was retired."
+
+
+@pytest.mark.parametrize(
+    ("reason", "detail"),
+    [
+        (Reason.CAMPAIGN_PAUSED, "The issuer has paused this campaign."),
+        (Reason.NOT_YET_VALID, "This code is not valid yet."),
+        (Reason.EXPIRED, "This code has expired."),
+        (Reason.OUTSIDE_HOURS, "This code cannot be used at this time of day."),
+        (Reason.NOT_ACCEPTED_HERE, "This store does not accept this code."),
+    ],
+)
+def test_broken_rule(reason: Reason, detail: str) -> None:
+    """Each campaign rule a scan can break has its 403 and its own message."""
+    problem = decide.broken_rule(reason)
+    assert (problem.status, problem.reason, problem.detail) == (403, reason, detail)
 
 
 def test_malformed_body() -> None:

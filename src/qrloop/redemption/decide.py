@@ -116,12 +116,10 @@ class Redeemer:
     async def _verify(self, raw_code: str, terminal: TerminalClaims) -> CodeRef:
         try:
             return self._keys.verifier.verify(parse_input(raw_code))
-        except RetiredKey:
-            raise Problem(Reason.EXPIRED, "This code's signing key was retired.") from None
-        except InvalidCode:
-            problem = Problem(Reason.INVALID, _INVALID)
-        except RevokedKey:
-            problem = Problem(Reason.REVOKED_KEY, "This code's signing key was revoked.")
+        except RetiredKey as error:
+            raise unverified(error) from None
+        except (InvalidCode, RevokedKey) as error:
+            problem = unverified(error)
         # Failed verifications count against the terminal: guessing is what the limit stops.
         await self._count_guess(terminal)
         raise problem
@@ -161,7 +159,22 @@ class Redeemer:
 def _enforce(rules: CampaignRules, now: datetime, terminal: TerminalClaims) -> None:
     reason = rules.refusal(now, terminal.merchant_id)
     if reason is not None:
-        raise Problem(reason, _RULE_DETAIL[reason])
+        raise broken_rule(reason)
+
+
+def broken_rule(reason: Reason) -> Problem:
+    """The refusal for a campaign rule the scan breaks (CampaignRules.refusal's reasons)."""
+    return Problem(reason, _RULE_DETAIL[reason])
+
+
+def unverified(error: InvalidCode | RevokedKey | RetiredKey) -> Problem:
+    """The refusal for a code that does not verify: a retired key's codes have expired; every
+    malformed or forged code gets the same answer."""
+    if isinstance(error, RetiredKey):
+        return Problem(Reason.EXPIRED, "This code's signing key was retired.")
+    if isinstance(error, RevokedKey):
+        return Problem(Reason.REVOKED_KEY, "This code's signing key was revoked.")
+    return Problem(Reason.INVALID, _INVALID)
 
 
 def refusal(refused: Refused, redemption: RedemptionId | None = None) -> Problem:
