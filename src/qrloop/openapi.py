@@ -191,12 +191,16 @@ class _ExampleAsIs(OpenAPIMediaType):
 
 
 def _example(annotation: Any) -> Any:
-    """The example of a body of this type: a struct's `EXAMPLE`, one in a list for a list,
-    and for a union or a `Response[...]` the first of its types that has one."""
-    arguments = get_args(annotation)
-    if get_origin(annotation) is list:
+    """The example of a body of this type: a struct's `EXAMPLE`, one in a list for a list, a
+    generic struct's `example_of` its arguments' (`Page[StoreOut]`), and for a union or a
+    `Response[...]` the first of its types that has one."""
+    origin, arguments = get_origin(annotation), get_args(annotation)
+    if origin is list:
         item = _example(arguments[0])
         return None if item is None else [item]
+    if hasattr(origin, "example_of"):
+        inner = [_example(argument) for argument in arguments]
+        return None if None in inner else origin.example_of(*inner)
     for argument in arguments:
         found = _example(argument)
         if found is not None:

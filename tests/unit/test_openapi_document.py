@@ -9,11 +9,17 @@ from typing import Any
 
 import msgspec
 import pytest
+from litestar import get
+from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
+from qrloop.accounts.guards import current_merchant
+from qrloop.accounts.schemas import StoreOut
 from qrloop.app import create_app
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Reason, status_of
+from qrloop.pagination import Page
 from qrloop.settings import Settings
 
 # The only operations anyone may call without a credential.
@@ -22,10 +28,13 @@ METHODS = ("get", "put", "post", "delete", "patch")
 JSON = "application/json"
 
 
-def _document() -> dict[str, Any]:
+def _document(*extra_handlers: HTTPRouteHandler) -> dict[str, Any]:
     with warnings.catch_warnings():  # the framework's notes on our routes, not this test's
         warnings.simplefilter("ignore", DeprecationWarning)
-        app = create_app(Settings(database_url="postgresql://unused", redis_url="redis://unused"))
+        app = create_app(
+            Settings(database_url="postgresql://unused", redis_url="redis://unused"),
+            extra_handlers,
+        )
     document: dict[str, Any] = msgspec.json.decode(
         msgspec.json.encode(app.openapi_schema.to_schema())
     )
@@ -42,9 +51,11 @@ OPERATIONS = [
 IDS = [f"{method.upper()} {path}" for method, path, _ in OPERATIONS]
 
 
-def _fits(instance: Any, schema: dict[str, Any]) -> list[str]:
+def _fits(
+    instance: Any, schema: dict[str, Any], document: dict[str, Any] | None = None
+) -> list[str]:
     """Why `instance` does not fit `schema` (references resolved in the document)."""
-    validator = OAS31Validator({**schema, "components": DOCUMENT["components"]})
+    validator = OAS31Validator({**schema, "components": (document or DOCUMENT)["components"]})
     return [error.message for error in validator.iter_errors(instance)]
 
 
@@ -140,3 +151,19 @@ def test_a_body_example_is_one_the_server_would_read(struct: type[msgspec.Struct
     example = struct.EXAMPLE  # type: ignore[attr-defined]
     msgspec.json.decode(msgspec.json.encode(example), type=struct)
     assert set(example) <= set(struct.__struct_fields__)
+
+
+def test_a_page_of_a_list_shows_its_items_example() -> None:
+    """A list answered as `Page[StoreOut]` shows a page around StoreOut's example, which fits
+    the page's schema, and names the merchant's credential its dependency demands."""
+
+    @get("/v1/example-pages", dependencies={"merchant_id": Provide(current_merchant)})
+    async def pages(merchant_id: int) -> Page[StoreOut]:
+        raise NotImplementedError
+
+    document = _document(pages)
+    operation = document["paths"]["/v1/example-pages"]["get"]
+    media = operation["responses"]["200"]["content"][JSON]
+    assert media["example"]["items"] == [StoreOut.EXAMPLE]
+    assert _fits(media["example"], media["schema"], document) == []
+    assert operation["security"] == [{"merchantApiKey": []}]
