@@ -3,29 +3,17 @@ each renders its list of operations from the package's own assets."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from support import Stack
+from support import CHROMIUM, CHROMIUM_FLAGS, Stack, csp_refusals
 
 playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Chromium on the PATH (Debian: apt-get install chromium)"
 )
-# As tests/browser/test_claim_page.py launches it: headless, closed network, no sandbox as root.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}
 # An operation's summary, as each page lists it, and where the page draws its operation list.
@@ -57,20 +45,12 @@ def test_the_page_lists_the_operations_with_outside_requests_blocked(
             request.abort()
 
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
-            refused: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on(
-                "console",
-                lambda message: (
-                    refused.append(message.text)
-                    if "Content Security Policy" in message.text
-                    else None
-                ),
-            )
+            refused = csp_refusals(page)
             page.route("**/*", route)
             page.goto(stack.base_url + path)
             summary = page.locator(operation_list).filter(has_text=SUMMARY).first
@@ -93,7 +73,7 @@ def test_swagger_authorize_sends_the_merchant_key(stack: Stack, tmp_path: Path) 
     requirement sends the key, and the page's policy lets it call this server."""
     merchant = stack.new_merchant("Swagger shop")
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(stack.base_url + "/schema/swagger")

@@ -46,11 +46,7 @@ class EndpointSecret(EndpointOut):
     secret: str
 
     EXAMPLE: ClassVar[dict[str, Any]] = {
-        "id": 1,
-        "url": "https://hooks.example.com/qrloop",
-        "events": ["redemption.created", "redemption.reversed"],
-        "active": True,
-        "created_at": "2026-12-02T03:59:14.614687Z",
+        **EndpointOut.EXAMPLE,
         "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/oF6vNrSyWg=",
     }
 
