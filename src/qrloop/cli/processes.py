@@ -34,13 +34,17 @@ def register(commands: Commands) -> None:
         description=_SERVE,
     )
     serve.set_defaults(run=cmd_serve)
-    alone = "(what `qrloop serve` runs; needs DATABASE_URL and REDIS_URL)"
-    for name, run, what in (
-        ("api", cmd_api, "run API processes only"),
-        ("worker", cmd_worker, "run a settlement worker only"),
-        ("signer", cmd_signer, "run an order signer only"),
+    both = "DATABASE_URL and REDIS_URL"
+    for name, run, what, needs in (
+        ("api", cmd_api, "run API processes only", both),
+        ("worker", cmd_worker, "run a settlement worker only", both),
+        ("signer", cmd_signer, "run an order signer only", "DATABASE_URL"),
     ):
-        command = commands.add_parser(name, help=what, description=f"{what.capitalize()} {alone}.")
+        command = commands.add_parser(
+            name,
+            help=what,
+            description=f"{what.capitalize()}, as `qrloop serve` does; needs {needs}.",
+        )
         command.set_defaults(run=run)
 
 
