@@ -43,7 +43,7 @@ def register(commands: Commands) -> None:
         command = commands.add_parser(
             name,
             help=what,
-            description=f"{what.capitalize()}, as `qrloop serve` does; needs {needs}.",
+            description=f"{what[0].upper()}{what[1:]}, as `qrloop serve` does; needs {needs}.",
         )
         command.set_defaults(run=run)
 
