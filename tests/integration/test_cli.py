@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from qrloop.cli import parser
 
+ROOT = Path(__file__).parents[2]
 # The console script the wheel installs, beside this interpreter.
 QRLOOP = str(Path(sys.executable).parent / "qrloop")
 COMMANDS = {
@@ -116,3 +118,66 @@ def test_keys_list_lines_up_its_columns(tmp_path: Path) -> None:
     ]
     for row in rows:
         assert [found.start() for found in re.finditer(r"\S+", row)] == columns, (header, row)
+
+
+def test_keys_init_makes_what_a_ring_needs_once(tmp_path: Path) -> None:
+    """`qrloop keys init` adds one active key of each kind qrloop runs on, and nothing to a
+    ring that has them; `keys generate --purpose token` makes the Ed25519 key tokens need."""
+    env = {**os.environ, "QRLOOP_KEYS_DIR": str(tmp_path)}
+    env.pop("QRLOOP_KEYRING", None)
+    qrloop("keys", "generate", "--purpose", "token", env=env)
+    qrloop("keys", "init", env=env)
+    assert "has every key" in qrloop("keys", "init", env=env)
+    _, *rows = qrloop("keys", "list", env=env).splitlines()
+    assert [row.split()[1:4] for row in rows] == [
+        ["token", "ed25519", "active"],
+        ["code", "hmac-sha256", "active"],
+        ["code", "ed25519", "active"],
+        ["consumer", "hmac-sha256", "active"],
+        ["webhook", "hmac-sha256", "active"],
+    ]
+
+
+def _command_lines(text: str) -> Iterator[list[str]]:
+    """The concrete `qrloop COMMAND …` lines in `text`, as argument lists: shell variables
+    stand for 1, and mentions with placeholders (ID, [--option], a|b, …, ...) are left out."""
+    # A lookahead, so that the second command of `qrloop a && qrloop b` is found too.
+    for found in re.finditer(rf"\bqrloop (?=((?:{'|'.join(COMMANDS)})\b.*))", text):
+        lexer = shlex.shlex(found[1].split("`")[0], posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words = []
+        for word in lexer:
+            if word and set(word) <= set("();<>|&"):
+                break
+            words.append(re.sub(r"^\$\w+$", "1", word))
+        if not any(re.fullmatch(r"[A-Z_]+|\.\.\.|.*[\[|…{].*", word) for word in words):
+            yield words
+
+
+def _only_names(words: list[str]) -> bool:
+    """Whether `words` are only the names of a command (or group), with no arguments."""
+    command: argparse.ArgumentParser | None = parser()
+    for word in words:
+        assert command is not None
+        command = _subcommands(command).get(word)
+        if command is None:
+            return False
+    return True
+
+
+def test_every_documented_command_line_is_one_qrloop_takes() -> None:
+    """Each concrete `qrloop …` command line in the READMEs and deploy/ parses (the deploy
+    guide once said `keys generate --purpose terminal`, a purpose that does not exist)."""
+    documents = [ROOT / "README.md", ROOT / "keys" / "README.md"]
+    documents += [path for path in (ROOT / "deploy").rglob("*") if path.is_file()]
+    checked = 0
+    for document in documents:
+        for words in _command_lines(document.read_text(errors="replace")):
+            try:
+                parser().parse_args(words)
+            except SystemExit:
+                # Only a mention in prose, like `qrloop merchants quota`, may lack arguments.
+                if not _only_names(words):
+                    pytest.fail(f"{document.relative_to(ROOT)}: qrloop {shlex.join(words)}")
+            checked += 1
+    assert checked >= 30
