@@ -64,7 +64,9 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_
 
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
-    pool = await create_pool(settings.database_url, settings.db_pool_size)
+    pool = await create_pool(
+        settings.database_url, settings.db_pool_size, statement_cache=settings.statement_cache
+    )
     client = redis.Redis.from_url(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
     )

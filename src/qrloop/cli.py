@@ -17,7 +17,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         "--rehydrate", action="store_true", help="rebuild partitions that lost their state"
     )
     reconcile.set_defaults(run=cmd_reconcile)
+    partitions = commands.add_parser(
+        "partitions", help="monthly partitions of redemptions and the ledger"
+    ).add_subparsers(required=True, metavar="ACTION")
+    detach = partitions.add_parser("detach", help="detach old months (their campaigns ended)")
+    detach.add_argument("--before", required=True, type=_month, metavar="YYYY-MM")
+    detach.set_defaults(run=cmd_partitions_detach)
 
     merchants = commands.add_parser("merchants", help="manage merchants").add_subparsers(
         required=True, metavar="ACTION"
@@ -157,7 +163,9 @@ def _on(settings: Settings, urls: embedded.EmbeddedUrls) -> Settings:
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     with stores(settings) as ready:
         assert ready.database_url
-        applied = asyncio.run(db.migrate(ready.database_url))
+        applied = asyncio.run(
+            db.migrate(ready.database_url, statement_cache=settings.statement_cache)
+        )
     print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
     return 0
 
@@ -166,8 +174,9 @@ def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]])
     """Run `work` on a one-connection pool to the (migrated) database of `settings`."""
 
     async def run(database_url: str) -> T:
-        await db.migrate(database_url, progress=lambda _: None)
-        pool = await db.create_pool(database_url, 1)
+        cache = settings.statement_cache
+        await db.migrate(database_url, progress=lambda _: None, statement_cache=cache)
+        pool = await db.create_pool(database_url, 1, statement_cache=cache)
         try:
             return await work(pool)
         finally:
@@ -407,7 +416,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     async def run(database_url: str, redis_url: str) -> bool:
         import redis.asyncio as redis
 
-        pool = await db.create_pool(database_url, 2)
+        pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
         client = redis.Redis.from_url(redis_url)
         try:
             if args.rehydrate:
@@ -430,6 +439,28 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if asyncio.run(run(ready.database_url, ready.redis_url)) else 1
 
 
+def _month(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a month like 2025-01: {text!r}") from None
+
+
+def cmd_partitions_detach(settings: Settings, args: argparse.Namespace) -> int:
+    """Detach the months before --before; say which were detached and which kept, and why."""
+    from qrloop.settlement import partitions
+
+    async def detach(pool: asyncpg.Pool) -> str:
+        return partitions.describe(await partitions.detach(pool, args.before))
+
+    try:
+        print(_with_pool(settings, detach))
+    except ValueError as error:
+        print(f"qrloop partitions detach: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_signer(settings: Settings, _: argparse.Namespace) -> int:
     from qrloop.issuance.signer import serve
 
@@ -444,7 +475,8 @@ def cmd_orders_watch(settings: Settings, args: argparse.Namespace) -> int:
 
     with stores(settings) as ready:
         assert ready.database_url
-        return asyncio.run(watch(ready.database_url, args.order_id, sys.stdout))
+        cache = ready.statement_cache
+        return asyncio.run(watch(ready.database_url, args.order_id, sys.stdout, cache))
 
 
 def cmd_outbox_tail(settings: Settings, args: argparse.Namespace) -> int:
@@ -454,7 +486,7 @@ def cmd_outbox_tail(settings: Settings, args: argparse.Namespace) -> int:
     from qrloop.messages.dev import DevSender
 
     async def run(database_url: str) -> None:
-        pool = await db.create_pool(database_url, 1)
+        pool = await db.create_pool(database_url, 1, statement_cache=settings.statement_cache)
         try:
             await outbox.wait_for_queued(pool, within=10.0)
             last, count = 0, args.n
@@ -530,8 +562,8 @@ def _prepare(settings: Settings) -> None:
     async def stores_ready(database_url: str, redis_url: str) -> list[int]:
         import redis.asyncio as redis
 
-        await db.migrate(database_url)
-        pool = await db.create_pool(database_url, 2)
+        await db.migrate(database_url, statement_cache=settings.statement_cache)
+        pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
         client = redis.Redis.from_url(redis_url)
         try:
             return await ensure_epochs(pool, client, settings.partitions)

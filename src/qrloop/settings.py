@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import phonenumbers
@@ -41,6 +41,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signer_stale_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     settlement_consumers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    # `transaction`: DATABASE_URL is a PgBouncer (or like pooler) in transaction mode, which
+    # hands each transaction to any server connection: no prepared statement outlives its
+    # statement, and nothing LISTENs through it.
+    database_pool_mode: Literal["session", "transaction"] = "session"
+    database_listen_url: str | None = None
+    partition_months_ahead: Annotated[int, msgspec.Meta(ge=1, le=24)] = 2
     invalid_scans_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     fast_path: bool = True
     webhook_retry_hours: Annotated[float, msgspec.Meta(gt=0, le=168)] = 24.0
@@ -81,6 +87,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.webhook_retry_hours * 3600
 
     @property
+    def statement_cache(self) -> bool:
+        """Whether database connections may keep prepared statements (asyncpg's cache)."""
+        return self.database_pool_mode == "session"
+
+    @property
     def keyring_path(self) -> Path:
         return self.keys_dir / "keyring.json"
 
@@ -104,6 +115,9 @@ ENVIRONMENT = {
     "QRLOOP_SIGNER_STALE_SECONDS": "signer_stale_seconds",
     "QRLOOP_SETTLEMENT_CONSUMERS": "settlement_consumers",
     "QRLOOP_DB_POOL_SIZE": "db_pool_size",
+    "QRLOOP_DATABASE_POOL_MODE": "database_pool_mode",
+    "QRLOOP_DATABASE_LISTEN_URL": "database_listen_url",
+    "QRLOOP_PARTITION_MONTHS_AHEAD": "partition_months_ahead",
     "QRLOOP_INVALID_SCANS_PER_MINUTE": "invalid_scans_per_minute",
     "QRLOOP_FAST_PATH": "fast_path",
     "QRLOOP_WEBHOOK_RETRY_HOURS": "webhook_retry_hours",

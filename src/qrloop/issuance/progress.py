@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TextIO
 
-import asyncpg
+from qrloop.db import connect
 
 WIDTH = 30
 POLL_SECONDS = 0.5
@@ -23,9 +23,9 @@ def bar(done: int, total: int, rate: float, status: str) -> str:
     )
 
 
-async def watch(database_url: str, order_id: int, out: TextIO) -> int:
+async def watch(database_url: str, order_id: int, out: TextIO, statement_cache: bool = True) -> int:
     """Redraw the bar until the order finishes; exit status 0 only when it is done."""
-    connection = await asyncpg.connect(database_url)
+    connection = await connect(database_url, statement_cache=statement_cache)
     try:
         last_done, last_time, rate = None, time.monotonic(), 0.0
         while True:
