@@ -214,6 +214,13 @@ def serving(
 
 
 @contextmanager
+def serving_on(stores: Stores, workdir: Path, **settings: str) -> Iterator[Stack]:
+    """Run `qrloop serve` on exactly these stores (made by the caller, e.g. behind a pooler)."""
+    with _serve(stores, workdir, sys.executable, settings) as stack:
+        yield stack
+
+
+@contextmanager
 def _serve(stores: Stores, workdir: Path, python: str, settings: dict[str, str]) -> Iterator[Stack]:
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
