@@ -9,7 +9,8 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -82,19 +83,35 @@ def _reverse_entry(
     return {"reverse": "|".join(map(str, values + ([_ms(redeemed)] if redeemed else [])))}
 
 
-async def _settle(own: Stores, fields: list[dict[str, str]]) -> None:
-    """Queue the entries on partition 0's stream and settle them as one batch, the way a worker
-    settles a batch it read."""
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+STREAM = keyspace.events(0)
+
+
+@asynccontextmanager
+async def _worker(own: Stores) -> AsyncIterator[tuple[Worker, redis.asyncio.Redis]]:
     pool = await db.create_pool(own.database_url, 3)
     client = redis.asyncio.Redis.from_url(own.redis_url)
     try:
-        stream = keyspace.events(0)
-        ids = [await client.xadd(stream, entry) for entry in fields]  # type: ignore[arg-type]
-        entries = [e for e in await client.xrange(stream) if e[0] in ids]
-        await Worker(pool, client, 16).settle([(stream.encode(), entries)])
+        yield Worker(pool, client, 16), client
     finally:
         await client.aclose()
         await pool.close()
+
+
+async def _settle(own: Stores, fields: list[dict[str, str]]) -> Entries:
+    """Queue the entries on partition 0's stream and settle them as one batch, the way a worker
+    settles a batch it read; return them (settled, they leave the stream)."""
+    async with _worker(own) as (worker, client):
+        ids = [await client.xadd(STREAM, entry) for entry in fields]  # type: ignore[arg-type]
+        entries = [entry for entry in await client.xrange(STREAM) if entry[0] in ids]
+        await worker.settle([(STREAM.encode(), entries)])
+        return entries
+
+
+async def _settle_again(own: Stores, entries: Entries) -> None:
+    """Settle entries once more, as a worker does that read them before a crash."""
+    async with _worker(own) as (worker, _):
+        await worker.settle([(STREAM.encode(), entries)])
 
 
 async def _fetch(own: Stores, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -127,7 +144,7 @@ def test_replayed_events_at_a_month_boundary_insert_nothing(fresh: Stores) -> No
         _redeem_entry(shop, 8, after),
         _reverse_entry(shop, 7, after + timedelta(seconds=1), before),
     ]
-    asyncio.run(_settle(fresh, entries))
+    settled = asyncio.run(_settle(fresh, entries))
     counts = asyncio.run(_fetch(fresh, COUNTS))[0]
     assert tuple(counts) == (2, 1, 3, 12)  # four entries a booking: value and fee
     placed = asyncio.run(_fetch(fresh, """
@@ -144,7 +161,7 @@ def test_replayed_events_at_a_month_boundary_insert_nothing(fresh: Stores) -> No
         ("reversals_2024_02", 7, "reversal"),
     ]
 
-    asyncio.run(_settle(fresh, entries))
+    asyncio.run(_settle_again(fresh, settled))
     asyncio.run(_settle(fresh, [_reverse_entry(shop, 7, after + timedelta(seconds=1), None)]))
     assert asyncio.run(_fetch(fresh, COUNTS))[0] == counts
 
@@ -211,7 +228,7 @@ def test_a_detached_month_is_never_settled_into_again(fresh: Stores) -> None:
     async def parked() -> list[Any]:
         client = redis.asyncio.Redis.from_url(fresh.redis_url)
         try:
-            return list(await client.xrange(keyspace.dead_letters(keyspace.events(0))))
+            return list(await client.xrange(keyspace.dead_letters(STREAM)))
         finally:
             await client.aclose()
 

@@ -26,6 +26,7 @@ from qrloop.codes.bulk import CSV_HEADER, rows_parallel
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
 from qrloop.keys import Keys
+from qrloop.probes import start_probes
 from qrloop.settings import Settings
 from qrloop.webhooks import outbox
 
@@ -254,11 +255,18 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     pool = await create_pool(settings.database_url, 2, statement_cache=settings.statement_cache)
     signer = OrderSigner(settings, pool)
+
+    async def ready() -> None:
+        await pool.fetchval("SELECT 1")
+
+    probes = await start_probes(settings, ready)
     stop_waiter = asyncio.create_task(stop.wait())
     stop_waiter.add_done_callback(lambda _: signer.wake())
     try:
         async with _listening(settings, pool, signer.wake):
             await signer.run(stop)
     finally:
+        if probes:
+            probes.close()
         await pool.close()
     log.info("signer stopped after signing %d codes", signer.signed)
