@@ -74,13 +74,15 @@ class Months:
             if not missing:
                 return False
             before = self.detached
-            async with self._pool.acquire() as connection, connection.transaction():
-                await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            async with self._pool.acquire() as connection:
                 rows = await connection.fetch("SELECT month FROM detached_months")
                 self.detached = frozenset(row["month"] for row in rows)
+                # A month a transaction: another worker making months waits for one at most.
                 for month in sorted(missing - self.detached):
-                    await connection.fetchval("SELECT create_month_partitions($1)", month)
-            self._ready |= missing - self.detached
+                    async with connection.transaction():
+                        await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                        await connection.fetchval("SELECT create_month_partitions($1)", month)
+                    self._ready.add(month)
             return self.detached != before
 
     def forget(self) -> None:
