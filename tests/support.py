@@ -496,8 +496,9 @@ def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) 
     booked = fetch(
         stack,
         "SELECT t.serial, t.use_no, count(e.*) AS entries, sum(e.amount) AS balance"
-        " FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id"
-        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id",
+        " FROM ledger_transactions t"
+        " JOIN ledger_entries e ON (e.transaction_id, e.redeemed_at) = (t.id, t.redeemed_at)"
+        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id, t.redeemed_at",
         campaign_id,
     )
     postings = [f"{campaign_id}-{r['serial']}-{r['use_no']}" for r in booked]
