@@ -34,9 +34,10 @@ async def create_pool(
     database_url: str, size: int, *, statement_cache: bool = True
 ) -> asyncpg.Pool:
     """A pool whose connections fail fast instead of hanging a request. Without
-    `statement_cache` (behind a transaction pooler) every statement is parsed afresh, unnamed,
-    in the same round trip as its execution, so it never meets a server connection that did
-    not prepare it."""
+    `statement_cache` (behind a transaction pooler) no statement is kept prepared: each is
+    parsed afresh and unnamed, in the same message batch as its Bind and Execute, so it never
+    meets a server connection that did not parse it (asyncpg learns its types first, in a round
+    trip of its own)."""
     pool = await asyncpg.create_pool(
         database_url,
         min_size=1,

@@ -267,7 +267,8 @@ def _parse_all(
     entries: Entries, detached: frozenset[date] = frozenset()
 ) -> tuple[list[Row], list[Poison]]:
     """The rows the entries settle into, and the entries no retry can settle: malformed, or
-    of a month detached (settled before, or the month would not have been detached)."""
+    of a detached month, which is never written again (most likely a replay of an entry
+    settled before the detach; a person looks at it in the dead-letter stream)."""
     rows: list[Row] = []
     poison: list[Poison] = []
     for stream, batch in entries:
