@@ -66,7 +66,7 @@ SELECT c.id, i, 1, 1, 1, 1, t.at, t.at, i || '-0'
 FROM generate_series(1, {rows}) i
 JOIN campaigns c ON c.id = 1 + i % {months}
 CROSS JOIN LATERAL (SELECT c.created_at
-    + (now() - interval '2 hours' - c.created_at) * ((i * 7919) % 10007 / 10007.0) AS at) t;
+    + (now() - interval '2 hours' - c.created_at) * ((i::bigint * 7919) % 10007 / 10007.0) AS at) t;
 INSERT INTO reversals (campaign_id, serial, use_no, terminal_id, store_id, reversed_at)
 SELECT campaign_id, serial, use_no, terminal_id, store_id, redeemed_at + interval '1 hour'
 FROM redemptions WHERE serial % 100 = 0;

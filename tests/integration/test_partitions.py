@@ -378,7 +378,7 @@ SELECT c.id, i, 1, {terminal}, {store}, {merchant}, t.at, t.at, i || '-0'
 FROM generate_series(1, {rows}) i
 JOIN campaigns c ON c.id = (ARRAY{campaigns}::bigint[])[1 + i % 6]
 CROSS JOIN LATERAL (SELECT c.created_at
-    + (now() - interval '1 minute' - c.created_at) * ((i * 7919) % 10007 / 10007.0) AS at) t;
+    + (now() - interval '1 minute' - c.created_at) * ((i::bigint * 7919) % 10007 / 10007.0) AS at) t;
 INSERT INTO reversals (campaign_id, serial, use_no, redeemed_at, terminal_id, store_id,
                        reversed_at)
 SELECT campaign_id, serial, use_no, redeemed_at, terminal_id, store_id,
