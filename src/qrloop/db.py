@@ -68,9 +68,14 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 async def migrate(
-    database_url: str, progress: Callable[[str], None] = print, *, statement_cache: bool = True
+    database_url: str,
+    progress: Callable[[str], None] = print,
+    *,
+    statement_cache: bool = True,
+    below: int | None = None,
 ) -> list[int]:
     """Apply pending migrations, each in its own transaction; return the versions applied.
+    With `below`, only those numbered below it (an older schema, to test a migration over).
 
     Each transaction takes the migration lock and applies the next pending migration, so two
     processes migrating at once apply each migration once. The lock is the transaction's, not
@@ -91,7 +96,11 @@ async def migrate(
                     row["version"]
                     for row in await connection.fetch("SELECT version FROM schema_migrations")
                 }
-                pending = [m for m in migrations() if m[0] not in applied]
+                pending = [
+                    m
+                    for m in migrations()
+                    if m[0] not in applied and (below is None or m[0] < below)
+                ]
                 if not pending:
                     return applied_now
                 version, name, sql = pending[0]

@@ -272,16 +272,7 @@ def test_the_migration_moves_every_row_into_its_month(fresh: Stores) -> None:
         admin = await asyncpg.connect(fresh.database_url)
         try:
             await admin.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            await admin.execute(
-                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for version, name, sql in db.migrations():
-                if version < 13:
-                    await admin.execute(sql)
-                    await admin.execute(
-                        "INSERT INTO schema_migrations VALUES ($1, $2)", version, name
-                    )
+            await db.migrate(fresh.database_url, progress=lambda _: None, below=13)
             shop = await _shop(admin)
             await admin.execute(_OLD_ROWS.format(**shop))
             old = {
@@ -377,8 +368,8 @@ INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,
 SELECT c.id, i, 1, {terminal}, {store}, {merchant}, t.at, t.at, i || '-0'
 FROM generate_series(1, {rows}) i
 JOIN campaigns c ON c.id = (ARRAY{campaigns}::bigint[])[1 + i % 6]
-CROSS JOIN LATERAL (SELECT c.created_at
-    + (now() - interval '1 minute' - c.created_at) * ((i::bigint * 7919) % 10007 / 10007.0) AS at) t;
+CROSS JOIN LATERAL (SELECT c.created_at + (now() - interval '1 minute' - c.created_at)
+    * ((i::bigint * 7919) % 10007 / 10007.0) AS at) t;
 INSERT INTO reversals (campaign_id, serial, use_no, redeemed_at, terminal_id, store_id,
                        reversed_at)
 SELECT campaign_id, serial, use_no, redeemed_at, terminal_id, store_id,
