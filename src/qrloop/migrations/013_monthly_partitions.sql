@@ -33,7 +33,7 @@ DECLARE
     partition text;
     created integer := 0;
 BEGIN
-    PERFORM pg_advisory_xact_lock(0x71726C6F6F72);  -- next to the migration and rebuild locks
+    PERFORM pg_advisory_xact_lock(124736259452786);  -- 0x71726C6F6F72: next to migrate's, rebuild's
     IF EXISTS (SELECT FROM detached_months d WHERE d.month = first_day) THEN
         RAISE EXCEPTION 'month % was detached; it is never created again',
             to_char(first_day, 'YYYY-MM')
