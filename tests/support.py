@@ -185,22 +185,44 @@ async def _admin(database_url: str, statement: str) -> None:
 
 
 @contextmanager
+def own_database(database_url: str) -> Iterator[str]:
+    """The URL of a fresh database on that PostgreSQL, dropped at the end."""
+    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(database_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
 def own_stores(servers: Stores) -> Iterator[Stores]:
     """A fresh database and an empty Redis db number on the session's servers.
 
     Stacks never share state: processes of one stack would otherwise pick up another's
     orders and events, signed with another key ring.
     """
-    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
-    asyncio.run(_admin(servers.database_url, f'CREATE DATABASE "{name}"'))
     db = _free_redis_dbs.pop()
     redis_url = _with_redis_db(servers.redis_url, db)
     redis.Redis.from_url(redis_url).flushdb()
     try:
-        yield Stores(_with_database(servers.database_url, name), redis_url)
+        with own_database(servers.database_url) as database_url:
+            yield Stores(database_url, redis_url)
     finally:
         _free_redis_dbs.append(db)
-        asyncio.run(_admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def serving_on(
+    database_url: str, redis_url: str, workdir: Path, **settings: str
+) -> Iterator[Stack]:
+    """`qrloop serve` on a fresh database of that PostgreSQL and on that Redis as it is (a
+    server of the test's own, which it empties or not)."""
+    with (
+        own_database(database_url) as database,
+        _serve(Stores(database, redis_url), workdir, sys.executable, settings) as stack,
+    ):
+        yield stack
 
 
 @contextmanager

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import redis.asyncio as redis
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -36,12 +35,12 @@ from qrloop.openapi import document_problems
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
-from qrloop.redemption.pipe import RedisPipe
 from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.rules import RulesCache
 from qrloop.redemption.store import CodeStateStore
 from qrloop.redemption.timing import timed
+from qrloop.redis_client import RedisConnector
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
@@ -65,10 +64,9 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
     pool = await create_pool(settings.database_url, settings.db_pool_size)
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
-    )
-    pipe = RedisPipe(settings.redis_url)
+    connector = RedisConnector.of(settings)
+    client = connector.client(socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256)
+    pipe = connector.pipe()
     keys = Keys(settings)
     rules = RulesCache(pool)
     await rules.preload()

@@ -21,6 +21,7 @@ from redis.typing import KeyT, StreamIdT
 
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
+from qrloop.redis_client import RedisConnector
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -297,7 +298,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     consumers = settings.settlement_consumers
     pool = await create_pool(settings.database_url, consumers + 3)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
+    client = RedisConnector.of(settings).client(socket_timeout=BLOCK_MS / 1000 + 5)
     process = f"{socket.gethostname()}-{os.getpid()}"
     workers = [
         Worker(pool, client, settings.partitions, settings.webhook_retry_seconds, f"{process}-{i}")
