@@ -4,6 +4,12 @@ in one write, and replies are parsed by hiredis.
 Pipelining concurrent redemptions this way costs one syscall per tick instead of one per
 request, and lets Redis share one `appendfsync always` fsync among all the scripts that arrive
 together. Replies come back in order, so a FIFO of futures is all the bookkeeping needed.
+
+A pipe made with a `Confirmation` (QRLOOP_REDIS_DURABILITY=replicated) holds every reply until
+a WAITAOF sent after the command confirms it on the primary's AOF and on enough replicas'.
+One WAITAOF covers every earlier write of its connection, so a batch needs only one: it is in
+flight alone, and the commands issued meanwhile go out together after it, with the next (a
+group commit that grows with the load).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = str | bytes | int
@@ -38,6 +44,19 @@ class Script:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """What WAITAOF must report before a write counts: the primary's own AOF and `replicas`
+    replicas' AOFs fsynced, within `timeout_ms`."""
+
+    replicas: int
+    timeout_ms: int
+
+
+class NotConfirmed(RedisError):
+    """WAITAOF did not see the writes on enough AOFs in time: a failover could still lose them."""
 
 
 def _pack(args: tuple[Arg, ...]) -> bytes:
@@ -103,7 +122,12 @@ class RedisPipe:
     """One auto-pipelining connection; `call()` is safe from any number of concurrent tasks."""
 
     def __init__(
-        self, url: str, *, timeout: float = 2.0, ssl: tls.SSLContext | None = None
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        ssl: tls.SSLContext | None = None,
+        confirm: Confirmation | None = None,
     ) -> None:
         self._address = _parse(url)
         if ssl is not None and not self._address.tls:
@@ -111,8 +135,12 @@ class RedisPipe:
         # rediss:// is never spoken in the clear: the system's CAs unless told otherwise.
         self._ssl = ssl or (tls.create_default_context() if self._address.tls else None)
         self._timeout = timeout
-        self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._outgoing: list[bytes] = []
+        self._confirm = confirm
+        self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()  # written
+        self._outgoing: list[bytes] = []  # not written yet, and their replies' futures:
+        self._waiting: list[tuple[asyncio.Future[Any], float]] = []
+        self._confirmation: asyncio.Future[Any] | None = None  # the next WAITAOF's reply
+        self._confirming = False  # a WAITAOF is in flight
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
@@ -121,10 +149,19 @@ class RedisPipe:
         self._watchdog: asyncio.TimerHandle | None = None
 
     async def call(self, *args: Arg) -> Any:
-        """Send one command; raises redis ConnectionError/TimeoutError/ResponseError."""
+        """Send one command; raises redis ConnectionError/TimeoutError/ResponseError, and
+        NotConfirmed when this pipe confirms writes and WAITAOF fell short."""
         if self._transport is None or self._transport.is_closing():
             await self._connect()
-        return await self._send(_pack(args))
+        reply = self._send(_pack(args))
+        if self._confirm is None:
+            return await reply
+        confirmation = self._next_confirmation()
+        result = await reply
+        local, replicas = await confirmation
+        if local < 1 or replicas < self._confirm.replicas:
+            raise NotConfirmed(f"WAITAOF saw {local} local and {replicas} replica AOFs")
+        return result
 
     async def evalsha(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
         """Run `script`, loading it first if this Redis has not seen it (or has restarted)."""
@@ -147,26 +184,57 @@ class RedisPipe:
     def _send(self, packed: bytes) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((future, time.monotonic() + self._timeout))
+        self._waiting.append((future, time.monotonic() + self._timeout))
         self._outgoing.append(packed)
+        self._schedule_flush()
+        return future
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return future
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _next_confirmation(self) -> asyncio.Future[Any]:
+        """The reply of the WAITAOF that will follow the commands not written yet."""
+        if self._confirmation is None:
+            self._confirmation = asyncio.get_running_loop().create_future()
+            self._confirmation.add_done_callback(self._confirmed)
+        return self._confirmation
+
+    def _confirmed(self, confirmation: asyncio.Future[Any]) -> None:
+        if not confirmation.cancelled():
+            confirmation.exception()  # retrieved here: every caller may have failed before
+        self._confirming = False
+        if self._outgoing:
+            self._schedule_flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        data, self._outgoing = b"".join(self._outgoing), []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-        else:
+        if self._confirming or not self._outgoing:
+            return  # the batch goes out once the WAITAOF in flight is answered
+        if self._transport is None or self._transport.is_closing():
             self._fail_pending(RedisConnectionError("connection to Redis lost"))
+            return
+        if self._confirmation is not None and self._confirm is not None:
+            waitaof = ("WAITAOF", 1, self._confirm.replicas, self._confirm.timeout_ms)
+            self._outgoing.append(_pack(waitaof))
+            self._waiting.append((self._confirmation, time.monotonic() + self._timeout))
+            self._confirmation, self._confirming = None, True
+        self._pending.extend(self._waiting)
+        data, self._outgoing, self._waiting = b"".join(self._outgoing), [], []
+        self._transport.write(data)
 
     def _fail_pending(self, error: Exception) -> None:
-        while self._pending:
-            future, _ = self._pending.popleft()
+        """Fail every command written and not answered, and every one not written yet."""
+        waiting, self._waiting, self._outgoing = self._waiting, [], []
+        self._confirming = False
+        if self._confirmation is not None:
+            waiting.append((self._confirmation, 0.0))
+            self._confirmation = None
+        for future, _ in [*self._pending, *waiting]:
             if not future.done():
                 future.set_exception(error)
+        self._pending.clear()
 
     async def _connect(self) -> None:
         if time.monotonic() - self._failed_at < _RECONNECT_BACKOFF_SECONDS:
@@ -185,7 +253,7 @@ class RedisPipe:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         address = self._address
-        self._outgoing.clear()
+        self._fail_pending(RedisConnectionError("connection to Redis lost"))
 
         def protocol() -> _Protocol:
             return _Protocol(self._pending, self._fail_pending)
