@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import redis.asyncio as redis
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -22,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
-from qrloop import db, liveness, metrics
+from qrloop import db, liveness, metrics, redis_client
 from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
@@ -33,10 +32,10 @@ from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import document_problems
+from qrloop.redemption.cluster import pipe_for
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
-from qrloop.redemption.pipe import RedisPipe
 from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.rules import RulesCache
@@ -65,10 +64,10 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
     pool = await create_pool(settings.database_url, settings.db_pool_size)
-    client = redis.Redis.from_url(
+    client = await redis_client.connect(
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
     )
-    pipe = RedisPipe(settings.redis_url)
+    pipe = pipe_for(settings.redis_url, redis_client.is_cluster(client))
     keys = Keys(settings)
     rules = RulesCache(pool)
     await rules.preload()
@@ -174,9 +173,9 @@ async def live() -> Response[dict[str, str]]:
 
 @get("/health/ready", tags=["operations"], media_type=MediaType.JSON)
 async def ready(runtime: Runtime) -> dict[str, str]:
-    """PostgreSQL and Redis answer, and no partition has lost its state."""
+    """PostgreSQL and Redis answer (on a cluster, each primary that holds a partition), and
+    no partition has lost its state."""
     await runtime.pool.fetchval("SELECT 1")
-    await runtime.redis.ping()
     lost = await missing_epochs(runtime.redis, runtime.settings.partitions)
     if lost:
         raise Problem(Reason.UNAVAILABLE, f"Partitions {lost} lost their state; run reconcile.")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as redis
 
 from qrloop.codes.verify_pool import VerifierPool
 from qrloop.keys import Keys
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.gate import TerminalGate
-from qrloop.redemption.pipe import RedisPipe
+from qrloop.redemption.pipe import Pipe
 from qrloop.redemption.rules import RulesCache
+from qrloop.redis_client import Client
 from qrloop.settings import Settings
 
 
@@ -22,8 +22,8 @@ class Runtime:
 
     settings: Settings
     pool: asyncpg.Pool
-    redis: redis.Redis
-    pipe: RedisPipe
+    redis: Client
+    pipe: Pipe
     keys: Keys
     rules: RulesCache
     gate: TerminalGate
