@@ -185,17 +185,6 @@ async def _admin(database_url: str, statement: str) -> None:
 
 
 @contextmanager
-def own_database(database_url: str) -> Iterator[str]:
-    """The URL of a fresh database on that PostgreSQL, dropped at the end."""
-    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
-    asyncio.run(_admin(database_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield _with_database(database_url, name)
-    finally:
-        asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@contextmanager
 def own_stores(servers: Stores) -> Iterator[Stores]:
     """A fresh database and an empty Redis db number on the session's servers.
 
@@ -206,23 +195,21 @@ def own_stores(servers: Stores) -> Iterator[Stores]:
     redis_url = _with_redis_db(servers.redis_url, db)
     redis.Redis.from_url(redis_url).flushdb()
     try:
-        with own_database(servers.database_url) as database_url:
+        with fresh_database(servers.database_url) as database_url:
             yield Stores(database_url, redis_url)
     finally:
         _free_redis_dbs.append(db)
 
 
 @contextmanager
-def serving_on(
-    database_url: str, redis_url: str, workdir: Path, **settings: str
-) -> Iterator[Stack]:
-    """`qrloop serve` on a fresh database of that PostgreSQL and on that Redis as it is (a
-    server of the test's own, which it empties or not)."""
-    with (
-        own_database(database_url) as database,
-        _serve(Stores(database, redis_url), workdir, sys.executable, settings) as stack,
-    ):
-        yield stack
+def fresh_database(database_url: str) -> Iterator[str]:
+    """The URL of a new, empty database on that PostgreSQL, dropped at the end."""
+    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(database_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager
@@ -231,12 +218,15 @@ def serving(
 ) -> Iterator[Stack]:
     """Run `qrloop serve` (API, worker and signer processes) with `python` on stores of its
     own in `workdir`; SIGTERM it at the end. `settings` are extra environment variables."""
-    with own_stores(servers) as stores, _serve(stores, workdir, python, settings) as stack:
+    with own_stores(servers) as stores, serving_on(stores, workdir, python, **settings) as stack:
         yield stack
 
 
 @contextmanager
-def _serve(stores: Stores, workdir: Path, python: str, settings: dict[str, str]) -> Iterator[Stack]:
+def serving_on(
+    stores: Stores, workdir: Path, python: str = sys.executable, **settings: str
+) -> Iterator[Stack]:
+    """Run `qrloop serve` on exactly these stores (nothing fresh, nothing flushed)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {

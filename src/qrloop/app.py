@@ -21,7 +21,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
-from qrloop import db, liveness, metrics
+from qrloop import db, liveness, metrics, redis_client
 from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
@@ -32,6 +32,7 @@ from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import document_problems
+from qrloop.redemption.cluster import hot_path_pipes
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
@@ -40,7 +41,6 @@ from qrloop.redemption.routes import TillController
 from qrloop.redemption.rules import RulesCache
 from qrloop.redemption.store import CodeStateStore
 from qrloop.redemption.timing import timed
-from qrloop.redis_client import RedisConnector
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
@@ -64,19 +64,26 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
     pool = await create_pool(settings.database_url, settings.db_pool_size)
-    connector = RedisConnector.of(settings)
-    client = connector.client(socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256)
-    pipe = connector.pipe()
+    tls = redis_client.Tls.of(settings)
+    client = await redis_client.connect(
+        settings.redis_url,
+        tls,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        max_connections=256,
+    )
+    pipe, writes = hot_path_pipes(settings, redis_client.is_cluster(client))
     keys = Keys(settings)
     rules = RulesCache(pool)
     await rules.preload()
     gate = TerminalGate(pipe, settings.invalid_scans_per_minute, settings.token_ttl_seconds)
-    store = CodeStateStore(pipe, settings.partitions)
+    store = CodeStateStore(pipe, settings.partitions, writes=writes)
     return Runtime(
         settings=settings,
         pool=pool,
         redis=client,
         pipe=pipe,
+        writes=writes,
         keys=keys,
         rules=rules,
         gate=gate,
@@ -172,9 +179,9 @@ async def live() -> Response[dict[str, str]]:
 
 @get("/health/ready", tags=["operations"], media_type=MediaType.JSON)
 async def ready(runtime: Runtime) -> dict[str, str]:
-    """PostgreSQL and Redis answer, and no partition has lost its state."""
+    """PostgreSQL and Redis answer (on a cluster, each primary that holds a partition), and
+    no partition has lost its state."""
     await runtime.pool.fetchval("SELECT 1")
-    await runtime.redis.ping()
     lost = await missing_epochs(runtime.redis, runtime.settings.partitions)
     if lost:
         raise Problem(Reason.UNAVAILABLE, f"Partitions {lost} lost their state; run reconcile.")
@@ -213,6 +220,8 @@ def create_app(
         finally:
             runtime.verifiers.close()
             await runtime.pipe.close()
+            if runtime.writes is not runtime.pipe:
+                await runtime.writes.close()
             await runtime.redis.aclose()
             await runtime.pool.close()
 

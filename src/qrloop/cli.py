@@ -405,10 +405,10 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     from qrloop.settlement.state import ensure_epochs
 
     async def run(database_url: str, redis_url: str) -> bool:
-        from qrloop.redis_client import RedisConnector
+        from qrloop.redis_client import Tls, connect
 
+        client = await connect(redis_url, Tls.of(settings))
         pool = await db.create_pool(database_url, 2)
-        client = RedisConnector.of(settings, redis_url).client()
         try:
             if args.rehydrate:
                 rebuilt = await ensure_epochs(pool, client, settings.partitions)
@@ -528,11 +528,11 @@ def _prepare(settings: Settings) -> None:
                 print(f"created development key {entry.id} ({kind}) in {settings.keyring_path}")
 
     async def stores_ready(database_url: str, redis_url: str) -> list[int]:
-        await db.migrate(database_url)
-        from qrloop.redis_client import RedisConnector
+        from qrloop.redis_client import Tls, connect
 
+        await db.migrate(database_url)
+        client = await connect(redis_url, Tls.of(settings))
         pool = await db.create_pool(database_url, 2)
-        client = RedisConnector.of(settings, redis_url).client()
         try:
             return await ensure_epochs(pool, client, settings.partitions)
         finally:

@@ -1,30 +1,40 @@
-"""Every connection qrloop makes to Redis starts here.
+"""The one way every qrloop process (API, worker, signer, CLI) opens Redis: a single server or
+a Redis/Valkey Cluster, whichever REDIS_URL names, found out by asking that node.
 
-The URL names the server and, for an ACL user, `user:password@`; `rediss://` is TLS, checked
-against QRLOOP_REDIS_TLS_CA (else the system's CAs), presenting QRLOOP_REDIS_TLS_CERT and
-QRLOOP_REDIS_TLS_KEY when the server asks for a client certificate. The hot-path pipe and the
-redis-py clients get them alike, so no path reaches Redis another way.
+`REDIS_URL` may name any node of a cluster; `INFO cluster` on it says `cluster_enabled:1`,
+and the client then follows the cluster's slot map (MOVED, ASK, failovers) by itself. The hot
+path has its own pipelining client (`redemption/pipe.py`), told the same answer.
+
+The URL's `user:password@` is sent as `AUTH user password` (an ACL user) on every connection.
+`rediss://` is TLS: the server's certificate is checked against QRLOOP_REDIS_TLS_CA (else the
+system's CAs), and QRLOOP_REDIS_TLS_CERT/KEY is the client certificate for a server that asks
+for one. Every connection made here, redis-py's or the hot path's, gets the same `Tls`.
 """
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
-
-from qrloop.redemption.pipe import RedisPipe
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 if TYPE_CHECKING:
     from qrloop.settings import Settings
 
-TLS_SCHEME = "rediss"
+Client = redis.Redis | RedisCluster
+"""What the non-hot paths talk to; both speak the same commands (a cluster routes each by its
+key's hash slot, so every multi-key command and script stays within one partition's tag)."""
+
+AnyPipeline = Pipeline | ClusterPipeline
 
 
 def uses_tls(url: str) -> bool:
-    return urlsplit(url).scheme == TLS_SCHEME
+    return urlsplit(url).scheme == "rediss"
 
 
 def tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext:
@@ -44,42 +54,79 @@ def tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSL
     return context
 
 
-class RedisConnector:
-    """Makes connections to one Redis/Valkey URL with the deployment's TLS files."""
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """The TLS files for a rediss:// URL (all None: the system's CAs, no client certificate)."""
 
-    def __init__(
-        self,
-        url: str,
-        ca: Path | None = None,
-        cert: Path | None = None,
-        key: Path | None = None,
-    ) -> None:
-        self.url = url
-        self._tls = uses_tls(url)
-        self._ca, self._cert, self._key = ca, cert, key
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
 
     @classmethod
-    def of(cls, settings: Settings, url: str | None = None) -> RedisConnector:
-        """For `url` (else the settings' REDIS_URL) with the settings' TLS files."""
-        found = url or settings.redis_url
-        assert found, "no Redis URL"
-        return cls(found, settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
+    def of(cls, settings: Settings) -> Tls:
+        return cls(settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
 
-    def client(self, **options: Any) -> redis.Redis:
-        """A redis-py asyncio client (a connection pool); `options` as redis.Redis takes."""
-        if self._tls:
-            options |= {
-                "ssl_cert_reqs": "required",
-                "ssl_ca_certs": _text(self._ca),
-                "ssl_certfile": _text(self._cert),
-                "ssl_keyfile": _text(self._key),
-            }
-        return redis.Redis.from_url(self.url, **options)
+    def context(self) -> ssl.SSLContext:
+        """For the hot path's own connections."""
+        return tls_context(self.ca, self.cert, self.key)
 
-    def pipe(self, **options: Any) -> RedisPipe:
-        """The hot path's auto-pipelining connection; `options` as RedisPipe takes."""
-        context = tls_context(self._ca, self._cert, self._key) if self._tls else None
-        return RedisPipe(self.url, ssl=context, **options)
+    def options(self, url: str) -> dict[str, Any]:
+        """redis-py's connection options for `url`: TLS with these files for rediss://."""
+        if not uses_tls(url):
+            return {}
+        return {
+            "ssl_cert_reqs": "required",
+            "ssl_ca_certs": _text(self.ca),
+            "ssl_certfile": _text(self.cert),
+            "ssl_keyfile": _text(self.key),
+        }
+
+
+NO_TLS = Tls()
+
+
+async def cluster_enabled(url: str, tls: Tls = NO_TLS, wait_seconds: float = 5.0) -> bool:
+    """Whether the node `url` names runs in cluster mode. A Unix socket is never a cluster's
+    (a cluster's nodes tell each other TCP addresses), so that asks nothing."""
+    if url.startswith("unix://"):
+        return False
+    probe = redis.Redis.from_url(
+        url,
+        socket_timeout=wait_seconds,
+        socket_connect_timeout=wait_seconds,
+        **tls.options(url),
+    )
+    try:
+        info: dict[str, Any] = await probe.info("cluster")
+    finally:
+        await probe.aclose()
+    return bool(info.get("cluster_enabled"))
+
+
+def client_for(url: str, cluster: bool, tls: Tls = NO_TLS, **options: Any) -> Client:
+    """A client for `url`: a cluster client (following the slot map) when `cluster`.
+    `options` are redis-py connection options (timeouts, pool size), the same for both."""
+    options |= tls.options(url)
+    if cluster:
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
+
+
+async def connect(url: str, tls: Tls = NO_TLS, **options: Any) -> Client:
+    """A client for `url`, cluster or single server as the node says; raises RedisError when
+    the node cannot be asked (the caller fails, and is restarted or retried)."""
+    return client_for(url, await cluster_enabled(url, tls), tls, **options)
+
+
+def is_cluster(client: Client) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+async def loaded(client: Client, script: str) -> str:
+    """The SHA-1 of `script`, once loaded on the server (on a cluster, on every primary), for
+    a pipeline of EVALSHAs: a cluster's pipeline would not load it by itself."""
+    sha: str = await client.script_load(script)
+    return sha
 
 
 def _text(path: Path | None) -> str | None:

@@ -27,6 +27,7 @@ from support import (
     claim_with_code,
     eventually,
     fetchval,
+    fresh_database,
     reason,
     redeem,
     serving_on,
@@ -131,14 +132,16 @@ def test_every_path_reaches_redis_over_tls_as_the_acl_user(
     _refused_without_credentials(server, tls)
     admin = server.admin()
     admin.execute_command("ACL", "LOG", "RESET")
-    with serving_on(
-        stores.database_url,
-        server.url("qrloop", PASSWORD),
-        scratch_dir / "serve",
-        QRLOOP_REDIS_TLS_CA=str(tls.ca),
-        QRLOOP_REDIS_TLS_CERT=str(tls.client_cert),
-        QRLOOP_REDIS_TLS_KEY=str(tls.client_key),
-    ) as stack:
+    with (
+        fresh_database(stores.database_url) as database,
+        serving_on(
+            Stores(database, server.url("qrloop", PASSWORD)),
+            scratch_dir / "serve",
+            QRLOOP_REDIS_TLS_CA=str(tls.ca),
+            QRLOOP_REDIS_TLS_CERT=str(tls.client_cert),
+            QRLOOP_REDIS_TLS_KEY=str(tls.client_key),
+        ) as stack,
+    ):
         try:
             exercise_every_path(stack)
         finally:

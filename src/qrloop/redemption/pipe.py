@@ -19,9 +19,9 @@ import hashlib
 import ssl as tls
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -33,6 +33,12 @@ Arg = str | bytes | int
 
 # After a failed connect, calls fail at once for this long instead of piling up connects.
 _RECONNECT_BACKOFF_SECONDS = 0.2
+
+
+def _ignore(future: asyncio.Future[Any]) -> None:
+    """Retrieve a reply nobody waits for (ASKING's OK), so asyncio does not warn of it."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +71,21 @@ def _pack(args: tuple[Arg, ...]) -> bytes:
     return packed
 
 
+class Pipe(Protocol):
+    """What the hot path needs of Redis: a single server's `RedisPipe`, or a `ClusterPipe`
+    (redemption/cluster.py) that routes each call to the primary serving its key."""
+
+    async def call(self, *args: Arg) -> Any:
+        """Send one command; `args[1]` is its key (a cluster routes by it)."""
+
+    async def evalsha(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run `script` on `keys`, all in one hash slot."""
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
-class _Address:
+class Address:
     host: str | None
     port: int
     path: str | None
@@ -76,17 +95,17 @@ class _Address:
     tls: bool = False
 
 
-def _parse(url: str) -> _Address:
+def parse_address(url: str) -> Address:
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     password = unquote(parts.password) if parts.password else None
     username = unquote(parts.username) if parts.username else None
     if parts.scheme == "unix":
-        return _Address(None, 0, parts.path, int(query.get("db", ["0"])[0]), username, password)
+        return Address(None, 0, parts.path, int(query.get("db", ["0"])[0]), username, password)
     if parts.scheme in ("redis", "rediss"):
         db = int(parts.path.lstrip("/") or query.get("db", ["0"])[0])
         host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-        return _Address(host, port, None, db, username, password, parts.scheme == "rediss")
+        return Address(host, port, None, db, username, password, parts.scheme == "rediss")
     raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r} for the hot path")
 
 
@@ -123,13 +142,13 @@ class RedisPipe:
 
     def __init__(
         self,
-        url: str,
+        url: str | Address,
         *,
         timeout: float = 2.0,
         ssl: tls.SSLContext | None = None,
         confirm: Confirmation | None = None,
     ) -> None:
-        self._address = _parse(url)
+        self._address = url if isinstance(url, Address) else parse_address(url)
         if ssl is not None and not self._address.tls:
             raise ValueError("a TLS context needs a rediss:// URL")
         # rediss:// is never spoken in the clear: the system's CAs unless told otherwise.
@@ -148,13 +167,19 @@ class RedisPipe:
         self._flush_scheduled = False
         self._watchdog: asyncio.TimerHandle | None = None
 
-    async def call(self, *args: Arg) -> Any:
+    async def call(self, *args: Arg, asking: bool = False, confirm: bool = True) -> Any:
         """Send one command; raises redis ConnectionError/TimeoutError/ResponseError, and
-        NotConfirmed when this pipe confirms writes and WAITAOF fell short."""
+        NotConfirmed when this pipe confirms writes and WAITAOF fell short.
+
+        `asking`: the command goes right behind an ASKING, on this one connection, as a
+        cluster node importing the key's slot requires (an ASK redirection). `confirm=False`:
+        a command that writes nothing worth keeping does not wait for a WAITAOF."""
         if self._transport is None or self._transport.is_closing():
             await self._connect()
+        if asking:
+            self._send(_pack(("ASKING",))).add_done_callback(_ignore)
         reply = self._send(_pack(args))
-        if self._confirm is None:
+        if self._confirm is None or not confirm:
             return await reply
         confirmation = self._next_confirmation()
         result = await reply
@@ -163,15 +188,17 @@ class RedisPipe:
             raise NotConfirmed(f"WAITAOF saw {local} local and {replicas} replica AOFs")
         return result
 
-    async def evalsha(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
+    async def evalsha(
+        self, script: Script, keys: Sequence[str], args: Sequence[Arg], *, asking: bool = False
+    ) -> Any:
         """Run `script`, loading it first if this Redis has not seen it (or has restarted)."""
         try:
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args, asking=asking)
         except ResponseError as error:
             if not str(error).startswith("NOSCRIPT"):
                 raise
-            await self.call("SCRIPT", "LOAD", script.source)
-            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+            await self.call("SCRIPT", "LOAD", script.source, confirm=False)
+            return await self.call("EVALSHA", script.sha, len(keys), *keys, *args, asking=asking)
 
     async def close(self) -> None:
         if self._watchdog is not None:

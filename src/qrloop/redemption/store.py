@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from qrloop import keyspace
+from qrloop import keyspace, lua
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.codes.format import CodeRef
 from qrloop.errors import Problem, Reason
-from qrloop.redemption.pipe import RedisPipe, Script
+from qrloop.redemption.pipe import Pipe, Script
 
 _UNAVAILABLE = "The code state store cannot answer; no code is accepted until it can."
 
 
-def _script(name: str) -> Script:
-    return Script(resources.files(__package__).joinpath(name).read_text())
+def _script(name: str, keys: tuple[str, ...]) -> Script:
+    return Script(lua.source(__package__, name, keys))
 
 
-_REDEEM = _script("redeem.lua")
-_CHECK = _script("check.lua")
-_REVERSE = _script("reverse.lua")
+_REDEEM = _script("redeem.lua", keyspace.RedeemKeys._fields)
+_CHECK = _script("check.lua", keyspace.CheckKeys._fields)
+_REVERSE = _script("reverse.lua", keyspace.ReverseKeys._fields)
 
 
 def unavailable() -> Problem:
@@ -60,8 +60,11 @@ class Consumed(NamedTuple):
 class CodeStateStore:
     """Atomic check-and-consume of a code's bit, with the redemption queued in the same step."""
 
-    def __init__(self, pipe: RedisPipe, partitions: int) -> None:
+    def __init__(self, pipe: Pipe, partitions: int, writes: Pipe | None = None) -> None:
+        """`writes` consumes and reverses (a pipe that confirms each write, with
+        QRLOOP_REDIS_DURABILITY=replicated); `pipe` reads."""
         self._pipe = pipe
+        self._writes = writes or pipe
         self._partitions = partitions
 
     async def consume(
@@ -72,14 +75,7 @@ class CodeStateStore:
         reversed since), or raise the Problem that says why not."""
         campaign_id, serial = ref.campaign_id, ref.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
-        keys = [
-            keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, campaign_id, serial),
-            keyspace.void_bitmap(partition, campaign_id, serial),
-            keyspace.events(partition),
-            keyspace.last_use(partition, campaign_id, serial),
-            keyspace.reversal_counts(partition, campaign_id, serial),
-        ]
+        keys = keyspace.redeem_keys(partition, campaign_id, serial)
         args: list[str | int] = [
             keyspace.bit_offset(serial),
             campaign_id,
@@ -91,7 +87,7 @@ class CodeStateStore:
             nonce,
             keyspace.LAST_USE_TTL_SECONDS,
         ]
-        answer = await self._run(_REDEEM, keys, args)
+        answer = await self._run(_REDEEM, keys, args, self._writes)
         outcome = answer[0]
         if outcome in (b"redeemed", b"replay", b"reversed"):
             return Consumed(answer[1].decode(), reversed=outcome == b"reversed")
@@ -102,11 +98,7 @@ class CodeStateStore:
     async def peek(self, ref: CodeRef) -> bytes:
         """b'valid', b'voided' or b'already_redeemed'; raises Problem(unavailable)."""
         partition = keyspace.partition_of(ref.campaign_id, ref.serial, self._partitions)
-        keys = [
-            keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, ref.campaign_id, ref.serial),
-            keyspace.void_bitmap(partition, ref.campaign_id, ref.serial),
-        ]
+        keys = keyspace.check_keys(partition, ref.campaign_id, ref.serial)
         state: bytes = await self._run(_CHECK, keys, [keyspace.bit_offset(ref.serial)])
         if state == b"unavailable":
             raise unavailable()
@@ -118,13 +110,7 @@ class CodeStateStore:
         """Free the code again, or raise the Problem that says why not."""
         campaign_id, serial = redemption.campaign_id, redemption.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
-        keys = [
-            keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, campaign_id, serial),
-            keyspace.last_use(partition, campaign_id, serial),
-            keyspace.reversal_counts(partition, campaign_id, serial),
-            keyspace.events(partition),
-        ]
+        keys = keyspace.reverse_keys(partition, campaign_id, serial)
         args: list[str | int] = [
             keyspace.bit_offset(serial),
             campaign_id,
@@ -135,7 +121,7 @@ class CodeStateStore:
             now_ms,
             window_ms,
         ]
-        outcome = await self._run(_REVERSE, keys, args)
+        outcome = await self._run(_REVERSE, keys, args, self._writes)
         if outcome == b"reversed":
             return
         if outcome in (b"not_found", b"other_store"):
@@ -145,9 +131,11 @@ class CodeStateStore:
             raise Problem(Reason.CONFLICT, "The reversal window for this redemption has closed.")
         raise _refusal(outcome)
 
-    async def _run(self, script: Script, keys: list[str], args: list[str | int]) -> Any:
+    async def _run(
+        self, script: Script, keys: Sequence[str], args: list[str | int], pipe: Pipe | None = None
+    ) -> Any:
         try:
-            return await self._pipe.evalsha(script, keys, list(args))
+            return await (pipe or self._pipe).evalsha(script, keys, args)
         except RedisError:
             raise unavailable() from None
 

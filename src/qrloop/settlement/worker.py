@@ -14,14 +14,13 @@ from operator import attrgetter
 from typing import Any, cast
 
 import asyncpg
-import redis.asyncio as redis
 from asyncpg.pool import PoolConnectionProxy
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
-from qrloop.redis_client import RedisConnector
+from qrloop.redis_client import Client, Tls, connect, is_cluster
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -44,6 +43,9 @@ DRAIN_SECONDS = 10.0
 # An entry pending this long on some consumer is taken to belong to a dead worker.
 RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_SECONDS = 10.0
+# On a cluster the partitions' streams are read without blocking (see Worker._read_each);
+# this is how long a consumer waits after a read that found nothing.
+CLUSTER_POLL_SECONDS = 0.1
 
 # A store that cannot answer, or lost the connection mid-batch: retry the batch, never stop.
 # asyncpg reports a connection that PostgreSQL dropped mid-transaction (killed under load) as
@@ -64,7 +66,7 @@ class Worker:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        client: redis.Redis,
+        client: Client,
         partitions: int,
         webhook_retry_seconds: float = Settings().webhook_retry_seconds,
         name: str | None = None,
@@ -146,6 +148,8 @@ class Worker:
         return taken
 
     async def _read(self, cursor: str) -> Entries:
+        if is_cluster(self._redis):
+            return await self._read_each(cursor)
         streams: dict[KeyT, StreamIdT] = dict.fromkeys(self._streams, cursor)
         block = None if cursor == "0" else BLOCK_MS
         result = await self._redis.xreadgroup(
@@ -153,6 +157,21 @@ class Worker:
         )
         # RESP2 answers a list of [stream, entries] pairs; that is the protocol we connect with.
         return cast(Entries, result or [])
+
+    async def _read_each(self, cursor: str) -> Entries:
+        """On a cluster each partition's stream has a hash slot of its own, and one XREADGROUP
+        may name the streams of one slot only: read every partition in one pipeline (split by
+        node), without blocking, and wait a moment when none had anything new."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xreadgroup(
+                    keyspace.SETTLEMENT_GROUP, self._consumer, {stream: cursor}, count=BATCH
+                )
+            answers = await pipe.execute()
+        entries = [entry for answer in answers for entry in cast(Entries, answer or [])]
+        if cursor == ">" and not any(batch for _, batch in entries):
+            await asyncio.sleep(CLUSTER_POLL_SECONDS)
+        return entries
 
     async def settle(self, entries: Entries) -> None:
         """Insert entries already read in one transaction, then acknowledge them."""
@@ -263,7 +282,7 @@ _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
 }  # fmt: skip
 
 
-async def settlement_gauges(client: redis.Redis, partitions: int) -> tuple[int, int]:
+async def settlement_gauges(client: Client, partitions: int) -> tuple[int, int]:
     """(entries read or unread but not yet acknowledged, entries in dead-letter streams)."""
     async with client.pipeline(transaction=False) as pipe:
         for partition in range(partitions):
@@ -298,7 +317,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     consumers = settings.settlement_consumers
     pool = await create_pool(settings.database_url, consumers + 3)
-    client = RedisConnector.of(settings).client(socket_timeout=BLOCK_MS / 1000 + 5)
+    client = await connect(settings.redis_url, Tls.of(settings), socket_timeout=BLOCK_MS / 1000 + 5)
     process = f"{socket.gethostname()}-{os.getpid()}"
     workers = [
         Worker(pool, client, settings.partitions, settings.webhook_retry_seconds, f"{process}-{i}")
