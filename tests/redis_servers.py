@@ -217,3 +217,23 @@ def running(server: RedisServer) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def start_replica(primary: RedisServer, folder: Path) -> RedisServer:
+    """A replica of `primary` (AOF fsynced always, like it), linked and in sync on return."""
+    replica = start_server(
+        folder,
+        "--replicaof", "127.0.0.1", str(primary.port),
+        "--masteruser", ADMIN[0], "--masterauth", ADMIN[1],
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not _in_sync(primary, replica):
+        assert time.monotonic() < deadline, "the replica did not sync"
+        time.sleep(0.05)
+    return replica
+
+
+def _in_sync(primary: RedisServer, replica: RedisServer) -> bool:
+    state = replica.admin().info("replication")
+    linked = state["master_link_status"] == "up" and not state["master_sync_in_progress"]
+    return linked and primary.admin().info("replication")["connected_slaves"] == 1

@@ -7,9 +7,12 @@ together. Replies come back in order, so a FIFO of futures is all the bookkeepin
 
 A pipe made with a `Confirmation` (QRLOOP_REDIS_DURABILITY=replicated) holds every reply until
 a WAITAOF sent after the command confirms it on the primary's AOF and on enough replicas'.
-One WAITAOF covers every earlier write of its connection, so a batch needs only one: it is in
-flight alone, and the commands issued meanwhile go out together after it, with the next (a
-group commit that grows with the load).
+One WAITAOF covers every earlier write of its connection, so a batch needs only one: while a
+batch is being confirmed, the commands issued meanwhile wait, and go out together as the next
+batch (a group commit that grows with the load). WAITAOF is sent once the batch's replies are
+in, not in the same write: a replica that reads the writes and the primary's GETACK together
+answers the GETACK before its fsync, and would not say so again for up to a second. For the
+same reason a short answer is asked again, in steps, until the confirmation time is up.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ Arg = str | bytes | int
 
 # After a failed connect, calls fail at once for this long instead of piling up connects.
 _RECONNECT_BACKOFF_SECONDS = 0.2
+# A WAITAOF that falls short is asked again after this long (each asks replicas to ACK).
+_CONFIRM_STEP_MS = 10
 
 
 def _ignore(future: asyncio.Future[Any]) -> None:
@@ -158,8 +163,8 @@ class RedisPipe:
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()  # written
         self._outgoing: list[bytes] = []  # not written yet, and their replies' futures:
         self._waiting: list[tuple[asyncio.Future[Any], float]] = []
-        self._confirmation: asyncio.Future[Any] | None = None  # the next WAITAOF's reply
-        self._confirming = False  # a WAITAOF is in flight
+        self._confirmation: asyncio.Future[Any] | None = None  # the next batch's WAITAOF
+        self._confirmer: asyncio.Task[None] | None = None  # confirming the batch in flight
         self._transport: asyncio.Transport | None = None
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
@@ -222,39 +227,66 @@ class RedisPipe:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _next_confirmation(self) -> asyncio.Future[Any]:
-        """The reply of the WAITAOF that will follow the commands not written yet."""
+        """The WAITAOF answer that will confirm the commands not written yet."""
         if self._confirmation is None:
             self._confirmation = asyncio.get_running_loop().create_future()
-            self._confirmation.add_done_callback(self._confirmed)
+            self._confirmation.add_done_callback(_ignore)  # every caller may have failed
         return self._confirmation
-
-    def _confirmed(self, confirmation: asyncio.Future[Any]) -> None:
-        if not confirmation.cancelled():
-            confirmation.exception()  # retrieved here: every caller may have failed before
-        self._confirming = False
-        if self._outgoing:
-            self._schedule_flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._confirming or not self._outgoing:
-            return  # the batch goes out once the WAITAOF in flight is answered
+        if self._confirmer is not None or not self._outgoing:
+            return  # the batch goes out once the one in flight is confirmed
         if self._transport is None or self._transport.is_closing():
             self._fail_pending(RedisConnectionError("connection to Redis lost"))
             return
-        if self._confirmation is not None and self._confirm is not None:
-            waitaof = ("WAITAOF", 1, self._confirm.replicas, self._confirm.timeout_ms)
-            self._outgoing.append(_pack(waitaof))
-            self._waiting.append((self._confirmation, time.monotonic() + self._timeout))
-            self._confirmation, self._confirming = None, True
+        last_reply = self._waiting[-1][0]
         self._pending.extend(self._waiting)
         data, self._outgoing, self._waiting = b"".join(self._outgoing), [], []
         self._transport.write(data)
+        if self._confirmation is not None:
+            confirming = self._confirm_batch(last_reply, self._confirmation)
+            self._confirmer, self._confirmation = asyncio.ensure_future(confirming), None
+
+    async def _confirm_batch(
+        self, last_reply: asyncio.Future[Any], confirmation: asyncio.Future[Any]
+    ) -> None:
+        """Once the batch is answered, WAITAOF until it confirms it or the time is up; the
+        answer (local and replica AOFs) goes to `confirmation`."""
+        assert self._confirm is not None
+        try:
+            await asyncio.wait([last_reply])  # its outcome is its caller's
+            deadline = time.monotonic() + self._confirm.timeout_ms / 1000
+            while True:
+                step = min(_CONFIRM_STEP_MS, int((deadline - time.monotonic()) * 1000))
+                waitaof = ("WAITAOF", 1, self._confirm.replicas, max(1, step))
+                local, replicas = await self._write_now(_pack(waitaof))
+                enough = local >= 1 and replicas >= self._confirm.replicas
+                if enough or time.monotonic() >= deadline:
+                    confirmation.set_result((local, replicas))
+                    return
+        except RedisError as error:
+            if not confirmation.done():
+                confirmation.set_exception(error)
+        finally:
+            if self._confirmer is asyncio.current_task():
+                self._confirmer = None
+                if self._outgoing:
+                    self._schedule_flush()
+
+    def _write_now(self, packed: bytes) -> asyncio.Future[Any]:
+        """Write one command at once, ahead of the commands held back."""
+        if self._transport is None or self._transport.is_closing():
+            raise RedisConnectionError("connection to Redis lost")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((future, time.monotonic() + self._timeout))
+        self._transport.write(packed)
+        return future
 
     def _fail_pending(self, error: Exception) -> None:
         """Fail every command written and not answered, and every one not written yet."""
         waiting, self._waiting, self._outgoing = self._waiting, [], []
-        self._confirming = False
+        self._confirmer = None  # it fails with its connection
         if self._confirmation is not None:
             waiting.append((self._confirmation, 0.0))
             self._confirmation = None
