@@ -37,7 +37,7 @@ Arg = str | bytes | int
 # After a failed connect, calls fail at once for this long instead of piling up connects.
 _RECONNECT_BACKOFF_SECONDS = 0.2
 # A WAITAOF that falls short is asked again after this long (each asks replicas to ACK).
-_CONFIRM_STEP_MS = 10
+_CONFIRM_STEP_MS = 2
 
 
 def _ignore(future: asyncio.Future[Any]) -> None:
