@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from support import free_port
 
 ADMIN = ("admin", "admin-secret")  # the test's own user: every command, every key
+QRLOOP_PASSWORD = "qrloop-acl-secret"  # qrloop's ACL user's (add_qrloop_user)
 README = Path(__file__).parents[1] / "README.md"
 # Commands Redis 7.0 does not have (the README says to leave them out there).
 _SINCE_7_2 = ("+client|setinfo", "+waitaof")
@@ -209,14 +209,6 @@ def start_tls_server(folder: Path, tls: TlsFiles, *extra: str) -> RedisServer | 
         except RuntimeError:
             continue
     return None
-
-
-@contextmanager
-def running(server: RedisServer) -> Iterator[RedisServer]:
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def start_replica(primary: RedisServer, folder: Path) -> RedisServer:

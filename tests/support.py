@@ -223,6 +223,19 @@ def serving(
 
 
 @contextmanager
+def serving_on_redis(
+    database_url: str, redis_url: str, workdir: Path, **settings: str
+) -> Iterator[Stack]:
+    """`qrloop serve` on a fresh database of that PostgreSQL and on that Redis as it is (a
+    server or cluster of the test's own)."""
+    with (
+        fresh_database(database_url) as database,
+        serving_on(Stores(database, redis_url), workdir, **settings) as stack,
+    ):
+        yield stack
+
+
+@contextmanager
 def serving_on(
     stores: Stores, workdir: Path, python: str = sys.executable, **settings: str
 ) -> Iterator[Stack]:

@@ -23,20 +23,18 @@ from redis.crc import key_slot
 
 from cluster_support import Cluster, Node, running_cluster
 from qrloop import keyspace
-from redis_servers import acl_rule, readme_acl_permissions
+from redis_servers import QRLOOP_PASSWORD, acl_rule, readme_acl_permissions
 from support import (
     Load,
     Stack,
     Stores,
     eventually,
     fetchval,
-    fresh_database,
-    serving_on,
+    serving_on_redis,
     settled_exactly_once,
     tills,
 )
 
-PASSWORD = "qrloop-acl-secret"
 REPLICATION = ("replicator", "replication-secret")  # the user replicas sync as
 PARTITIONS = 16
 CODES = 2_000
@@ -75,7 +73,7 @@ def failover_cluster(scratch_dir: Path) -> Iterator[Cluster]:
     """A cluster of this test's own (3 primaries, a replica each, 3 s node timeout) with
     qrloop's ACL user on every node."""
     options = (
-        *acl_rule("qrloop", PASSWORD, " ".join(readme_acl_permissions())),
+        *acl_rule("qrloop", QRLOOP_PASSWORD, " ".join(readme_acl_permissions())),
         *acl_rule(*REPLICATION, "+psync +replconf +ping"),
         "--masteruser", REPLICATION[0], "--masterauth", REPLICATION[1],
     )  # fmt: skip
@@ -152,12 +150,9 @@ def test_primary_killed_under_load(
     cluster = failover_cluster
     victim = _victim(cluster)
     seed = next(node for node in cluster.nodes if node is not victim and node.alive)
-    url = f"redis://qrloop:{PASSWORD}@127.0.0.1:{seed.port}/0"
+    url = f"redis://qrloop:{QRLOOP_PASSWORD}@127.0.0.1:{seed.port}/0"
     settings = {"QRLOOP_REDIS_DURABILITY": durability}
-    with (
-        fresh_database(stores.database_url) as database,
-        serving_on(Stores(database, url), scratch_dir / "serve", **settings) as stack,
-    ):
+    with serving_on_redis(stores.database_url, url, scratch_dir / "serve", **settings) as stack:
         outcome = _run(stack, cluster, victim)
         print(
             f"\n{durability}: {outcome.answered_twice} of {len(outcome.acknowledged)}"

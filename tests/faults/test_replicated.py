@@ -13,21 +13,25 @@ from pathlib import Path
 import pytest
 
 from qrloop import keyspace
-from redis_servers import RedisServer, add_qrloop_user, start_replica, start_server
+from redis_servers import (
+    QRLOOP_PASSWORD,
+    RedisServer,
+    add_qrloop_user,
+    start_replica,
+    start_server,
+)
 from support import (
     Stack,
     Stores,
     eventually,
     fetchval,
-    fresh_database,
     reason,
     redeem,
-    serving_on,
+    serving_on_redis,
     settled_exactly_once,
     tills,
 )
 
-PASSWORD = "qrloop-acl-secret"
 CONFIRM_MS = 300
 SETTLED = "SELECT count(*) FROM redemptions WHERE campaign_id = $1"
 
@@ -40,17 +44,13 @@ def replicated(stores: Stores, scratch_dir: Path) -> Iterator[tuple[Stack, Redis
     replica = None
     try:
         replica = start_replica(primary, scratch_dir / "replica")
-        add_qrloop_user(primary.admin(), PASSWORD)
+        add_qrloop_user(primary.admin(), QRLOOP_PASSWORD)
         settings = {
             "QRLOOP_REDIS_DURABILITY": "replicated",
             "QRLOOP_REDIS_CONFIRM_MS": str(CONFIRM_MS),
         }
-        with (
-            fresh_database(stores.database_url) as database,
-            serving_on(
-                Stores(database, primary.url("qrloop", PASSWORD)), scratch_dir / "serve", **settings
-            ) as stack,
-        ):
+        url = primary.url("qrloop", QRLOOP_PASSWORD)
+        with serving_on_redis(stores.database_url, url, scratch_dir / "serve", **settings) as stack:
             yield stack, replica
     finally:
         if replica is not None:

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from redis_servers import (
+    QRLOOP_PASSWORD,
     RedisServer,
     TlsFiles,
     add_qrloop_user,
@@ -27,14 +28,11 @@ from support import (
     claim_with_code,
     eventually,
     fetchval,
-    fresh_database,
     reason,
     redeem,
-    serving_on,
+    serving_on_redis,
     till,
 )
-
-PASSWORD = "qrloop-acl-secret"
 
 
 @pytest.fixture
@@ -49,7 +47,7 @@ def tls_server(scratch_dir: Path) -> Iterator[tuple[RedisServer, TlsFiles]]:
             " apt-get install redis-server (CI installs it)"
         )
     try:
-        add_qrloop_user(server.admin(), PASSWORD)
+        add_qrloop_user(server.admin(), QRLOOP_PASSWORD)
         yield server, tls
     finally:
         server.stop()
@@ -132,16 +130,14 @@ def test_every_path_reaches_redis_over_tls_as_the_acl_user(
     _refused_without_credentials(server, tls)
     admin = server.admin()
     admin.execute_command("ACL", "LOG", "RESET")
-    with (
-        fresh_database(stores.database_url) as database,
-        serving_on(
-            Stores(database, server.url("qrloop", PASSWORD)),
-            scratch_dir / "serve",
-            QRLOOP_REDIS_TLS_CA=str(tls.ca),
-            QRLOOP_REDIS_TLS_CERT=str(tls.client_cert),
-            QRLOOP_REDIS_TLS_KEY=str(tls.client_key),
-        ) as stack,
-    ):
+    with serving_on_redis(
+        stores.database_url,
+        server.url("qrloop", QRLOOP_PASSWORD),
+        scratch_dir / "serve",
+        QRLOOP_REDIS_TLS_CA=str(tls.ca),
+        QRLOOP_REDIS_TLS_CERT=str(tls.client_cert),
+        QRLOOP_REDIS_TLS_KEY=str(tls.client_key),
+    ) as stack:
         try:
             exercise_every_path(stack)
         finally:
@@ -149,7 +145,7 @@ def test_every_path_reaches_redis_over_tls_as_the_acl_user(
     assert refused == [], "the ACL user was refused commands"
     assert admin.dbsize() > 0  # the state went to this server
     qrloop = redis.Redis.from_url(
-        server.url("qrloop", PASSWORD),
+        server.url("qrloop", QRLOOP_PASSWORD),
         ssl_ca_certs=str(tls.ca),
         ssl_certfile=str(tls.client_cert),
         ssl_keyfile=str(tls.client_key),
