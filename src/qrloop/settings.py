@@ -163,6 +163,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"
         )
     _check_redis_tls(settings)
+    if settings.redis_durability == "replicated" and not settings.redis_url:
+        raise SettingsError(
+            "QRLOOP_REDIS_DURABILITY=replicated needs a REDIS_URL whose primaries have replicas"
+            " (the embedded Valkey has none: every redemption would be refused)"
+        )
     _check_phone_region(settings.phone_region)
     _check_trusted_proxies(settings.trusted_proxies)
     _check_messages(settings)

@@ -1,5 +1,6 @@
 """The Redis settings refuse, at start, what could not work: TLS files without TLS, half a
-client certificate, files that do not load, an unknown durability."""
+client certificate, files that do not load, an unknown durability, `replicated` on the
+embedded Valkey (it has no replica)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ STORES = {"DATABASE_URL": "postgresql://db/qrloop"}
         ({"REDIS_URL": "rediss://h/0", "QRLOOP_REDIS_TLS_CA": "/no/such.pem"}, "TLS_CA"),
         ({"REDIS_URL": "redis://h/0", "QRLOOP_REDIS_DURABILITY": "fsync"}, "DURABILITY"),
         ({"REDIS_URL": "redis://h/0", "QRLOOP_REDIS_CONFIRM_MS": "0"}, "CONFIRM_MS"),
+        ({"DATABASE_URL": "", "QRLOOP_REDIS_DURABILITY": "replicated"}, "embedded Valkey"),
     ],
 )
 def test_unusable_redis_settings_stop_the_start(environ: dict[str, str], message: str) -> None:
