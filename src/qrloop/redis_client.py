@@ -56,6 +56,8 @@ def is_cluster(client: Client) -> bool:
 
 async def loaded(client: Client, script: str) -> str:
     """The SHA-1 of `script`, once loaded on the server (on a cluster, on every primary), for
-    a pipeline of EVALSHAs: a cluster's pipeline would not load it by itself."""
+    a pipeline of EVALSHAs. A cluster's pipeline neither loads scripts nor offers `evalsha`
+    (it could not load one mid-pipeline); `execute_command("EVALSHA", ...)` routes by the
+    keys, on both kinds of pipeline."""
     sha: str = await client.script_load(script)
     return sha

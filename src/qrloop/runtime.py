@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import asyncpg
 
 from qrloop.codes.verify_pool import VerifierPool
@@ -16,16 +14,35 @@ from qrloop.redis_client import Client
 from qrloop.settings import Settings
 
 
-@dataclass(slots=True)
 class Runtime:
-    """Shared by every request of one process; routes receive it by dependency injection."""
+    """Shared by every request of one process; routes receive it by dependency injection.
 
-    settings: Settings
-    pool: asyncpg.Pool
-    redis: Client
-    pipe: Pipe
-    keys: Keys
-    rules: RulesCache
-    gate: TerminalGate
-    redeemer: Redeemer
-    verifiers: VerifierPool
+    A plain class, not a dataclass: the framework checks a dependency of a plain class by its
+    class alone, where it would convert a dataclass field by field on every request (and
+    refuse `redis`, which is one of two client types)."""
+
+    __slots__ = ("gate", "keys", "pipe", "pool", "redeemer", "redis", "rules", "settings",
+                 "verifiers")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: Client,
+        pipe: Pipe,
+        keys: Keys,
+        rules: RulesCache,
+        gate: TerminalGate,
+        redeemer: Redeemer,
+        verifiers: VerifierPool,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.pipe = pipe
+        self.keys = keys
+        self.rules = rules
+        self.gate = gate
+        self.redeemer = redeemer
+        self.verifiers = verifiers

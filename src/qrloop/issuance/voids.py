@@ -44,7 +44,9 @@ async def void_ranges(client: Client, partitions: int, ranges: list[tuple[int, i
                 partition = keyspace.partition_of(campaign_id, low, partitions)
                 keys = keyspace.void_keys(partition, campaign_id, low)
                 bits = [keyspace.bit_offset(low), keyspace.bit_offset(high)]
-                pipe.evalsha(script, len(keys), *keys, *bits, campaign_id, low, high, at)
+                pipe.execute_command(
+                    "EVALSHA", script, len(keys), *keys, *bits, campaign_id, low, high, at
+                )
             voided += sum(int(result) for result in await pipe.execute())
     return voided
 
