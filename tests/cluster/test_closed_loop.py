@@ -22,6 +22,7 @@ from support import (
     fetchval,
     reason,
     redeem,
+    sample,
     settled_exactly_once,
     till,
 )
@@ -95,7 +96,7 @@ def test_redeem_replay_reverse_void_and_settle(cluster_stack: Stack, shop: Shop)
     """On every campaign: a code redeems once (its till's retry gets the same answer, any
     other scan 409 already_redeemed, /v1/check says so); a reversal frees it for a second
     use; a voided code is refused 409 voided; every redemption, reversal and void settles
-    into PostgreSQL exactly once, and the stats count them."""
+    into PostgreSQL exactly once (the backlog gauge falls to 0), and the stats count them."""
     redeemed: dict[int, set[str]] = {}
     for campaign in shop.campaigns:
         code, nonce = campaign.codes[0], uuid.uuid4().hex
@@ -135,6 +136,8 @@ def test_redeem_replay_reverse_void_and_settle(cluster_stack: Stack, shop: Shop)
         )
 
     eventually(settled, within=60)
+    # The backlog gauge reads every partition's consumer group, node by node.
+    eventually(lambda: sample(cluster_stack.base_url, "qrloop_settlement_backlog") == 0, 60)
     for campaign in shop.campaigns:
         settled_exactly_once(cluster_stack, campaign.id, redeemed[campaign.id])
         stats = shop.merchant.get(f"/v1/campaigns/{campaign.id}/stats").json()
