@@ -125,3 +125,32 @@ async def test_no_node_answering_fails_closed() -> None:
     with pytest.raises(RedisError):
         await pipe.evalsha(CHECK, keyspace.check_keys(0, 1, 1), [1])
     await pipe.close()
+
+
+async def test_a_failover_is_followed(valkey_cluster: Cluster, pipe: ClusterPipe) -> None:
+    """The primary of a slot is killed: calls fail (the till's 503) until its replica has taken
+    over, then reach the new primary and read what was replicated before; the old primary
+    comes back as a replica."""
+    valkey_cluster.flush()
+    key = keyspace.epoch(PARTITION)
+    await pipe.call("SET", key, "before")
+    owner = valkey_cluster.slot_owner(SLOT)
+    with owner.client() as node:
+        assert node.execute_command("WAIT", 1, 5000) == 1
+    owner.kill()
+
+    async def read() -> bytes | None:
+        try:
+            value: bytes | None = await pipe.call("GET", key)
+        except RedisError:
+            return None
+        return value
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while (value := await read()) is None:
+        assert asyncio.get_running_loop().time() < deadline, "no replica took over"
+    assert value == b"before"
+    assert valkey_cluster.slot_owner(SLOT) is not owner
+    owner.start(valkey_cluster.node_timeout_ms)
+    valkey_cluster.wait_healthy()
+    assert owner.info("replication")["role"] == "slave"
