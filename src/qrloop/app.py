@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, cast
 
+import asyncpg
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -17,7 +19,6 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
@@ -26,26 +27,23 @@ from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
-from qrloop.codes.verify_pool import VerifierPool
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.issuance import dependencies as issuance
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
-from qrloop.openapi import document_problems
+from qrloop.openapi import METRICS_TOKEN_IF_SET, answered, document, openapi_config
+from qrloop.redemption import dependencies as redemption
 from qrloop.redemption.cluster import pipe_for
-from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
-from qrloop.redemption.gate import TerminalGate
-from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
-from qrloop.redemption.rules import RulesCache
-from qrloop.redemption.store import CodeStateStore
 from qrloop.redemption.timing import timed
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 from qrloop.settlement.worker import settlement_gauges
+from qrloop.web.docs import static_files
 from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
 
@@ -68,22 +66,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
     )
     pipe = pipe_for(settings.redis_url, redis_client.is_cluster(client))
-    keys = Keys(settings)
-    rules = RulesCache(pool)
-    await rules.preload()
-    gate = TerminalGate(pipe, settings.invalid_scans_per_minute, settings.token_ttl_seconds)
-    store = CodeStateStore(pipe, settings.partitions)
-    return Runtime(
-        settings=settings,
-        pool=pool,
-        redis=client,
-        pipe=pipe,
-        keys=keys,
-        rules=rules,
-        gate=gate,
-        redeemer=Redeemer(keys, rules, gate, store, pool),
-        verifiers=VerifierPool(),
-    )
+    return Runtime(settings=settings, pool=pool, redis=client, pipe=pipe, keys=Keys(settings))
 
 
 def problem_response(problem: Problem) -> Response[Any]:
@@ -163,7 +146,13 @@ def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response
     return on_problem(request, Problem(Reason.INTERNAL, "Something went wrong on our side."))
 
 
-@get("/health/live", tags=["operations"], media_type=MediaType.JSON)
+@get(
+    "/health/live",
+    tags=["operations"],
+    media_type=MediaType.JSON,
+    summary="Whether the process answers",
+    responses=answered({"status": "ok"}),
+)
 async def live() -> Response[dict[str, str]]:
     """The process answers, with the start nonce `serve` gave it (so `serve` knows its own)."""
     nonce = liveness.own_nonce()
@@ -171,7 +160,13 @@ async def live() -> Response[dict[str, str]]:
     return Response({"status": "ok"}, headers=headers)
 
 
-@get("/health/ready", tags=["operations"], media_type=MediaType.JSON)
+@get(
+    "/health/ready",
+    tags=["operations"],
+    media_type=MediaType.JSON,
+    summary="Whether the process can serve: its stores answer, no partition lost its state",
+    responses=answered({"status": "ready"}),
+)
 async def ready(runtime: Runtime) -> dict[str, str]:
     """PostgreSQL and Redis answer (on a cluster, each primary that holds a partition), and
     no partition has lost its state."""
@@ -182,7 +177,14 @@ async def ready(runtime: Runtime) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/metrics", tags=["operations"], media_type=metrics.CONTENT_TYPE)
+@get(
+    "/metrics",
+    tags=["operations"],
+    media_type=metrics.CONTENT_TYPE,
+    summary="Prometheus metrics",
+    security=METRICS_TOKEN_IF_SET,
+    responses=answered(metrics.EXAMPLE, metrics.CONTENT_TYPE),
+)
 async def prometheus(request: Request[Any, Any, Any], runtime: Runtime) -> bytes:
     """Prometheus metrics of every qrloop process sharing this host's metrics folder; with
     QRLOOP_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
@@ -197,6 +199,27 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
+def _pool(runtime: Runtime) -> asyncpg.Pool:
+    return runtime.pool
+
+
+def _settings(runtime: Runtime) -> Settings:
+    return runtime.settings
+
+
+def _keys(runtime: Runtime) -> Keys:
+    return runtime.keys
+
+
+# The infrastructure, whole or by part, for any route or area provider to ask for by name.
+_INFRASTRUCTURE = {
+    "runtime": Provide(_runtime, sync_to_thread=False),
+    "pool": Provide(_pool, sync_to_thread=False),
+    "settings": Provide(_settings, sync_to_thread=False),
+    "keys": Provide(_keys, sync_to_thread=False),
+}
+
+
 def create_app(
     settings: Settings | None = None, extra_handlers: Sequence[ControllerRouterHandler] = ()
 ) -> Litestar:
@@ -209,10 +232,12 @@ def create_app(
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
         try:
-            async with refreshing(runtime):
-                yield
+            with issuance.serving(app.state):
+                async with redemption.serving(
+                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys
+                ):
+                    yield
         finally:
-            runtime.verifiers.close()
             await runtime.pipe.close()
             await runtime.redis.aclose()
             await runtime.pool.close()
@@ -231,9 +256,10 @@ def create_app(
             live,
             ready,
             prometheus,
+            static_files(),
             *extra_handlers,
         ],
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies=_INFRASTRUCTURE,
         lifespan=[lifespan],
         exception_handlers={
             Problem: on_problem,
@@ -246,12 +272,12 @@ def create_app(
             RecursionError: on_recursion,
             Exception: on_unexpected,
         },
-        openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
+        openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         before_request=ids_in_range,
         debug=False,
     )
-    document_problems(app.openapi_schema)
+    document(app)
     return app
 
 
@@ -263,8 +289,4 @@ def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIA
     if not settings.fast_path:
         return timed(asgi)
 
-    def runtime() -> Runtime:
-        current: Runtime = app.state.runtime
-        return current
-
-    return timed(with_fast_redeem(asgi, runtime))
+    return timed(with_fast_redeem(asgi, partial(redemption.provide_till, app.state)))
