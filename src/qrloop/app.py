@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, cast
 
+import asyncpg
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -25,20 +27,16 @@ from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
-from qrloop.codes.verify_pool import VerifierPool
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.issuance import dependencies as issuance
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import METRICS_TOKEN_IF_SET, answered, document, openapi_config
+from qrloop.redemption import dependencies as redemption
 from qrloop.redemption.cluster import hot_path_pipes
-from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
-from qrloop.redemption.gate import TerminalGate
-from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
-from qrloop.redemption.rules import RulesCache
-from qrloop.redemption.store import CodeStateStore
 from qrloop.redemption.timing import timed
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
@@ -73,22 +71,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         max_connections=256,
     )
     pipe, writes = hot_path_pipes(settings, redis_client.is_cluster(client))
-    keys = Keys(settings)
-    rules = RulesCache(pool)
-    await rules.preload()
-    gate = TerminalGate(pipe, settings.invalid_scans_per_minute, settings.token_ttl_seconds)
-    store = CodeStateStore(pipe, settings.partitions, writes=writes)
     return Runtime(
-        settings=settings,
-        pool=pool,
-        redis=client,
-        pipe=pipe,
-        writes=writes,
-        keys=keys,
-        rules=rules,
-        gate=gate,
-        redeemer=Redeemer(keys, rules, gate, store, pool),
-        verifiers=VerifierPool(),
+        settings=settings, pool=pool, redis=client, pipe=pipe, writes=writes, keys=Keys(settings)
     )
 
 
@@ -222,6 +206,27 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
+def _pool(runtime: Runtime) -> asyncpg.Pool:
+    return runtime.pool
+
+
+def _settings(runtime: Runtime) -> Settings:
+    return runtime.settings
+
+
+def _keys(runtime: Runtime) -> Keys:
+    return runtime.keys
+
+
+# The infrastructure, whole or by part, for any route or area provider to ask for by name.
+_INFRASTRUCTURE = {
+    "runtime": Provide(_runtime, sync_to_thread=False),
+    "pool": Provide(_pool, sync_to_thread=False),
+    "settings": Provide(_settings, sync_to_thread=False),
+    "keys": Provide(_keys, sync_to_thread=False),
+}
+
+
 def create_app(
     settings: Settings | None = None, extra_handlers: Sequence[ControllerRouterHandler] = ()
 ) -> Litestar:
@@ -234,10 +239,12 @@ def create_app(
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
         try:
-            async with refreshing(runtime):
-                yield
+            with issuance.serving(app.state):
+                async with redemption.serving(
+                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys, runtime.writes
+                ):
+                    yield
         finally:
-            runtime.verifiers.close()
             await runtime.pipe.close()
             if runtime.writes is not runtime.pipe:
                 await runtime.writes.close()
@@ -261,7 +268,7 @@ def create_app(
             static_files(),
             *extra_handlers,
         ],
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies=_INFRASTRUCTURE,
         lifespan=[lifespan],
         exception_handlers={
             Problem: on_problem,
@@ -291,8 +298,4 @@ def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIA
     if not settings.fast_path:
         return timed(asgi)
 
-    def runtime() -> Runtime:
-        current: Runtime = app.state.runtime
-        return current
-
-    return timed(with_fast_redeem(asgi, runtime))
+    return timed(with_fast_redeem(asgi, partial(redemption.provide_till, app.state)))

@@ -122,9 +122,20 @@ def is_cluster(client: Client) -> bool:
     return isinstance(client, RedisCluster)
 
 
+async def ping(client: Client) -> None:
+    """Raise unless Redis answers: the server, or every primary of a cluster (a replica that is
+    down stops no work; redis-py's own cluster PING would ask every node)."""
+    if isinstance(client, RedisCluster):
+        await client.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
+
+
 async def loaded(client: Client, script: str) -> str:
     """The SHA-1 of `script`, once loaded on the server (on a cluster, on every primary), for
-    a pipeline of EVALSHAs: a cluster's pipeline would not load it by itself."""
+    a pipeline of EVALSHAs. A cluster's pipeline neither loads scripts nor offers `evalsha`
+    (it could not load one mid-pipeline); `execute_command("EVALSHA", ...)` routes by the
+    keys, on both kinds of pipeline."""
     sha: str = await client.script_load(script)
     return sha
 

@@ -82,7 +82,7 @@ async def take(client: Client, caps: Sequence[Cap], language: Language) -> None:
     take_one = await loaded(client, _TAKE)
     async with client.pipeline(transaction=False) as pipe:
         for cap in caps:
-            pipe.evalsha(take_one, 1, cap.key, cap.limit, WINDOW_SECONDS)
+            pipe.execute_command("EVALSHA", take_one, 1, cap.key, cap.limit, WINDOW_SECONDS)
         taken = [bool(answer) for answer in await pipe.execute()]
     if all(taken):
         return
@@ -90,7 +90,7 @@ async def take(client: Client, caps: Sequence[Cap], language: Language) -> None:
     async with client.pipeline(transaction=False) as pipe:
         for cap, counted in zip(caps, taken, strict=True):
             if counted:
-                pipe.evalsha(give_back, 1, cap.key)
+                pipe.execute_command("EVALSHA", give_back, 1, cap.key)
         await pipe.execute()
     refused = next(cap for cap, counted in zip(caps, taken, strict=True) if not counted)
     raise Problem(Reason.RATE_LIMITED, _REFUSALS[refused.scope][language])

@@ -9,6 +9,7 @@ from qrloop.codes.format import CodeRef
 from qrloop.codes.keyring import KeyRing
 from qrloop.codes.verify_pool import VerifierPool
 from qrloop.errors import Problem, Reason
+from qrloop.issuance import orders
 from qrloop.issuance.campaigns import now_ms
 from qrloop.issuance.schemas import VoidIn
 from qrloop.redis_client import Client, loaded
@@ -44,7 +45,9 @@ async def void_ranges(client: Client, partitions: int, ranges: list[tuple[int, i
                 partition = keyspace.partition_of(campaign_id, low, partitions)
                 keys = keyspace.void_keys(partition, campaign_id, low)
                 bits = [keyspace.bit_offset(low), keyspace.bit_offset(high)]
-                pipe.evalsha(script, len(keys), *keys, *bits, campaign_id, low, high, at)
+                pipe.execute_command(
+                    "EVALSHA", script, len(keys), *keys, *bits, campaign_id, low, high, at
+                )
             voided += sum(int(result) for result in await pipe.execute())
     return voided
 
@@ -112,12 +115,6 @@ async def requested_ranges(
             pool, merchant_id, span.campaign_id, span.first_serial, span.last_serial
         )
         return [checked]
-    order = await pool.fetchrow(
-        "SELECT campaign_id, first_serial, quantity FROM orders WHERE id = $1 AND merchant_id = $2",
-        request.order_id,
-        merchant_id,
-    )
-    if order is None:
-        raise Problem(Reason.NOT_FOUND, f"No order {request.order_id} in this account.")
-    first = order["first_serial"]
-    return [(order["campaign_id"], first, first + order["quantity"] - 1)]
+    assert request.order_id is not None
+    order = await orders.find(pool, merchant_id, request.order_id)
+    return [(order.campaign_id, order.first_serial, order.first_serial + order.quantity - 1)]

@@ -21,7 +21,7 @@ from redis.typing import KeyT, StreamIdT
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.probes import start_probes
-from qrloop.redis_client import Client, Tls, connect, is_cluster
+from qrloop.redis_client import Client, Tls, connect, is_cluster, ping
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -342,7 +342,7 @@ async def serve(settings: Settings) -> None:
 
     async def ready() -> None:
         await pool.fetchval("SELECT 1")
-        await client.ping()
+        await ping(client)
 
     probes = await start_probes(settings, ready)
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
