@@ -74,15 +74,14 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     """Report disagreements; exit 1 while a settled redemption is free again in Redis."""
     import asyncio
 
-    import redis.asyncio as redis
-
     from qrloop import db
+    from qrloop.redis_client import Tls, connect
     from qrloop.settlement.reconcile import describe, reconcile
     from qrloop.settlement.state import ensure_epochs
 
     async def run(database_url: str, redis_url: str) -> bool:
+        client = await connect(redis_url, Tls.of(settings))
         pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
-        client = redis.Redis.from_url(redis_url)
         try:
             if args.rehydrate:
                 rebuilt = await ensure_epochs(pool, client, settings.partitions)

@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 import msgspec
-import redis.asyncio as redis
 from asyncpg.pool import PoolConnectionProxy
 
 from qrloop import keyspace
@@ -16,6 +15,7 @@ from qrloop.agreements import service as agreements
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
 from qrloop.redemption.rules import parse_hours
+from qrloop.redis_client import Client
 from qrloop.rows import CAMPAIGN_COLUMNS, campaign_of
 
 # Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
@@ -187,7 +187,7 @@ WHERE c.id = $1 AND c.merchant_id = $2
 
 
 async def stats(
-    pool: asyncpg.Pool, client: redis.Redis, partitions: int, merchant_id: int, campaign_id: int
+    pool: asyncpg.Pool, client: Client, partitions: int, merchant_id: int, campaign_id: int
 ) -> CampaignStats:
     """Live counts from the code state (Redis); settled counts and amounts from the ledger
     (PostgreSQL), so they agree with the settlement reports to the unit."""
@@ -211,7 +211,7 @@ async def stats(
 
 
 async def _bit_counts(
-    client: redis.Redis, partitions: int, campaign_id: int, next_serial: int
+    client: Client, partitions: int, campaign_id: int, next_serial: int
 ) -> tuple[int, int, int]:
     first_serials = range(0, next_serial, 1 << keyspace.CHUNK_BITS)
     async with client.pipeline(transaction=False) as pipe:

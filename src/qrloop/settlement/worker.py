@@ -16,7 +16,6 @@ from operator import attrgetter
 from typing import Any, cast
 
 import asyncpg
-import redis.asyncio as redis
 from asyncpg.pool import PoolConnectionProxy
 from redis.exceptions import RedisError, ResponseError
 from redis.typing import KeyT, StreamIdT
@@ -24,6 +23,7 @@ from redis.typing import KeyT, StreamIdT
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.probes import start_probes
+from qrloop.redis_client import Client, Tls, connect, is_cluster, ping
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -47,6 +47,9 @@ DRAIN_SECONDS = 10.0
 # An entry pending this long on some consumer is taken to belong to a dead worker.
 RECLAIM_IDLE_MS = 30_000
 RECLAIM_EVERY_SECONDS = 10.0
+# On a cluster the partitions' streams are read without blocking (see Worker._read_each);
+# this is how long a consumer waits after a read that found nothing.
+CLUSTER_POLL_SECONDS = 0.1
 
 
 class RedemptionNotSettled(Exception):
@@ -81,7 +84,7 @@ class Worker:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        client: redis.Redis,
+        client: Client,
         partitions: int,
         webhook_retry_seconds: float = Settings().webhook_retry_seconds,
         name: str | None = None,
@@ -167,6 +170,8 @@ class Worker:
         return taken
 
     async def _read(self, cursor: str) -> Entries:
+        if is_cluster(self._redis):
+            return await self._read_each(cursor)
         streams: dict[KeyT, StreamIdT] = dict.fromkeys(self._streams, cursor)
         block = None if cursor == "0" else BLOCK_MS
         result = await self._redis.xreadgroup(
@@ -174,6 +179,21 @@ class Worker:
         )
         # RESP2 answers a list of [stream, entries] pairs; that is the protocol we connect with.
         return cast(Entries, result or [])
+
+    async def _read_each(self, cursor: str) -> Entries:
+        """On a cluster each partition's stream has a hash slot of its own, and one XREADGROUP
+        may name the streams of one slot only: read every partition in one pipeline (split by
+        node), without blocking, and wait a moment when none had anything new."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xreadgroup(
+                    keyspace.SETTLEMENT_GROUP, self._consumer, {stream: cursor}, count=BATCH
+                )
+            answers = await pipe.execute()
+        entries = [entry for answer in answers for entry in cast(Entries, answer or [])]
+        if cursor == ">" and not any(batch for _, batch in entries):
+            await asyncio.sleep(CLUSTER_POLL_SECONDS)
+        return entries
 
     async def settle(self, entries: Entries) -> None:
         """Insert entries already read in one transaction, then acknowledge them."""
@@ -347,7 +367,7 @@ _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
 }  # fmt: skip
 
 
-async def settlement_gauges(client: redis.Redis, partitions: int) -> tuple[int, int]:
+async def settlement_gauges(client: Client, partitions: int) -> tuple[int, int]:
     """(entries read or unread but not yet acknowledged, entries in dead-letter streams)."""
     async with client.pipeline(transaction=False) as pipe:
         for partition in range(partitions):
@@ -384,7 +404,7 @@ async def serve(settings: Settings) -> None:
     pool = await create_pool(
         settings.database_url, consumers + 3, statement_cache=settings.statement_cache
     )
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
+    client = await connect(settings.redis_url, Tls.of(settings), socket_timeout=BLOCK_MS / 1000 + 5)
     process = f"{socket.gethostname()}-{os.getpid()}"
     months = Months(pool, settings.partition_months_ahead)
     workers = [
@@ -403,7 +423,7 @@ async def serve(settings: Settings) -> None:
 
     async def ready() -> None:
         await pool.fetchval("SELECT 1")
-        await client.ping()
+        await ping(client)
 
     probes = await start_probes(settings, ready)
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
