@@ -40,6 +40,12 @@ log = logging.getLogger("qrloop.worker")
 
 BATCH = 500
 BLOCK_MS = 1000
+# A consumer whose last read was not a full batch waits this long from that cycle's start
+# before reading again: while the tills are busy, one transaction (one PostgreSQL commit and
+# one Valkey acknowledgement, each an fsync) settles everything that came in meanwhile
+# instead of a few rows, and the fsyncs stop queueing behind the tills' own. Settlement's
+# lag budget is a second; this adds at most PACE_SECONDS to it.
+PACE_SECONDS = 0.1
 DRAIN_SECONDS = 10.0
 # An entry pending this long on some consumer is taken to belong to a dead worker.
 RECLAIM_IDLE_MS = 30_000
@@ -97,8 +103,9 @@ class Worker:
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
                 backlog = await self._reclaim() or backlog
+            started = time.monotonic()
             try:
-                settled_some = await self._cycle("0" if backlog else ">")
+                read = await self._cycle("0" if backlog else ">")
             except ResponseError as error:
                 if "NOGROUP" not in str(error):
                     raise
@@ -114,23 +121,26 @@ class Worker:
                 backlog = True
                 await _pause(stop, 1.0)
                 continue
-            if backlog and not settled_some:
+            if backlog and not read:
                 backlog = False
+            if 0 < read < BATCH and not backlog:
+                await _pause(stop, PACE_SECONDS - (time.monotonic() - started))
 
-    async def _cycle(self, cursor: str) -> bool:
-        """Read a batch from `cursor` and settle it; False when there was none."""
+    async def _cycle(self, cursor: str) -> int:
+        """Read a batch from `cursor` and settle it; the number of entries read."""
         async with self._pool.acquire() as connection, connection.transaction():
             # Shared from before the read to the commit; a rebuild of lost Redis state takes
             # it exclusively, so no batch read before a loss can commit after the rebuild's
             # scan and leave its codes free again in Redis.
             await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", REBUILD_LOCK)
             entries = await self._read(cursor)
-            if not any(batch for _, batch in entries):
-                return False
+            read = sum(len(batch) for _, batch in entries)
+            if not read:
+                return 0
             rows, poison = _parse_all(entries)
             await self._insert(connection, rows)
         await self._acknowledge(entries, poison, rows)
-        return True
+        return read
 
     async def _reclaim(self) -> bool:
         """Take over entries a dead worker left pending; True when some were taken."""
