@@ -54,6 +54,7 @@ from redeem import (
     say,
     seed,
     source_identity,
+    sql,
     wrk,
 )
 from settlement import _LAGS, PLATFORM_FEE, backlog, ensure_groups, fetch, track_commits
@@ -67,6 +68,11 @@ POLL_SECONDS = 0.02
 TARGET_P99_MS = 5.0  # at 8 connections
 TARGET_LAG_P99_MS = 1000.0
 TARGET_CPU_US = 250.0
+
+# The run's worker transactions (rows grouped by the transaction that inserted them): counted,
+# not timed, so a change to batching shows even on a machine busy with other work.
+_TRANSACTIONS = "SELECT count(DISTINCT xmin) FROM redemptions WHERE redeemed_at >= $1"
+_WAL = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
 
 
 class Serve(Service):
@@ -117,6 +123,8 @@ class WholeRun:
     settled: int = 0
     backlog_end: int = 0  # when wrk stopped
     tail_s: float = math.nan  # wrk's end → empty backlog
+    transactions: int = 0  # worker transactions that inserted the run's redemptions
+    wal_bytes: float = math.nan  # PostgreSQL WAL written, wrk start → settled
 
     @property
     def pipeline_us(self) -> float:
@@ -165,6 +173,7 @@ class Whole(Bench):
         before = consumed(http, self.fixture, self.stores.database_url, "a")
         self.wait_quiet()
         since = datetime.now(UTC)
+        wal = float(sql(self.stores.database_url, _WAL))
         start = self.meter.snapshot(roles["api"][0], **trees)
         result = wrk(
             serve.base_url,
@@ -179,6 +188,7 @@ class Whole(Bench):
         backlog_end = self.backlog()
         tail = self.wait_settled(SETTLE_TIMEOUT)
         settled = self.meter.snapshot(roles["api"][0], **trees)
+        wal = float(sql(self.stores.database_url, _WAL)) - wal
         if warm:
             return
         result["cpu"] = self.meter.cores(start, stopped)
@@ -186,6 +196,7 @@ class Whole(Bench):
         result["server_delta"] = after - before
         run = self.record(1, connections, round_, "a", result)
         whole = WholeRun(label, run, run.requests - run.non_2xx, backlog_end=backlog_end)
+        whole.wal_bytes = wal
         self.best[connections] = max(self.best.get(connections, 0.0), run.rps)
         elapsed = settled["t"] - start["t"]
         cores = self.meter.cores(start, settled)
@@ -200,12 +211,15 @@ class Whole(Bench):
             whole.settled = int(row["n"])
             whole.lag_ms = tuple(row["lag_ms"])
             whole.lag_max_ms = float(row["lag_max_ms"])
+            whole.transactions = int(sql(self.stores.database_url, _TRANSACTIONS, since))
             if not 0 <= whole.settled - whole.redeemed <= connections:
                 run.notes.append(f"{whole.settled} rows settled for {whole.redeemed} redemptions")
         self.whole.append(whole)
         say(
             f"  {label} c={connections} round {round_}: {run.rps:7.0f}/s p99 {run.p99_ms:6.2f} ms"
-            f"  lag p99 {whole.lag_ms[1]:5.0f} ms  CPU {whole.pipeline_us:4.0f} µs/redemption"
+            f"  lag p99 {whole.lag_ms[1]:5.0f} ms  {whole.transactions} transactions"
+            f"  WAL {whole.wal_bytes / max(1, whole.redeemed):.0f} B"
+            f"  CPU {whole.pipeline_us:4.0f} µs/redemption"
             f" ({' / '.join(f'{whole.cpu_us.get(p, math.nan):.0f}' for p in PARTS)})"
             + (f"  !! {'; '.join(run.notes)}" if run.notes else "")
         )
@@ -254,6 +268,8 @@ def summary(runs: list[WholeRun]) -> dict[str, Any]:
         "us": {p: _median([w.cpu_us.get(p, math.nan) for w in runs]) for p in PARTS},
         "pipeline": _median([w.pipeline_us for w in runs]),
         "others_cores": _median([w.run.cpu.get("others", math.nan) for w in runs]),
+        "per_tx": _median([w.settled / w.transactions for w in runs if w.transactions]),
+        "wal": _median([w.wal_bytes / w.redeemed for w in runs if w.redeemed]),
     }
 
 
@@ -285,10 +301,11 @@ def report(
         " machine (other people's work: this machine is shared, so read ratios within a run).",
         "",
         "| qrloop | connections | redemptions/s | p50 ms | p99 ms | lag p50 / p99 ms"
-        " | lag max ms | backlog when wrk stopped | empty after s | CPU µs/redemption: "
+        " | lag max ms | backlog when wrk stopped | empty after s | redemptions per worker"
+        " transaction | WAL bytes/redemption | CPU µs/redemption: "
         + " / ".join(PARTS)
         + " | pipeline µs | others (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     cells: dict[tuple[str, int], dict[str, Any]] = {}
     for label in bench.identities:
@@ -301,7 +318,7 @@ def report(
             lines.append(
                 f"| {label} | {c} | {s['rps']:.0f} | {s['p50']:.2f} | {s['p99']:.2f}"
                 f" | {s['lag50']:.0f} / {s['lag99']:.0f} | {s['lagmax']:.0f} | {s['backlog']}"
-                f" | {s['tail']:.2f} | {per_role}"
+                f" | {s['tail']:.2f} | {s['per_tx']:.0f} | {s['wal']:.0f} | {per_role}"
                 f" | {s['pipeline']:.0f} | {s['others_cores']:.2f} |"
             )
     if "baseline" in bench.identities:
@@ -332,8 +349,9 @@ def ratios(args: argparse.Namespace, bench: Whole) -> list[str]:
     out = [
         "this ÷ baseline, per round then the median (< 1 is less for time and CPU):",
         "",
-        "| connections | redemptions/s | p99 | lag p99 | pipeline CPU µs | PostgreSQL µs |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| connections | redemptions/s | p99 | lag p99 | worker transactions per redemption"
+        " | WAL bytes | pipeline CPU µs | PostgreSQL µs | worker µs | Valkey µs |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in args.connections:
         pairs = []
@@ -348,8 +366,13 @@ def ratios(args: argparse.Namespace, bench: Whole) -> list[str]:
 
         out.append(
             f"| {c} | {ratio(lambda w: w.run.rps)} | {ratio(lambda w: w.run.p99_ms)}"
-            f" | {ratio(lambda w: w.lag_ms[1])} | {ratio(lambda w: w.pipeline_us)}"
-            f" | {ratio(lambda w: w.cpu_us.get('postgres', math.nan))} |"
+            f" | {ratio(lambda w: w.lag_ms[1])}"
+            f" | {ratio(lambda w: w.transactions / max(1, w.settled))}"
+            f" | {ratio(lambda w: w.wal_bytes / max(1, w.redeemed))}"
+            f" | {ratio(lambda w: w.pipeline_us)}"
+            f" | {ratio(lambda w: w.cpu_us.get('postgres', math.nan))}"
+            f" | {ratio(lambda w: w.cpu_us.get('worker', math.nan))}"
+            f" | {ratio(lambda w: w.cpu_us.get('valkey', math.nan))} |"
         )
     return out
 
