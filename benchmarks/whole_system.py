@@ -71,7 +71,7 @@ TARGET_CPU_US = 250.0
 
 # The run's worker transactions (rows grouped by the transaction that inserted them): counted,
 # not timed, so a change to batching shows even on a machine busy with other work.
-_TRANSACTIONS = "SELECT count(DISTINCT xmin) FROM redemptions WHERE redeemed_at >= $1"
+_TRANSACTIONS = "SELECT count(DISTINCT xmin::text) FROM redemptions WHERE redeemed_at >= $1"
 _WAL = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
 
 
