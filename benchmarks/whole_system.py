@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -141,6 +142,7 @@ class Whole(Bench):
         self.sources: dict[str, str] = {}  # label → PYTHONPATH entry ("" = this checkout)
         self.identities: dict[str, str] = {}
         self.fixture: Fixture | None = None
+        self.load: list[tuple[float, float, float]] = []  # the machine's load averages
 
     def backlog(self) -> int:
         return backlog(self.stores.redis_url, self.partitions)
@@ -234,6 +236,7 @@ class Whole(Bench):
         self.sources["this"] = ""
         self.identities["this"] = source_identity()
         self.code.append(("at the start", source_identity()))
+        self.load.append(os.getloadavg())
         for round_ in range(1, self.args.rounds + 1):
             for label in self.sources:
                 with self.serve(label) as serve:
@@ -245,6 +248,7 @@ class Whole(Bench):
                     for connections in self.args.connections:
                         self.one(serve, label, connections, round_, warm=False)
         self.code.append(("at the end", source_identity()))
+        self.load.append(os.getloadavg())
 
 
 # --------------------------------------------------------------------------- reporting
@@ -282,8 +286,10 @@ def report(
     tracking = "track_commit_timestamp on (turned on by this benchmark, for the lag)"
     info = [(k, f"{v}, {tracking}" if k == "PostgreSQL" else v) for k, v in info]
     lines += [f"- {name}: {value}" for name, value in info]
+    load = " → ".join(" / ".join(f"{x:.1f}" for x in averages) for averages in bench.load)
     lines += [
         f"- qrloop: {sources}",
+        f"- Load average (1 / 5 / 15 min) at the start → the end: {load} (2 cores)",
         "- Served: `python -m qrloop serve` as `make serve` runs it (1 API process, a settlement"
         " worker with its default consumers, a signer, under serve's supervisor) on the"
         " embedded PostgreSQL and Valkey, started through `qrloop.embedded` by the benchmark"
