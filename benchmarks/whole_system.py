@@ -169,7 +169,10 @@ class Whole(Bench):
         rate = self.best.get(connections, FIRST_GUESS_RPS / 2)
         codes = self.codes_for(http, self.fixture, rate, seconds)
         if self.wait_settled(SETTLE_TIMEOUT) is None:
-            raise RuntimeError("the settlement backlog did not empty before the run")
+            raise RuntimeError(
+                f"the settlement backlog ({self.backlog()}) did not empty before the run;"
+                f" {label}'s serve log ends:\n{serve.tail()}"
+            )
         roles = serve.roles()
         trees = {"worker": roles["worker"], "signer": roles["signer"]}
         before = consumed(http, self.fixture, self.stores.database_url, "a")
