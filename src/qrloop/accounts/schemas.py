@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from qrloop.pagination import Page, schema_name
 from qrloop.text import text
 
 Name = Annotated[str, text(max_length=200)]
@@ -18,8 +19,12 @@ class StoreIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StoreOut(msgspec.Struct):
+    """`disabled`: its terminals are refused at the till."""
+
     id: int
     name: str
+    disabled: bool
+    created_at: datetime
 
 
 class TerminalIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,9 +33,19 @@ class TerminalIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TerminalOut(msgspec.Struct):
+    """A terminal as read or listed: never its secret. `disabled` is the terminal's own switch
+    (a disabled store's terminals are refused too)."""
+
     id: int
     store_id: int
     name: str
+    disabled: bool
+    created_at: datetime
+
+
+class TerminalSecret(TerminalOut):
+    """A terminal just created or rotated: `secret` is shown this once."""
+
     secret: str
 
 
@@ -75,3 +90,8 @@ class NewApiKey(msgspec.Struct):
     label: str
     created_at: datetime
     api_key: str
+
+
+StorePage = Annotated[Page[StoreOut], schema_name("StorePage")]
+TerminalPage = Annotated[Page[TerminalOut], schema_name("TerminalPage")]
+ApiKeyPage = Annotated[Page[ApiKeyOut], schema_name("ApiKeyPage")]

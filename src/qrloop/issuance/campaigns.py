@@ -14,14 +14,23 @@ from asyncpg.pool import PoolConnectionProxy
 from qrloop import keyspace
 from qrloop.agreements import service as agreements
 from qrloop.errors import Problem, Reason
-from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
+from qrloop.issuance.schemas import (
+    CampaignIn,
+    CampaignOut,
+    CampaignPatch,
+    CampaignStats,
+    CampaignStatus,
+)
+from qrloop.pagination import Page, newest_first, start_below
 from qrloop.redemption.rules import parse_hours
 
+# Ended wins over paused: an ended campaign cannot be resumed into accepting codes.
+_STATUS = "CASE WHEN valid_until <= now() THEN 'ended' WHEN paused THEN 'paused' ELSE 'active' END"
 # Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
 # consented, proposed_merchants those that have not (yet).
 _COLUMNS = (
-    "id, name, face_value, currency, valid_from, valid_until, hours, timezone, algorithm,"
-    " paused, reversal_window_s, platform_fee,"
+    f"id, {_STATUS} AS status, name, face_value, currency, valid_from, valid_until, hours,"
+    " timezone, algorithm, paused, reversal_window_s, platform_fee,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
     "  WHERE campaign_id = campaigns.id AND status = 'active' ORDER BY 1) AS accepted_merchants,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
@@ -65,6 +74,10 @@ def _allies(merchant_id: int, ids: list[int]) -> list[int]:
     return sorted(set(ids) - {merchant_id})
 
 
+def _no_campaign(campaign_id: int) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+
+
 def _out(row: asyncpg.Record) -> CampaignOut:
     return CampaignOut(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (Record is not a dict)
 
@@ -106,7 +119,7 @@ async def update(
             merchant_id,
         )
         if current is None:
-            raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+            raise _no_campaign(campaign_id)
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
         rules = {name: changes.get(name, current[name]) for name in _MUTABLE}
         _validate(rules)
@@ -133,8 +146,51 @@ async def get(
         merchant_id,
     )
     if row is None:
-        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+        raise _no_campaign(campaign_id)
     return _out(row)
+
+
+# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1, $4 a status
+# or NULL, $5 a LIKE pattern for the name or NULL. The filters read the merchant's campaigns
+# through its (merchant_id, id) index; a merchant holds thousands of campaigns, not millions.
+CAMPAIGNS_PAGE = (
+    f"SELECT {_COLUMNS} FROM campaigns WHERE merchant_id = $1 AND id < $2"
+    f" AND ($4::text IS NULL OR {_STATUS} = $4)"
+    " AND ($5::text IS NULL OR name ILIKE $5 ESCAPE '\\')"
+    " ORDER BY id DESC LIMIT $3"
+)
+
+
+def containing(words: str) -> str:
+    """The ILIKE pattern for names containing `words` as typed: % and _ match themselves."""
+    escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def page(
+    pool: asyncpg.Pool,
+    merchant_id: int,
+    *,
+    status: CampaignStatus | None,
+    name_has: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[CampaignOut]:
+    """A page of the merchant's campaigns, newest first, with this status and name part."""
+    pattern = None if name_has is None else containing(name_has)
+    rows = await pool.fetch(
+        CAMPAIGNS_PAGE, merchant_id, start_below(cursor), limit + 1, status, pattern
+    )
+    return newest_first(rows, limit, _out)
+
+
+async def owned(pool: asyncpg.Pool, merchant_id: int, campaign_id: int) -> None:
+    """Nothing if the campaign is the merchant's; else 404, as for a campaign nobody has."""
+    found = await pool.fetchval(
+        "SELECT true FROM campaigns WHERE id = $1 AND merchant_id = $2", campaign_id, merchant_id
+    )
+    if not found:
+        raise _no_campaign(campaign_id)
 
 
 # Settled = redemptions booked in the ledger, reversed = reversals booked; the amounts are the
@@ -168,7 +224,7 @@ async def stats(
     (PostgreSQL), so they agree with the settlement reports to the unit."""
     row = await pool.fetchrow(_STATS, campaign_id, merchant_id)
     if row is None:
-        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+        raise _no_campaign(campaign_id)
     redeemed, voided, claimed = await _bit_counts(
         client, partitions, campaign_id, row["next_serial"]
     )

@@ -9,6 +9,7 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
+from qrloop.pagination import Page, newest_first, start_below
 
 _COLUMNS = "id, campaign_id, status, quantity AS total, done, first_serial, key_id"
 # Signers LISTEN here; a new order wakes one at once instead of at its next poll.
@@ -132,6 +133,29 @@ async def get_row(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> asyncp
 
 async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
     return _out(await get_row(pool, merchant_id, order_id))
+
+
+# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1.
+ORDERS_PAGE = (
+    f"SELECT {_COLUMNS} FROM orders WHERE merchant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+)
+# One campaign's: $4.
+ORDERS_OF_CAMPAIGN_PAGE = (
+    f"SELECT {_COLUMNS} FROM orders WHERE merchant_id = $1 AND id < $2 AND campaign_id = $4"
+    " ORDER BY id DESC LIMIT $3"
+)
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, campaign_id: int | None, cursor: str | None, limit: int
+) -> Page[OrderOut]:
+    """A page of the merchant's orders, or of one campaign's, newest first."""
+    start = start_below(cursor)
+    if campaign_id is None:
+        rows = await pool.fetch(ORDERS_PAGE, merchant_id, start, limit + 1)
+    else:
+        rows = await pool.fetch(ORDERS_OF_CAMPAIGN_PAGE, merchant_id, start, limit + 1, campaign_id)
+    return newest_first(rows, limit, _out)
 
 
 async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from qrloop.accounts.schemas import Id, Name
+from qrloop.pagination import Page, schema_name
 from qrloop.text import text
 
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
@@ -50,11 +51,17 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     reversal_window_s: ReversalWindow | msgspec.UnsetType = msgspec.UNSET
 
 
+CampaignStatus = Literal["active", "paused", "ended"]
+
+
 class CampaignOut(msgspec.Struct):
     """`accepted_merchants`: merchants whose stores accept the codes under an active
-    agreement; `proposed_merchants`: those proposed one that have not accepted it."""
+    agreement; `proposed_merchants`: those proposed one that have not accepted it. `status`:
+    `ended` once `valid_until` has passed (paused or not: it cannot resume), else `paused` while
+    paused, else `active` (also before `valid_from`)."""
 
     id: int
+    status: CampaignStatus
     name: str
     face_value: int
     currency: str
@@ -122,3 +129,7 @@ class CampaignStats(msgspec.Struct):
     currency: str
     settled_value: int
     platform_fees: int
+
+
+CampaignPage = Annotated[Page[CampaignOut], schema_name("CampaignPage")]
+OrderPage = Annotated[Page[OrderOut], schema_name("OrderPage")]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import msgspec
 
+from qrloop.pagination import Page, schema_name
 from qrloop.text import text
 from qrloop.webhooks.outbox import EventType
 
@@ -25,6 +26,9 @@ class EndpointOut(msgspec.Struct):
     events: list[EventType]
     active: bool
     created_at: datetime
+
+
+EndpointPage = Annotated[Page[EndpointOut], schema_name("EndpointPage")]
 
 
 class EndpointSecret(EndpointOut):

@@ -9,6 +9,7 @@ import msgspec
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
+from qrloop.pagination import Page, newest_first, start_below
 from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import EventType, public_event_id
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
@@ -68,12 +69,19 @@ async def create(
     return _with_secret(row, key_secret, salt)
 
 
-async def listed(pool: asyncpg.Pool, merchant_id: int) -> list[EndpointOut]:
-    rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY id",
-        merchant_id,
-    )
-    return [_out(row) for row in rows]
+# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1.
+ENDPOINTS_PAGE = (
+    f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND id < $2"
+    " ORDER BY id DESC LIMIT $3"
+)
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
+) -> Page[EndpointOut]:
+    """A page of the merchant's endpoints, newest first, removed ones included."""
+    rows = await pool.fetch(ENDPOINTS_PAGE, merchant_id, start_below(cursor), limit + 1)
+    return newest_first(rows, limit, _out)
 
 
 async def get(pool: asyncpg.Pool, merchant_id: int, endpoint_id: int) -> EndpointOut:
