@@ -150,15 +150,27 @@ async def get(
     return _out(row)
 
 
-# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1, $4 a status
-# or NULL, $5 a LIKE pattern for the name or NULL. The filters read the merchant's campaigns
-# through its (merchant_id, id) index; a merchant holds thousands of campaigns, not millions.
-CAMPAIGNS_PAGE = (
-    f"SELECT {_COLUMNS} FROM campaigns WHERE merchant_id = $1 AND id < $2"
-    f" AND ($4::text IS NULL OR {_STATUS} = $4)"
-    " AND ($5::text IS NULL OR name ILIKE $5 ESCAPE '\\')"
-    " ORDER BY id DESC LIMIT $3"
-)
+def page_query(status: CampaignStatus | None, name_has: str | None) -> tuple[str, list[str]]:
+    """A page's query, newest first, and the values of its filters: $1 the merchant, $2 the id
+    the page starts below, $3 limit + 1, then each filter asked for.
+
+    Filters not asked for are left out of the text (not `$4 IS NULL OR ...`), so the unfiltered
+    list is a plain ordered index range under a generic plan too. Filtered, a page reads the
+    merchant's campaigns below the cursor by its (merchant_id, id) index and sorts those that
+    match: a merchant holds thousands of campaigns, not millions.
+    """
+    conditions: list[str] = []
+    values: list[str] = []
+    if status is not None:
+        values.append(status)
+        conditions.append(f" AND {_STATUS} = ${3 + len(values)}")
+    if name_has is not None:
+        values.append(containing(name_has))
+        conditions.append(f" AND name ILIKE ${3 + len(values)} ESCAPE '\\'")
+    return (
+        f"SELECT {_COLUMNS} FROM campaigns WHERE merchant_id = $1 AND id < $2"
+        f"{''.join(conditions)} ORDER BY id DESC LIMIT $3"
+    ), values
 
 
 def containing(words: str) -> str:
@@ -177,10 +189,8 @@ async def page(
     limit: int,
 ) -> Page[CampaignOut]:
     """A page of the merchant's campaigns, newest first, with this status and name part."""
-    pattern = None if name_has is None else containing(name_has)
-    rows = await pool.fetch(
-        CAMPAIGNS_PAGE, merchant_id, start_below(cursor), limit + 1, status, pattern
-    )
+    query, filters = page_query(status, name_has)
+    rows = await pool.fetch(query, merchant_id, start_below(cursor), limit + 1, *filters)
     return newest_first(rows, limit, _out)
 
 
