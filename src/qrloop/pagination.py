@@ -18,6 +18,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
+import asyncpg
 import msgspec
 from litestar.params import KwargDefinition, Parameter
 
@@ -118,3 +119,19 @@ def newest_first(
     """The page from `limit + 1` rows read newest first by a bigint column, each made `out`."""
     page = page_of(rows, limit, lambda row: (row[key_column],))
     return Page(items=[out(row) for row in page.items], next_cursor=page.next_cursor)
+
+
+async def newest_page(
+    pool: asyncpg.Pool,
+    query: str,
+    owner: int,
+    cursor: str | None,
+    limit: int,
+    *filters: object,
+    out: Callable[[asyncpg.Record], T],
+    key_column: str = "id",
+) -> Page[T]:
+    """One page of a newest-first list: `query` takes the owner ($1), the key the page starts
+    below ($2), `limit + 1` ($3), then the filters."""
+    rows = await pool.fetch(query, owner, start_below(cursor), limit + 1, *filters)
+    return newest_first(rows, limit, out, key_column)

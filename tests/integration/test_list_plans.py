@@ -19,6 +19,7 @@ from qrloop.accounts import api_keys
 from qrloop.accounts import service as accounts
 from qrloop.claim import service as claim
 from qrloop.issuance import campaigns, orders
+from qrloop.issuance.schemas import CampaignStatus
 from qrloop.webhooks import service as webhooks
 from support import Stores, own_stores
 
@@ -88,22 +89,6 @@ def _literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-async def _plans(database_url: str, query: str, args: tuple[object, ...]) -> list[dict[str, Any]]:
-    """The query's plan as a prepared statement: the custom plan (for these values) and the
-    generic one (for any)."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(f"PREPARE listed AS {query}")
-        execute = f"EXPLAIN (FORMAT JSON) EXECUTE listed({', '.join(map(_literal, args))})"
-        plans = []
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            await connection.execute(f"SET plan_cache_mode = {mode}")
-            plans.append(json.loads(await connection.fetchval(execute))[0]["Plan"])
-        return plans
-    finally:
-        await connection.close()
-
-
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The plan's nodes that produce the list's rows: not the subplans that compute a column
     (a campaign's allies, sorted from a table of their own)."""
@@ -111,24 +96,6 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for child in plan.get("Plans", []):
         if child.get("Parent Relationship") not in ("SubPlan", "InitPlan"):
             yield from _nodes(child)
-
-
-def _an_id_in_the_middle(database_url: str, table: str, key: str, merchant_id: int) -> int:
-    """A cursor deep into the merchant's list: the key in the middle of its rows."""
-
-    async def middle() -> int:
-        connection = await asyncpg.connect(database_url)
-        try:
-            found: int = await connection.fetchval(
-                f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY {key}) FROM {table}"
-                " WHERE merchant_id = $1",
-                merchant_id,
-            )
-            return found
-        finally:
-            await connection.close()
-
-    return asyncio.run(middle())
 
 
 @dataclass(frozen=True)
@@ -142,8 +109,8 @@ class Listing:
     in_order: bool = True
 
 
-def _campaigns(status: str | None, name: str | None) -> Listing:
-    query, values = campaigns.page_query(status, name)  # type: ignore[arg-type]
+def _campaigns(status: CampaignStatus | None, name: str | None) -> Listing:
+    query, values = campaigns.page_query(status, name)
     return Listing(query, "campaigns", filters=tuple(values), in_order=not values)
 
 
@@ -165,6 +132,31 @@ INDEX_SCANS = {"Index Scan", "Index Only Scan"}
 BITMAP_SCANS = {"Bitmap Heap Scan", "Bitmap Index Scan"}
 
 
+async def _plans(database_url: str, listing: Listing, page: str) -> list[dict[str, Any]]:
+    """The plans of the big merchant's first page, or of one deep in its list (from the key in
+    the middle of its rows), as a prepared statement: the custom plan (for these values) and
+    the generic one (for any)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        start = FIRST_PAGE
+        if page == "deep":
+            start = await connection.fetchval(
+                f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY {listing.key})"
+                f" FROM {listing.table} WHERE merchant_id = $1",
+                BIG,
+            )
+        args = ", ".join(map(_literal, (BIG, start, LIMIT, *listing.filters)))
+        await connection.execute(f"PREPARE listed AS {listing.query}")
+        plans = []
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await connection.execute(f"SET plan_cache_mode = {mode}")
+            explained = await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE listed({args})")
+            plans.append(json.loads(explained)[0]["Plan"])
+        return plans
+    finally:
+        await connection.close()
+
+
 @pytest.mark.parametrize("page", ["first", "deep"])
 @pytest.mark.parametrize("name", list(LISTS))
 def test_a_page_is_read_through_an_index_from_its_cursor(
@@ -176,9 +168,7 @@ def test_a_page_is_read_through_an_index_from_its_cursor(
     order (nothing sorted) unless filtered on what no index holds."""
     listing = LISTS[name]
     table, key = listing.table, listing.key
-    start = FIRST_PAGE if page == "first" else _an_id_in_the_middle(database, table, key, BIG)
-    args = (BIG, start, LIMIT, *listing.filters)
-    for plan in asyncio.run(_plans(database, listing.query, args)):
+    for plan in asyncio.run(_plans(database, listing, page)):
         nodes = list(_nodes(plan))
         tops = [node for node in nodes if node.get("Relation Name") == table]
         reading = [node for top in tops for node in _nodes(top)]  # a bitmap heap scan's index

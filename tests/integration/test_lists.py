@@ -3,13 +3,14 @@ added, filters, and nothing of another merchant's."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from support import Merchant, Stack, reason
+from support import Merchant, Stack, eventually, reason
 
 # A public address, so the endpoint is accepted; nothing here ever triggers a delivery to it.
 HOOK_URL = "https://8.8.8.8/qrloop-hook"
@@ -201,33 +202,61 @@ def test_disabled_objects_are_listed_as_disabled(stack: Stack) -> None:
     assert _page(merchant, "/v1/terminals")["items"][0]["disabled"] is True
 
 
+class Adding(threading.Thread):
+    """Another user of the account, creating objects one after another until stopped."""
+
+    def __init__(self, merchant: Merchant, path: str) -> None:
+        super().__init__(daemon=True)
+        self.merchant, self.path = merchant, path
+        self.body = {"face_value": 1, "currency": "CNY"} if "campaigns" in path else {}
+        self.added: list[Any] = []
+        self.stopping = threading.Event()
+
+    def add(self, name: str) -> Any:
+        return self.merchant.created(self.path, {**self.body, "name": name})["id"]
+
+    def two_more(self) -> None:
+        """Wait until two more objects have been created."""
+        count = len(self.added) + 2
+        eventually(lambda: len(self.added) >= count, within=30)
+
+    def run(self) -> None:
+        while not self.stopping.is_set() and len(self.added) < 500:
+            self.added.append(self.add(f"during {len(self.added)}"))
+
+
 @pytest.mark.parametrize("path", ["/v1/stores", "/v1/campaigns"])
 def test_pages_stay_stable_while_rows_are_added(stack: Stack, path: str) -> None:
-    """Attack on offsets: new rows added between every two pages (as another user of the
-    account would) shift no page. The pages together hold every row that existed when paging
-    began exactly once; the new ones, being newer than the first page, on none."""
+    """Attack on offsets: while a client pages two at a time, another creates objects
+    concurrently (at least two between any two pages). The pages together hold every object
+    that existed when the first page was read, exactly once and in order, and none made later.
+    Afterwards the list holds all of them once."""
     merchant = stack.new_merchant("Busy")
-    body = {"name": "x", "face_value": 1, "currency": "CNY"} if "campaigns" in path else {}
-
-    def add(name: str) -> Any:
-        return merchant.created(path, {**body, "name": name})["id"]
-
-    before = [add(f"before {i}") for i in range(7)]
+    adding = Adding(merchant, path)
+    before = [adding.add(f"before {i}") for i in range(7)]
     seen: list[Any] = []
-    added: list[Any] = []
     cursor: str | None = None
-    while True:
-        page = _page(merchant, path, limit="2", **({"cursor": cursor} if cursor else {}))
-        seen += [item["id"] for item in page["items"]]
-        added += [add(f"during {len(added)}"), add(f"during {len(added) + 1}")]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == before[::-1]
-    assert len(added) == 8
-    assert [item["id"] for item in _page(merchant, path, limit="1000")["items"]] == (
-        added[::-1] + before[::-1]
-    )
+    adding.start()
+    try:
+        while True:
+            page = _page(merchant, path, limit="2", **({"cursor": cursor} if cursor else {}))
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+            adding.two_more()
+    finally:
+        adding.stopping.set()
+        adding.join(timeout=30)
+    assert seen == sorted(set(seen), reverse=True), "each once, newest first"
+    assert set(before) <= set(seen)
+    # New objects on the pages: only those the first page was read after (the first few made),
+    # none made later.
+    new = set(seen) - set(before)
+    assert new == set(adding.added[: len(new)])
+    assert len(adding.added) >= 6
+    everything = _all_pages(merchant, path, limit=1000)
+    assert everything == sorted(before + adding.added, reverse=True)
 
 
 def test_campaigns_filter_by_status_and_name(stack: Stack) -> None:

@@ -9,7 +9,7 @@ from asyncpg.pool import PoolConnectionProxy
 from qrloop.accounts.schemas import ApiKeyOut, NewApiKey
 from qrloop.accounts.secrets import API_KEY_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_first, start_below
+from qrloop.pagination import Page, newest_page
 
 INITIAL_LABEL = "initial"
 # Shown to people to tell keys apart: the fixed prefix and 7 random characters (42 of the 256
@@ -78,8 +78,9 @@ async def page(
     pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
 ) -> Page[ApiKeyOut]:
     """A page of the merchant's keys, newest first, revoked ones included."""
-    rows = await pool.fetch(API_KEYS_PAGE, merchant_id, start_below(cursor), limit + 1)
-    return newest_first(rows, limit, lambda row: ApiKeyOut(**row))
+    return await newest_page(
+        pool, API_KEYS_PAGE, merchant_id, cursor, limit, out=lambda row: ApiKeyOut(**row)
+    )
 
 
 async def owner_of(pool: asyncpg.Pool, key_id: int) -> int | None:

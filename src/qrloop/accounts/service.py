@@ -12,7 +12,7 @@ from qrloop.accounts import api_keys
 from qrloop.accounts.schemas import StoreOut, TerminalOut, TerminalSecret
 from qrloop.accounts.secrets import TERMINAL_SECRET_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_first, start_below
+from qrloop.pagination import Page, newest_page
 
 _STORE = "id, name, disabled_at IS NOT NULL AS disabled, created_at"
 _TERMINAL = "id, store_id, name, disabled_at IS NOT NULL AS disabled, created_at"
@@ -85,8 +85,9 @@ TERMINALS_OF_STORE_PAGE = (
 async def stores(
     pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
 ) -> Page[StoreOut]:
-    rows = await pool.fetch(STORES_PAGE, merchant_id, start_below(cursor), limit + 1)
-    return newest_first(rows, limit, lambda row: StoreOut(**row))
+    return await newest_page(
+        pool, STORES_PAGE, merchant_id, cursor, limit, out=lambda row: StoreOut(**row)
+    )
 
 
 async def store(pool: asyncpg.Pool, merchant_id: int, store_id: int) -> StoreOut:
@@ -102,12 +103,12 @@ async def terminals(
     pool: asyncpg.Pool, merchant_id: int, store_id: int | None, cursor: str | None, limit: int
 ) -> Page[TerminalOut]:
     """The merchant's terminals, or those of one of its stores (another's store: none)."""
-    start = start_below(cursor)
-    if store_id is None:
-        rows = await pool.fetch(TERMINALS_PAGE, merchant_id, start, limit + 1)
-    else:
-        rows = await pool.fetch(TERMINALS_OF_STORE_PAGE, merchant_id, start, limit + 1, store_id)
-    return newest_first(rows, limit, lambda row: TerminalOut(**row))
+    query, filters = (
+        (TERMINALS_PAGE, ()) if store_id is None else (TERMINALS_OF_STORE_PAGE, (store_id,))
+    )
+    return await newest_page(
+        pool, query, merchant_id, cursor, limit, *filters, out=lambda row: TerminalOut(**row)
+    )
 
 
 async def terminal(pool: asyncpg.Pool, merchant_id: int, terminal_id: int) -> TerminalOut:

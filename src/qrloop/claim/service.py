@@ -17,7 +17,7 @@ from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_first, start_below
+from qrloop.pagination import Page, newest_page
 
 _COOKIE_DOMAIN = b"qrloop/claim-cookie/v1\x00"
 
@@ -238,5 +238,6 @@ async def find_pool(pool: asyncpg.Pool, pool_id: str, merchant_id: int | None = 
 
 async def pools(pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int) -> Page[Pool]:
     """A page of the merchant's pools, newest first."""
-    rows = await pool.fetch(POOLS_PAGE, merchant_id, start_below(cursor), limit + 1)
-    return newest_first(rows, limit, _pool, key_column="seq")
+    return await newest_page(
+        pool, POOLS_PAGE, merchant_id, cursor, limit, out=_pool, key_column="seq"
+    )

@@ -21,7 +21,7 @@ from qrloop.issuance.schemas import (
     CampaignStats,
     CampaignStatus,
 )
-from qrloop.pagination import Page, newest_first, start_below
+from qrloop.pagination import Page, newest_page
 from qrloop.redemption.rules import parse_hours
 
 # Ended wins over paused: an ended campaign cannot be resumed into accepting codes.
@@ -190,8 +190,7 @@ async def page(
 ) -> Page[CampaignOut]:
     """A page of the merchant's campaigns, newest first, with this status and name part."""
     query, filters = page_query(status, name_has)
-    rows = await pool.fetch(query, merchant_id, start_below(cursor), limit + 1, *filters)
-    return newest_first(rows, limit, _out)
+    return await newest_page(pool, query, merchant_id, cursor, limit, *filters, out=_out)
 
 
 async def owned(pool: asyncpg.Pool, merchant_id: int, campaign_id: int) -> None:

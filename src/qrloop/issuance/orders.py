@@ -9,7 +9,7 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
-from qrloop.pagination import Page, newest_first, start_below
+from qrloop.pagination import Page, newest_page
 
 _COLUMNS = "id, campaign_id, status, quantity AS total, done, first_serial, key_id"
 # Signers LISTEN here; a new order wakes one at once instead of at its next poll.
@@ -150,12 +150,10 @@ async def page(
     pool: asyncpg.Pool, merchant_id: int, campaign_id: int | None, cursor: str | None, limit: int
 ) -> Page[OrderOut]:
     """A page of the merchant's orders, or of one campaign's, newest first."""
-    start = start_below(cursor)
-    if campaign_id is None:
-        rows = await pool.fetch(ORDERS_PAGE, merchant_id, start, limit + 1)
-    else:
-        rows = await pool.fetch(ORDERS_OF_CAMPAIGN_PAGE, merchant_id, start, limit + 1, campaign_id)
-    return newest_first(rows, limit, _out)
+    query, filters = (
+        (ORDERS_PAGE, ()) if campaign_id is None else (ORDERS_OF_CAMPAIGN_PAGE, (campaign_id,))
+    )
+    return await newest_page(pool, query, merchant_id, cursor, limit, *filters, out=_out)
 
 
 async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:

@@ -9,7 +9,7 @@ import msgspec
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_first, start_below
+from qrloop.pagination import Page, newest_page
 from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import EventType, public_event_id
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
@@ -80,8 +80,7 @@ async def page(
     pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
 ) -> Page[EndpointOut]:
     """A page of the merchant's endpoints, newest first, removed ones included."""
-    rows = await pool.fetch(ENDPOINTS_PAGE, merchant_id, start_below(cursor), limit + 1)
-    return newest_first(rows, limit, _out)
+    return await newest_page(pool, ENDPOINTS_PAGE, merchant_id, cursor, limit, out=_out)
 
 
 async def get(pool: asyncpg.Pool, merchant_id: int, endpoint_id: int) -> EndpointOut:
