@@ -69,6 +69,11 @@ class Page(msgspec.Struct, Generic[T]):
     items: list[T]
     next_cursor: str | None
 
+    @classmethod
+    def example_of(cls, item: Any) -> dict[str, Any]:
+        """A page's example for the API's documentation, around the example of its items."""
+        return {"items": [item], "next_cursor": encode_cursor((1,))}
+
 
 def schema_name(name: str) -> KwargDefinition:
     """Names a page type in the OpenAPI document: `Annotated[Page[StoreOut],

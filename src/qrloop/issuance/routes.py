@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
 from litestar.di import Provide
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Schema,
+)
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -14,6 +23,7 @@ from qrloop.accounts.guards import current_merchant
 from qrloop.issuance import campaigns, exports, orders, voids
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
+    STATUS_RULE,
     CampaignIn,
     CampaignOut,
     CampaignPage,
@@ -44,11 +54,7 @@ IdempotencyKey = Annotated[
 
 StatusFilter = Annotated[
     CampaignStatus | None,
-    Parameter(
-        required=False,
-        description="`ended`: valid_until has passed (paused or not); `paused`: paused and not"
-        " ended; `active`: neither (including campaigns whose valid_from is still ahead)",
-    ),
+    Parameter(required=False, description=f"Only campaigns with this status: {STATUS_RULE}"),
 ]
 NameFilter = Annotated[
     str | None,
@@ -60,6 +66,25 @@ NameFilter = Annotated[
     ),
 ]
 CampaignFilter = Annotated[int | None, by_id("Only this campaign's orders")]
+
+
+@dataclass
+class _Exports(Operation):
+    """The export's OpenAPI entry: one media type per `format`, an example of the text ones."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {
+                media_type.split(";")[0]: _export_media(export_format)
+                for export_format, media_type in exports.MEDIA_TYPES.items()
+            }
+
+
+def _export_media(export_format: exports.ExportFormat) -> OpenAPIMediaType:
+    example = exports.TEXT_EXAMPLES.get(export_format)
+    binary = None if example is not None else OpenAPIFormat.BINARY
+    return OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=binary), example=example)
 
 
 class IssuanceController(Controller):
@@ -104,8 +129,10 @@ class IssuanceController(Controller):
         cursor: Cursor = None,
         limit: Limit = DEFAULT_LIMIT,
     ) -> CampaignPage:
-        """Filtered by `status` and by a part of the name (`q`); pass `next_cursor` back as
-        `cursor` (with the same filters) for the next page."""
+        """Filtered by `status` (`ended` once `valid_until` has passed, paused or not; else
+        `paused` while paused; else `active`) and by a part of the name (`q`, any case; `%`
+        and `_` are plain characters). Pass `next_cursor` back as `cursor`, with the same
+        filters, for the next page."""
         return await campaigns.page(
             runtime.pool, merchant_id, status=status, name_has=q, cursor=cursor, limit=limit
         )
@@ -189,7 +216,11 @@ class IssuanceController(Controller):
         )
         return order
 
-    @get("/orders/{order_id:int}/codes", summary="Stream an order's codes")
+    @get(
+        "/orders/{order_id:int}/codes",
+        summary="Stream an order's codes",
+        operation_class=_Exports,
+    )
     async def export_codes(
         self,
         order_id: int,

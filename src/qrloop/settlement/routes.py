@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+import msgspec
 from litestar import Controller, Response, get
 from litestar.di import Provide
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
@@ -22,12 +23,16 @@ class ReportFormat(StrEnum):
 
 @dataclass
 class _JsonOrCsv(Operation):
-    """The report's OpenAPI entry: its CSV form is listed beside the JSON one."""
+    """The report's OpenAPI entry: its CSV form is listed beside the JSON one, the example
+    report in both forms."""
 
     def __post_init__(self) -> None:
         ok = (self.responses or {}).get("200")
         if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+            example = msgspec.convert(reports.Settlement.EXAMPLE, reports.Settlement)
+            ok.content["text/csv"] = OpenAPIMediaType(
+                schema=Schema(type=OpenAPIType.STRING), example=reports.as_csv(example)
+            )
 
 
 class SettlementController(Controller):
