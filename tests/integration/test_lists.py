@@ -187,8 +187,8 @@ def test_reads_show_what_was_made_and_never_a_secret(shop: Shop) -> None:
     assert read.json() == {key: value for key, value in made.items() if key != "secret"}
     assert [item["id"] for item in listed.json()["items"]] == [made["id"]]
     order = merchant.get("/v1/orders", limit="1").json()["items"][0]
-    assert {"id", "campaign_id", "status", "total", "done"} <= order.keys()
-    assert (order["status"], order["done"], order["total"]) == ("done", 2, 2)
+    assert {"id", "campaign_id", "status", "quantity", "done"} <= order.keys()
+    assert (order["status"], order["done"], order["quantity"]) == ("done", 2, 2)
 
 
 def test_disabled_objects_are_listed_as_disabled(stack: Stack) -> None:

@@ -23,18 +23,19 @@ from qrloop.issuance.schemas import (
 )
 from qrloop.pagination import Page, newest_page
 from qrloop.redemption.rules import parse_hours
+from qrloop.rows import CAMPAIGN_COLUMNS, campaign_of
 
 # Ended wins over paused: an ended campaign cannot be resumed into accepting codes.
 _STATUS = "CASE WHEN valid_until <= now() THEN 'ended' WHEN paused THEN 'paused' ELSE 'active' END"
 # Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
 # consented, proposed_merchants those that have not (yet).
-_COLUMNS = (
-    f"id, {_STATUS} AS status, name, face_value, currency, valid_from, valid_until, hours,"
-    " timezone, algorithm, paused, reversal_window_s, platform_fee,"
+_WITH_ALLIES = (
+    f"SELECT {CAMPAIGN_COLUMNS}, {_STATUS} AS status,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
     "  WHERE campaign_id = campaigns.id AND status = 'active' ORDER BY 1) AS accepted_merchants,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
     "  WHERE campaign_id = campaigns.id AND status = 'proposed' ORDER BY 1) AS proposed_merchants"
+    " FROM campaigns"
 )
 # The rules a patch may change, in the order of the UPDATE's parameters.
 _MUTABLE = (
@@ -79,7 +80,25 @@ def _no_campaign(campaign_id: int) -> Problem:
 
 
 def _out(row: asyncpg.Record) -> CampaignOut:
-    return CampaignOut(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (Record is not a dict)
+    """A campaign read with `_WITH_ALLIES`, as the API shows it."""
+    campaign = campaign_of(row)
+    return CampaignOut(
+        id=campaign.id,
+        status=row["status"],
+        name=campaign.name,
+        face_value=campaign.face_value,
+        currency=campaign.currency,
+        valid_from=campaign.valid_from,
+        valid_until=campaign.valid_until,
+        hours=campaign.hours,
+        timezone=campaign.timezone,
+        accepted_merchants=row["accepted_merchants"],
+        proposed_merchants=row["proposed_merchants"],
+        algorithm=campaign.algorithm,
+        paused=campaign.paused,
+        reversal_window_s=campaign.reversal_window_s,
+        platform_fee=campaign.platform_fee,
+    )
 
 
 async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> CampaignOut:
@@ -113,15 +132,17 @@ async def update(
 ) -> CampaignOut:
     """Apply the fields present in `patch`; tills see the change within a second."""
     async with pool.acquire() as connection, connection.transaction():
-        current = await connection.fetchrow(
-            f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+        row = await connection.fetchrow(
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns"
+            " WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
             campaign_id,
             merchant_id,
         )
-        if current is None:
+        if row is None:
             raise _no_campaign(campaign_id)
+        current = campaign_of(row)
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
-        rules = {name: changes.get(name, current[name]) for name in _MUTABLE}
+        rules = {name: changes.get(name, getattr(current, name)) for name in _MUTABLE}
         _validate(rules)
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(_MUTABLE, start=2))
         await connection.execute(
@@ -141,7 +162,7 @@ async def get(
     connection: asyncpg.Pool | PoolConnectionProxy, merchant_id: int, campaign_id: int
 ) -> CampaignOut:
     row = await connection.fetchrow(
-        f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2",
+        f"{_WITH_ALLIES} WHERE id = $1 AND merchant_id = $2",
         campaign_id,
         merchant_id,
     )
@@ -168,7 +189,7 @@ def page_query(status: CampaignStatus | None, name_has: str | None) -> tuple[str
         values.append(containing(name_has))
         conditions.append(f" AND name ILIKE ${3 + len(values)} ESCAPE '\\'")
     return (
-        f"SELECT {_COLUMNS} FROM campaigns WHERE merchant_id = $1 AND id < $2"
+        f"{_WITH_ALLIES} WHERE merchant_id = $1 AND id < $2"
         f"{''.join(conditions)} ORDER BY id DESC LIMIT $3"
     ), values
 
