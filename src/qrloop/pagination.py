@@ -112,6 +112,14 @@ def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Key]) -> Page[T]:
     return Page(items=items, next_cursor=encode_cursor(key(items[-1])) if more else None)
 
 
+def page_sql(
+    select: str, conditions: str = "", *, owner: str = "merchant_id", key: str = "id"
+) -> str:
+    """`select` (`SELECT ... FROM ...`) as a newest-first page for `newest_page`: $1 the owner,
+    $2 the key the page starts below, $3 `limit + 1`; `conditions` (` AND ...`) take $4 on."""
+    return f"{select} WHERE {owner} = $1 AND {key} < $2{conditions} ORDER BY {key} DESC LIMIT $3"
+
+
 def start_below(cursor: str | None) -> int:
     """The id a newest-first page starts below: the cursor's, or above every id at first."""
     key = decode_cursor(cursor, int)

@@ -9,7 +9,7 @@ from asyncpg.pool import PoolConnectionProxy
 from qrloop.accounts.schemas import ApiKeyOut, NewApiKey
 from qrloop.accounts.secrets import API_KEY_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_page
+from qrloop.pagination import Page, newest_page, page_sql
 
 INITIAL_LABEL = "initial"
 # Shown to people to tell keys apart: the fixed prefix and 7 random characters (42 of the 256
@@ -68,10 +68,7 @@ async def listed(pool: asyncpg.Pool, merchant_id: int) -> list[ApiKeyOut]:
     return [ApiKeyOut(**row) for row in rows]
 
 
-# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1.
-API_KEYS_PAGE = (
-    f"SELECT {_COLUMNS} FROM api_keys WHERE merchant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-)
+API_KEYS_PAGE = page_sql(f"SELECT {_COLUMNS} FROM api_keys")
 
 
 async def page(

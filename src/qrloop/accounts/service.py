@@ -12,7 +12,7 @@ from qrloop.accounts import api_keys
 from qrloop.accounts.schemas import StoreOut, TerminalOut, TerminalSecret
 from qrloop.accounts.secrets import TERMINAL_SECRET_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_page
+from qrloop.pagination import Page, newest_page, page_sql
 
 _STORE = "id, name, disabled_at IS NOT NULL AS disabled, created_at"
 _TERMINAL = "id, store_id, name, disabled_at IS NOT NULL AS disabled, created_at"
@@ -67,19 +67,9 @@ async def create_terminal(
     return TerminalSecret(**row, secret=secret)
 
 
-# The lists, newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1.
-STORES_PAGE = (
-    f"SELECT {_STORE} FROM stores WHERE merchant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-)
-TERMINALS_PAGE = (
-    f"SELECT {_TERMINAL} FROM terminals WHERE merchant_id = $1 AND id < $2"
-    " ORDER BY id DESC LIMIT $3"
-)
-# With a store: $4.
-TERMINALS_OF_STORE_PAGE = (
-    f"SELECT {_TERMINAL} FROM terminals WHERE merchant_id = $1 AND id < $2 AND store_id = $4"
-    " ORDER BY id DESC LIMIT $3"
-)
+STORES_PAGE = page_sql(f"SELECT {_STORE} FROM stores")
+TERMINALS_PAGE = page_sql(f"SELECT {_TERMINAL} FROM terminals")
+TERMINALS_OF_STORE_PAGE = page_sql(f"SELECT {_TERMINAL} FROM terminals", " AND store_id = $4")
 
 
 async def stores(

@@ -17,7 +17,7 @@ from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_page
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.rows import CAMPAIGN_COLUMNS, ORDER_COLUMNS, campaign_of, order_of
 
 _COOKIE_DOMAIN = b"qrloop/claim-cookie/v1\x00"
@@ -220,11 +220,8 @@ async def create_pool(
 
 _POOL = "p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id, p.verification"
 _POOLS = "pools p JOIN orders o ON o.id = p.order_id"
-# Newest first: $1 the merchant, $2 the creation sequence the page starts below, $3 limit + 1.
-POOLS_PAGE = (
-    f"SELECT {_POOL}, p.seq FROM {_POOLS} WHERE p.merchant_id = $1 AND p.seq < $2"
-    " ORDER BY p.seq DESC LIMIT $3"
-)
+# Paged by creation sequence: pool ids are random text.
+POOLS_PAGE = page_sql(f"SELECT {_POOL}, p.seq FROM {_POOLS}", owner="p.merchant_id", key="p.seq")
 
 
 def _pool(row: asyncpg.Record) -> Pool:

@@ -21,7 +21,7 @@ from qrloop.issuance.schemas import (
     CampaignStats,
     CampaignStatus,
 )
-from qrloop.pagination import Page, newest_page
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.redemption.rules import parse_hours
 from qrloop.rows import CAMPAIGN_COLUMNS, campaign_of
 
@@ -172,8 +172,7 @@ async def get(
 
 
 def page_query(status: CampaignStatus | None, name_has: str | None) -> tuple[str, list[str]]:
-    """A page's query, newest first, and the values of its filters: $1 the merchant, $2 the id
-    the page starts below, $3 limit + 1, then each filter asked for.
+    """A page's query (`page_sql`), newest first, and the values of its filters ($4 on).
 
     Filters not asked for are left out of the text (not `$4 IS NULL OR ...`), so the unfiltered
     list is a plain ordered index range under a generic plan too. Filtered, a page reads the
@@ -188,10 +187,7 @@ def page_query(status: CampaignStatus | None, name_has: str | None) -> tuple[str
     if name_has is not None:
         values.append(containing(name_has))
         conditions.append(f" AND name ILIKE ${3 + len(values)} ESCAPE '\\'")
-    return (
-        f"{_WITH_ALLIES} WHERE merchant_id = $1 AND id < $2"
-        f"{''.join(conditions)} ORDER BY id DESC LIMIT $3"
-    ), values
+    return page_sql(_WITH_ALLIES, "".join(conditions)), values
 
 
 def containing(words: str) -> str:

@@ -9,7 +9,7 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
-from qrloop.pagination import Page, newest_page
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.rows import ORDER_COLUMNS, Order, order_of
 
 # Signers LISTEN here; a new order wakes one at once instead of at its next poll.
@@ -137,16 +137,8 @@ async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
     return _out(await find(pool, merchant_id, order_id))
 
 
-# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1.
-ORDERS_PAGE = (
-    f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND id < $2"
-    " ORDER BY id DESC LIMIT $3"
-)
-# One campaign's: $4.
-ORDERS_OF_CAMPAIGN_PAGE = (
-    f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND id < $2 AND campaign_id = $4"
-    " ORDER BY id DESC LIMIT $3"
-)
+ORDERS_PAGE = page_sql(f"SELECT {ORDER_COLUMNS} FROM orders")
+ORDERS_OF_CAMPAIGN_PAGE = page_sql(f"SELECT {ORDER_COLUMNS} FROM orders", " AND campaign_id = $4")
 
 
 async def page(

@@ -9,7 +9,7 @@ import msgspec
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import Page, newest_page
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import EventType, public_event_id
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
@@ -69,11 +69,7 @@ async def create(
     return _with_secret(row, key_secret, salt)
 
 
-# Newest first: $1 the merchant, $2 the id the page starts below, $3 limit + 1.
-ENDPOINTS_PAGE = (
-    f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 AND id < $2"
-    " ORDER BY id DESC LIMIT $3"
-)
+ENDPOINTS_PAGE = page_sql(f"SELECT {_COLUMNS} FROM webhook_endpoints")
 
 
 async def page(
