@@ -31,12 +31,17 @@ def bearer(request: Request[Any, Any, Any]) -> str:
     return credential
 
 
+async def current_key(request: Request[Any, Any, Any], runtime: Runtime) -> api_keys.KeyHolder:
+    """The API key the request carries and its merchant, or 401."""
+    holder = await api_keys.holder_of(runtime.pool, bearer(request))
+    if holder is None:
+        raise Problem(Reason.UNAUTHORIZED, "Unknown or revoked API key.", headers=_CHALLENGE)
+    return holder
+
+
 async def current_merchant(request: Request[Any, Any, Any], runtime: Runtime) -> int:
     """The merchant id behind the API key, or 401."""
-    merchant_id = await api_keys.merchant_for(runtime.pool, bearer(request))
-    if merchant_id is None:
-        raise Problem(Reason.UNAUTHORIZED, "Unknown or revoked API key.", headers=_CHALLENGE)
-    return merchant_id
+    return (await current_key(request, runtime)).merchant_id
 
 
 def current_terminal(request: Request[Any, Any, Any], runtime: Runtime) -> TerminalClaims:
