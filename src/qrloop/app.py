@@ -30,6 +30,7 @@ from qrloop.claim.routes import ClaimPages, PoolsController
 from qrloop.codes.verify_pool import VerifierPool
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.history.routes import HistoryController
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import document_problems
@@ -229,6 +230,7 @@ def create_app(
             PoolsController,
             SettlementController,
             WebhooksController,
+            HistoryController,
             live,
             ready,
             prometheus,

@@ -3,6 +3,8 @@ each with the RFC 9457 schema and the reasons that share its status."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -28,8 +30,19 @@ _BY_TAG = {
     "webhooks": {409},
     "accounts": {409},
     "agreements": {403, 409},
+    "lookup": {422, 429},
 }
 _UNAUTHENTICATED = ("/health/",)
+
+
+@dataclass
+class JsonOrCsv(Operation):
+    """An operation answering JSON or, with `format=csv`, CSV: both are listed for its 200."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
 
 def document_problems(openapi: OpenAPI) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from litestar import Controller, Response, get
 from litestar.di import Provide
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 
 from qrloop.accounts.guards import current_merchant
+from qrloop.openapi import JsonOrCsv
 from qrloop.runtime import Runtime
 from qrloop.settlement import reports
 
@@ -18,16 +17,6 @@ from qrloop.settlement import reports
 class ReportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
-
-
-@dataclass
-class _JsonOrCsv(Operation):
-    """The report's OpenAPI entry: its CSV form is listed beside the JSON one."""
-
-    def __post_init__(self) -> None:
-        ok = (self.responses or {}).get("200")
-        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            ok.content["text/csv"] = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
 
 
 class SettlementController(Controller):
@@ -38,7 +27,7 @@ class SettlementController(Controller):
     @get(
         "/settlements",
         summary="What the merchant owes and is owed on a day, by counterparty",
-        operation_class=_JsonOrCsv,
+        operation_class=JsonOrCsv,
     )
     async def settlements(
         self,
