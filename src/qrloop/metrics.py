@@ -94,11 +94,21 @@ def render(settlement_backlog: int, dead_letters: int, webhooks: dict[str, int])
     )
     for status in ("pending", "failed"):
         deliveries.add_metric([status], webhooks.get(status, 0))
+    registry = _process_registry()
+    registry.register(_Gauges([backlog, dead, deliveries]))
+    return generate_latest(registry)
+
+
+def render_processes() -> bytes:
+    """Every process's metrics without the shared gauges: a worker's or signer's own scrape."""
+    return generate_latest(_process_registry())
+
+
+def _process_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_DIR_VARIABLE):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:  # one process without the folder, as in-process tests and benchmarks run the app
         for metric in (ANSWERS, TILL_LATENCY, SETTLEMENT_LAG, CODES_SIGNED, CODES_TO_SIGN):
             registry.register(metric)
-    registry.register(_Gauges([backlog, dead, deliveries]))
-    return generate_latest(registry)
+    return registry

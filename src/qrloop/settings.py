@@ -56,6 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     phone_region: str = "CN"
     metrics_token: str | None = None
+    probe_port: Port | None = None
     quota_outstanding_codes: Annotated[int, msgspec.Meta(ge=0)] = 100_000_000
     quota_orders_per_day: Annotated[int, msgspec.Meta(ge=0)] = 1_000
     quota_export_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 << 30
@@ -120,6 +121,7 @@ ENVIRONMENT = {
     "QRLOOP_LOG_LEVEL": "log_level",
     "QRLOOP_PHONE_REGION": "phone_region",
     "QRLOOP_METRICS_TOKEN": "metrics_token",
+    "QRLOOP_PROBE_PORT": "probe_port",
     "QRLOOP_QUOTA_OUTSTANDING_CODES": "quota_outstanding_codes",
     "QRLOOP_QUOTA_ORDERS_PER_DAY": "quota_orders_per_day",
     "QRLOOP_QUOTA_EXPORT_BYTES": "quota_export_bytes",

@@ -1,5 +1,5 @@
 """The settlement worker: a poison entry is parked, never blocking the rest, and it shows;
-every row is stamped settled when it is inserted."""
+every row is stamped settled when it is inserted; settled entries leave Valkey."""
 
 from __future__ import annotations
 
@@ -57,3 +57,28 @@ def test_settled_at_is_never_before_redeemed_at(stack: Stack) -> None:
         campaign,
     )
     assert not early, f"{len(early)} rows settled before they were redeemed, e.g. {early[0]}"
+
+
+def test_settled_entries_leave_the_stream(stack: Stack) -> None:
+    """Once a redemption is in PostgreSQL its stream entry is acknowledged and deleted, so
+    Valkey's memory does not grow with every redemption ever made: after a batch settles, the
+    events streams hold none of its entries."""
+    client = redis.Redis.from_url(stack.stores.redis_url)
+    merchant = stack.new_merchant()
+    campaign = merchant.campaign()
+    codes = merchant.codes(campaign, 60)
+    with Load(stack.base_url, tills(merchant, 2), codes, concurrency=4) as load:
+        attempts = load.finish(within=60)
+    assert {a.status for a in attempts} == {200}
+    settled = "SELECT count(*) FROM redemptions WHERE campaign_id = $1"
+    eventually(lambda: fetchval(stack, settled, campaign) == len(codes), within=60)
+
+    def entries_of_campaign() -> int:
+        prefix = f"{campaign}|".encode()
+        return sum(
+            fields.get(b"redeem", b"").startswith(prefix)
+            for partition in range(int(stack.env.get("QRLOOP_PARTITIONS", "16")))
+            for _, fields in client.xrange(keyspace.events(partition))
+        )
+
+    eventually(lambda: entries_of_campaign() == 0, within=15)

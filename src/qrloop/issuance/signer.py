@@ -25,6 +25,7 @@ from qrloop.codes.bulk import CSV_HEADER, rows_parallel
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
 from qrloop.keys import Keys
+from qrloop.probes import start_probes
 from qrloop.settings import Settings
 from qrloop.webhooks import outbox
 
@@ -219,6 +220,11 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     pool = await create_pool(settings.database_url, 2)
     signer = OrderSigner(settings, pool)
+
+    async def ready() -> None:
+        await pool.fetchval("SELECT 1")
+
+    probes = await start_probes(settings, ready)
     listener = await pool.acquire()
     await listener.add_listener(ORDERS_CHANNEL, signer.wake)
     stop_waiter = asyncio.create_task(stop.wait())
@@ -226,6 +232,8 @@ async def serve(settings: Settings) -> None:
     try:
         await signer.run(stop)
     finally:
+        if probes:
+            probes.close()
         # After an outage the listening connection may be gone; polling carried on without it.
         with contextlib.suppress(*DB_ERRORS):
             await listener.remove_listener(ORDERS_CHANNEL, signer.wake)

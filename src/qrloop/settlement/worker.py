@@ -21,6 +21,7 @@ from redis.typing import KeyT, StreamIdT
 
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
+from qrloop.probes import start_probes
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -170,8 +171,17 @@ class Worker:
             await self._redis.xadd(keyspace.dead_letters(stream.decode()), fields)  # type: ignore[arg-type]
         for stream, batch in entries:
             if batch:
-                await self._redis.xack(stream, keyspace.SETTLEMENT_GROUP, *(i for i, _ in batch))
+                await self._acknowledge_and_delete(stream, [i for i, _ in batch])
         self.settled += sum(isinstance(row, RedemptionRow) for row in rows)
+
+    async def _acknowledge_and_delete(self, stream: bytes, ids: list[bytes]) -> None:
+        """Acknowledge settled entries and delete them in one transaction on the stream's
+        key: PostgreSQL holds them now, and a stream that kept every redemption would grow
+        Valkey's memory by ~100 bytes per redemption for ever."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, keyspace.SETTLEMENT_GROUP, *ids)
+            pipe.xdel(stream, *ids)
+            await pipe.execute()
 
     async def _insert(self, connection: PoolConnectionProxy, rows: list[Row]) -> None:
         """Rows first (a reversal refers to its redemption), then their ledger postings and
@@ -309,6 +319,12 @@ async def serve(settings: Settings) -> None:
         "settlement worker %s started: %d consumers on %d partitions",
         process, consumers, settings.partitions,
     )  # fmt: skip
+
+    async def ready() -> None:
+        await pool.fetchval("SELECT 1")
+        await client.ping()
+
+    probes = await start_probes(settings, ready)
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
     tasks.append(asyncio.create_task(dispatcher.run(stop)))
     tasks.append(asyncio.create_task(courier.run(stop)))
@@ -324,6 +340,8 @@ async def serve(settings: Settings) -> None:
             "drain took longer than %ss; unacknowledged entries stay pending", DRAIN_SECONDS
         )
     finally:
+        if probes:
+            probes.close()
         await client.aclose()
         await pool.close()
     log.info(
