@@ -95,7 +95,7 @@ FROM redemptions WHERE serial % 100 = 7
 @dataclass(frozen=True)
 class Loaded:
     """Ids to ask about: the big merchant, one of its campaigns, stores and terminals, and the
-    merchant whose stores accept some of its codes."""
+    merchant whose stores accept some of its codes (itself when it is the only one)."""
 
     merchant_id: int
     campaign_id: int
@@ -125,7 +125,8 @@ async def load(connection: asyncpg.Connection, rows: int, merchants: int = 100) 
     )
     ally = await connection.fetchrow(
         "SELECT m.id AS ally_id, min(s.id) AS ally_store_id FROM bench_merchants m"
-        " JOIN bench_stores s ON s.merchant_id = m.id WHERE m.n = 2 GROUP BY m.id"
+        " JOIN bench_stores s ON s.merchant_id = m.id"
+        " WHERE m.n = least(2, (SELECT count(*) FROM bench_merchants)) GROUP BY m.id"
     )
     assert first is not None and ally is not None
     return Loaded(**dict(first), **dict(ally))
@@ -177,6 +178,10 @@ def scans_of(plan: Any) -> list[tuple[str, str | None]]:
         if str(node.get("Relation Name", "")).startswith("redemptions"):
             index = node.get("Index Name")
             if node["Node Type"] == "Bitmap Heap Scan":
-                index = ",".join(child.get("Index Name", "?") for child in children)
+                index = ",".join(
+                    child["Index Name"]
+                    for child in children
+                    if child["Node Type"] == "Bitmap Index Scan"
+                )
             found.append((node["Node Type"], index))
     return found

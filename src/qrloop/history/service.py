@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 
 from qrloop.errors import Problem, Reason
 from qrloop.history import queries
@@ -105,13 +104,14 @@ def _csv(rows: Iterable[Iterable[object]]) -> bytes:
 
 
 def _csv_row(row: asyncpg.Record) -> list[object]:
-    item = _out(row)
-    return [_cell(getattr(item, column)) for column in CSV_COLUMNS]
+    redemption_id = RedemptionId(row["campaign_id"], row["serial"], row["use_no"])
+    return [str(redemption_id), *(_cell(row[column]) for column in CSV_COLUMNS[1:])]
 
 
 def _cell(value: object) -> object:
     if isinstance(value, datetime):
-        return msgspec.json.encode(value).decode().strip('"')  # as the JSON list writes it
+        # As the JSON list writes it (asyncpg hands timestamptz over in UTC).
+        return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     if value is None:
