@@ -13,7 +13,7 @@ scratch servers (the script adds databases `lists_plans` and `lists_csv` there a
   memory  one merchant holding all `--rows` redemptions; `qrloop serve` with one API process
           (no worker) on that database; GET /v1/redemptions?format=csv for the last tenth of
           the history, then for all of it, each in a fresh API process: its RSS before and at
-          its peak (sampled every 20 ms), rows, bytes, seconds.
+          its peak (sampled every 100 ms), rows, bytes, seconds.
 
 Takes about 10 minutes with 1 M rows. Writes the "## Redemption lists" section of
 benchmarks/RESULTS.md.
@@ -26,13 +26,11 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import order
 import psutil
 from ports import free_port
 from results import write_section
@@ -191,21 +190,6 @@ def plans_section(plans: list[Plan], sizes: dict[str, str], rows: int) -> list[s
 # --------------------------------------------------------------------------- memory
 
 
-class PeakMemory(threading.Thread):
-    """Largest RSS of one process, sampled every 20 ms."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.02):
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, self.process.memory_info().rss)
-
-
 @dataclass
 class Stream:
     label: str
@@ -251,8 +235,8 @@ def stream_csv(base_url: str, pid: int, api_key: str, label: str, **params: str)
         warm = client.get("/v1/redemptions", params={"format": "csv", "limit": "1"})
         assert warm.status_code == 200, warm.text
         time.sleep(1)  # let the warm-up's garbage go before the baseline
-        memory = PeakMemory(pid)
-        rss_before = memory.process.memory_info().rss
+        memory = order.PeakMemory(pid)
+        rss_before = memory.root.memory_info().rss
         memory.start()
         lines = size = 0
         started = time.monotonic()
@@ -297,7 +281,7 @@ def memory_section(runs: list[Stream]) -> list[str]:
         "",
         "One merchant holding every redemption; `qrloop serve` with one API process and no"
         " worker; GET /v1/redemptions?format=csv, each size in a fresh API process after one"
-        " warm-up request. RSS of the API process, sampled every 20 ms.",
+        " warm-up request. RSS of the API process, sampled every 100 ms.",
         "",
         "| history | rows | MiB sent | seconds | rows/s | API RSS before | API RSS peak | growth |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -325,15 +309,6 @@ def memory_section(runs: list[Stream]) -> list[str]:
 
 
 def machine(database_url: str) -> list[str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _run("lscpu").splitlines()
-            if "Model name" in line
-        ),
-        platform.processor() or "?",
-    )
-
     async def version() -> str:
         connection = await asyncpg.connect(database_url)
         try:
@@ -342,19 +317,10 @@ def machine(database_url: str) -> list[str]:
             await connection.close()
 
     return [
-        f"- CPU: {model}, {os.cpu_count()} CPUs (shared; load average"
-        f" {os.getloadavg()[0]:.1f} at the start)",
-        f"- Python: {platform.python_version()}, {platform.system()} {platform.release()}",
+        *order.machine(),
+        f"- Load average at the start: {os.getloadavg()[0]:.1f} (the 2 CPUs are shared)",
         f"- PostgreSQL: {asyncio.run(version())}, default settings (work_mem 4 MB)",
-        f"- qrloop: {_run('git', '-C', str(HERE), 'rev-parse', '--short', 'HEAD').strip() or '?'}",
     ]
-
-
-def _run(*command: str) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return ""
 
 
 def run(args: argparse.Namespace, database_url: str, redis_url: str, workdir: Path) -> str:

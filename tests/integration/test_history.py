@@ -3,6 +3,7 @@ merchant sees what it issued or accepted, and a stranger learns nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from dataclasses import dataclass, field
@@ -10,9 +11,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from history_rows import load
+from qrloop.accounts import api_keys
 from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
 from support import (
@@ -22,6 +26,7 @@ from support import (
     check_status,
     claim_with_code,
     eventually,
+    fetchval,
     reason,
     redeem,
     serving,
@@ -444,3 +449,44 @@ def test_lookups_are_limited_per_api_key(unsettled: Stack) -> None:
     second = merchant.created("/v1/api-keys", {"label": "support desk"})["api_key"]
     other_key = Merchant(unsettled, merchant.id, second)
     assert _lookup(other_key, "NOT-A-CODE").status_code == 422
+
+
+def test_a_client_leaving_mid_csv_gives_its_connection_back(unsettled: Stack) -> None:
+    """Clients that hang up in the middle of long CSV downloads, more of them than an API
+    process has PostgreSQL connections, leave no transaction open: each stream's connection
+    goes back to the pool, and the lists still answer."""
+    merchant_id, api_key = asyncio.run(_loaded_merchant(unsettled.stores.database_url))
+    merchant = Merchant(unsettled, merchant_id, api_key)
+    for _ in range(12):  # QRLOOP_DB_POOL_SIZE is 10
+        with (
+            httpx.Client(base_url=unsettled.base_url, headers=merchant.headers) as client,
+            client.stream("GET", "/v1/redemptions", params={"format": "csv"}) as answer,
+        ):
+            assert answer.status_code == 200
+            assert next(answer.iter_bytes()).startswith(b"redemption_id,")
+
+    def transactions_left() -> int:
+        return int(
+            fetchval(
+                unsettled,
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            )
+        )
+
+    eventually(lambda: transactions_left() == 0, within=10)
+    page = merchant.get("/v1/redemptions", limit="1")
+    assert page.status_code == 200
+    assert len(page.json()["items"]) == 1
+
+
+async def _loaded_merchant(database_url: str) -> tuple[int, str]:
+    """A merchant of its own holding 100,000 settled redemptions (written straight into
+    PostgreSQL), and an API key for it."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        loaded = await load(connection, 100_000, merchants=1)
+        key = await api_keys.create(connection, loaded.merchant_id, "csv")  # type: ignore[arg-type]
+        return loaded.merchant_id, key.api_key
+    finally:
+        await connection.close()
