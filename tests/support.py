@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,31 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+# Chromium for the browser tests (Debian's), headless on a closed network: no sandbox as root,
+# no background fetches to time out on.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def csp_refusals(page: Any) -> list[str]:
+    """The Content-Security-Policy refusals a Playwright page reports, as they come."""
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return refused
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
@@ -33,7 +32,7 @@ from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.history.routes import HistoryController
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
-from qrloop.openapi import document_problems
+from qrloop.openapi import METRICS_TOKEN_IF_SET, answered, document, openapi_config
 from qrloop.redemption.decide import Redeemer
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.gate import TerminalGate
@@ -48,6 +47,7 @@ from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 from qrloop.settlement.worker import settlement_gauges
+from qrloop.web.docs import static_files
 from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
 
@@ -165,7 +165,13 @@ def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response
     return on_problem(request, Problem(Reason.INTERNAL, "Something went wrong on our side."))
 
 
-@get("/health/live", tags=["operations"], media_type=MediaType.JSON)
+@get(
+    "/health/live",
+    tags=["operations"],
+    media_type=MediaType.JSON,
+    summary="Whether the process answers",
+    responses=answered({"status": "ok"}),
+)
 async def live() -> Response[dict[str, str]]:
     """The process answers, with the start nonce `serve` gave it (so `serve` knows its own)."""
     nonce = liveness.own_nonce()
@@ -173,7 +179,13 @@ async def live() -> Response[dict[str, str]]:
     return Response({"status": "ok"}, headers=headers)
 
 
-@get("/health/ready", tags=["operations"], media_type=MediaType.JSON)
+@get(
+    "/health/ready",
+    tags=["operations"],
+    media_type=MediaType.JSON,
+    summary="Whether the process can serve: its stores answer, no partition lost its state",
+    responses=answered({"status": "ready"}),
+)
 async def ready(runtime: Runtime) -> dict[str, str]:
     """PostgreSQL and Redis answer, and no partition has lost its state."""
     await runtime.pool.fetchval("SELECT 1")
@@ -184,7 +196,14 @@ async def ready(runtime: Runtime) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@get("/metrics", tags=["operations"], media_type=metrics.CONTENT_TYPE)
+@get(
+    "/metrics",
+    tags=["operations"],
+    media_type=metrics.CONTENT_TYPE,
+    summary="Prometheus metrics",
+    security=METRICS_TOKEN_IF_SET,
+    responses=answered(metrics.EXAMPLE, metrics.CONTENT_TYPE),
+)
 async def prometheus(request: Request[Any, Any, Any], runtime: Runtime) -> bytes:
     """Prometheus metrics of every qrloop process sharing this host's metrics folder; with
     QRLOOP_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
@@ -234,6 +253,7 @@ def create_app(
             live,
             ready,
             prometheus,
+            static_files(),
             *extra_handlers,
         ],
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
@@ -249,12 +269,12 @@ def create_app(
             RecursionError: on_recursion,
             Exception: on_unexpected,
         },
-        openapi_config=OpenAPIConfig(title="qrloop", version="1.0.0", path="/schema"),
+        openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         before_request=ids_in_range,
         debug=False,
     )
-    document_problems(app.openapi_schema)
+    document(app)
     return app
 
 

@@ -27,6 +27,15 @@ from prometheus_client.registry import Collector
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "unmatched"  # the route label of a request no route matched
+# A few lines of a scrape, for the API's documentation.
+EXAMPLE = """# HELP qrloop_answers_total Answers given, by route template and outcome.
+# TYPE qrloop_answers_total counter
+qrloop_answers_total{outcome="redeemed",route="/v1/redeem"} 1042.0
+qrloop_answers_total{outcome="already_redeemed",route="/v1/redeem"} 3.0
+# HELP qrloop_settlement_backlog Stream entries not yet settled into PostgreSQL.
+# TYPE qrloop_settlement_backlog gauge
+qrloop_settlement_backlog 0.0
+"""
 
 # Till answers take about a millisecond; the tail up to a few seconds still gets a bucket.
 _TILL_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.5, 1, 2.5)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar.params import Parameter
@@ -44,6 +44,11 @@ class Page(msgspec.Struct, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+    @classmethod
+    def example_of(cls, item: Any) -> dict[str, Any]:
+        """A page's example for the API's documentation, around the example of its items."""
+        return {"items": [item], "next_cursor": encode_cursor((1,))}
 
 
 def encode_cursor(key: Key) -> str:

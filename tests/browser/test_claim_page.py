@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import zxingcpp
 from PIL import Image
 
-from support import Stack, redeem
+from support import CHROMIUM, CHROMIUM_FLAGS, Stack, csp_refusals, redeem
 
 playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Chromium on the PATH (Debian: apt-get install chromium)"
 )
-# Headless on a closed network: no sandbox as root, no background fetches to time out on.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_consumer_claims_and_the_shown_qr_scans_then_turns_used(
@@ -46,18 +34,10 @@ def test_consumer_claims_and_the_shown_qr_scans_then_turns_used(
     code, claim_url = row[0], row[2]
 
     with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-            refused: list[str] = []
-            page.on(
-                "console",
-                lambda message: (
-                    refused.append(message.text)
-                    if "Content Security Policy" in message.text
-                    else None
-                ),
-            )
+            refused = csp_refusals(page)
             page.goto(claim_url)
             assert page.locator("h1").inner_text() == "Free cone after 22:00"
             assert page.locator(".qr").count() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 import redis
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from qrloop import keyspace
 from qrloop.settlement.worker import Worker
@@ -141,8 +143,12 @@ def _shop(merchant: Merchant) -> tuple[int, str]:
 
 
 def _expected_signature(secret: str, timestamp: str, body: bytes) -> str:
-    """Recomputed here from the documented scheme, not with qrloop's own helper."""
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    """`Qrloop-Signature`'s v1, recomputed here from the documented scheme (not with qrloop's
+    own helper): keyed by the shown secret's first spelling, URL-safe base64 unpadded."""
+    key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    first_spelling = "whsec_" + base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+    signed = f"{timestamp}.".encode() + body
+    return hmac.new(first_spelling.encode(), signed, hashlib.sha256).hexdigest()
 
 
 def test_redemption_created_is_delivered_signed_with_a_timestamp(
@@ -175,6 +181,34 @@ def test_redemption_created_is_delivered_signed_with_a_timestamp(
         parts["v1"], _expected_signature(endpoint["secret"], parts["t"], delivery.body)
     )
     assert parts["v1"] != _expected_signature(endpoint["secret"], parts["t"], delivery.body + b" ")
+
+
+def test_a_delivery_verifies_with_the_standard_webhooks_package(
+    hooks_stack: Stack, receiver: Receiver
+) -> None:
+    """The secret shown at registration, given as is to the `standardwebhooks` package,
+    verifies each attempt of a delivery: a first one the endpoint refuses and its retry carry
+    the same `webhook-id` (the event id, what receivers deduplicate on), each with its own
+    timestamp. The same headers over another body, or checked with another endpoint's
+    secret, are refused."""
+    merchant = hooks_stack.new_merchant()
+    endpoint = _register(merchant, receiver.url, events=["order.completed"])
+    other_secret = _register(merchant, receiver.url, events=["redemption.created"])["secret"]
+    receiver.answers.append(500)
+    merchant.order(merchant.campaign(), 1)
+    eventually(lambda: len(receiver.requests) >= 2, within=15)
+
+    first, retry = receiver.requests[:2]
+    for delivery in (first, retry):
+        event = Webhook(endpoint["secret"]).verify(delivery.body, delivery.headers)
+        assert event["type"] == "order.completed"
+        assert delivery.headers["webhook-id"] == event["id"] == delivery.headers["Qrloop-Event-Id"]
+        assert abs(int(delivery.headers["webhook-timestamp"]) - delivery.at) < 60
+        with pytest.raises(WebhookVerificationError):
+            Webhook(endpoint["secret"]).verify(delivery.body + b" ", delivery.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(other_secret).verify(delivery.body, delivery.headers)
+    assert first.headers["webhook-id"] == retry.headers["webhook-id"]
 
 
 def test_reversal_and_order_completion_are_announced(
@@ -361,6 +395,9 @@ def test_rotating_the_secret_changes_the_signature(hooks_stack: Stack, receiver:
     timestamp, body = _t_and_body(request)
     assert _v1(request) == _expected_signature(rotated["secret"], timestamp, body)
     assert _v1(request) != _expected_signature(endpoint["secret"], timestamp, body)
+    Webhook(rotated["secret"]).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoint["secret"]).verify(request.body, request.headers)
 
 
 def test_bad_endpoint_urls_are_refused(stack: Stack) -> None:

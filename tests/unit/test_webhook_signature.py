@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import time
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from qrloop.webhooks.delivery import MAX_RETRY_DELAY_SECONDS, retry_delay
-from qrloop.webhooks.signature import derive_secret, sign, verify
+from qrloop.webhooks.signature import (
+    derive_key,
+    legacy_secret_text,
+    secret_text,
+    sign,
+    standard_headers,
+    verify,
+)
 
-SECRET = derive_secret(b"k" * 32, 7, b"salt")
+KEY = derive_key(b"k" * 32, 7, b"salt")
+SECRET = legacy_secret_text(KEY)
 BODY = b'{"id":"evt_1","type":"order.completed"}'
 NOW = 1_764_000_000
 
@@ -45,13 +56,49 @@ def test_anything_else_is_refused(header: str, body: bytes, now: int) -> None:
     assert not verify(SECRET, header, body, now=now)
 
 
+def test_the_shown_secret_verifies_standard_webhooks_headers() -> None:
+    """The secret in today's spelling, given as is to the `standardwebhooks` package's
+    verifier, accepts the Standard Webhooks headers of a body and refuses them for any other
+    body, message id or secret."""
+    now = int(time.time())
+    headers = standard_headers(KEY, "evt_1", BODY, now)
+    assert Webhook(secret_text(KEY)).verify(BODY, headers) == {
+        "id": "evt_1",
+        "type": "order.completed",
+    }
+    for body, message_id, secret in [
+        (BODY + b" ", "evt_1", secret_text(KEY)),
+        (BODY, "evt_2", secret_text(KEY)),
+        (BODY, "evt_1", secret_text(derive_key(b"k" * 32, 8, b"salt"))),
+    ]:
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(body, {**headers, "webhook-id": message_id})
+
+
+def test_the_secret_is_standard_base64_of_the_key_in_both_spellings() -> None:
+    """Today's spelling is `whsec_` and padded standard base64 of the key (what strict
+    decoders in other languages need); the first spelling, the key of `Qrloop-Signature`,
+    is URL-safe base64 without padding of the same key."""
+    assert base64.b64decode(secret_text(KEY).removeprefix("whsec_"), validate=True) == KEY
+    assert base64.urlsafe_b64decode(SECRET.removeprefix("whsec_") + "=") == KEY
+
+
+def test_the_legacy_header_verifies_with_either_spelling() -> None:
+    """`verify` accepts a `Qrloop-Signature` keyed by the first spelling whether it is given
+    that spelling or today's."""
+    header = sign(SECRET, BODY, NOW)
+    assert verify(SECRET, header, BODY, now=NOW)
+    assert verify(secret_text(KEY), header, BODY, now=NOW)
+    assert not verify(secret_text(derive_key(b"j" * 32, 7, b"salt")), header, BODY, now=NOW)
+
+
 def test_endpoint_secrets_differ_by_endpoint_salt_and_key() -> None:
     """Each endpoint has its own secret; a new salt (rotation) or key gives a new one."""
     secrets = {
-        derive_secret(b"k" * 32, 7, b"salt"),
-        derive_secret(b"k" * 32, 8, b"salt"),
-        derive_secret(b"k" * 32, 7, b"pepper"),
-        derive_secret(b"j" * 32, 7, b"salt"),
+        derive_key(b"k" * 32, 7, b"salt"),
+        derive_key(b"k" * 32, 8, b"salt"),
+        derive_key(b"k" * 32, 7, b"pepper"),
+        derive_key(b"j" * 32, 7, b"salt"),
     }
     assert len(secrets) == 4
 

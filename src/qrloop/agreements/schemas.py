@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -16,6 +16,8 @@ Side = Literal["issuer", "acceptor"]
 class AgreementIn(msgspec.Struct, forbid_unknown_fields=True):
     campaign_id: Id
     acceptor_merchant_id: Id
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {"campaign_id": 1, "acceptor_merchant_id": 2}
 
 
 class AgreementOut(msgspec.Struct):
@@ -37,3 +39,21 @@ class AgreementOut(msgspec.Struct):
     accepted_at: datetime | None
     ended_at: datetime | None
     ended_by: Side | None
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "id": 1,
+        "status": "active",
+        "role": "issuer",
+        "campaign_id": 1,
+        "campaign_name": "Free cone",
+        "face_value": 500,
+        "currency": "CNY",
+        "issuer_merchant_id": 1,
+        "issuer_name": "Cone & Co",
+        "acceptor_merchant_id": 2,
+        "acceptor_name": "Corner Shop",
+        "proposed_at": "2026-12-02T03:59:14.614687Z",
+        "accepted_at": "2026-12-02T03:59:15.260432Z",
+        "ended_at": None,
+        "ended_by": None,
+    }

@@ -8,7 +8,7 @@ phone number or email, that it is that identifier's person. Typing an identifier
 from __future__ import annotations
 
 from html import escape
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -58,6 +58,8 @@ class PoolIn(msgspec.Struct, forbid_unknown_fields=True):
     per_consumer: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     verification: Literal["none", "otp"] = "otp"
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {"order_id": 1, "per_consumer": 1, "verification": "otp"}
+
 
 class PoolOut(msgspec.Struct):
     id: str
@@ -67,6 +69,16 @@ class PoolOut(msgspec.Struct):
     per_consumer: int
     verification: str
     handed_out: int
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "id": "Hk3v9QxR2mTz-a7W",
+        "url": "http://127.0.0.1:8000/p/Hk3v9QxR2mTz-a7W",
+        "campaign_id": 1,
+        "size": 1000,
+        "per_consumer": 1,
+        "verification": "otp",
+        "handed_out": 37,
+    }
 
 
 def _html(body: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:

@@ -17,7 +17,7 @@ from qrloop.errors import Problem, Reason
 from qrloop.history import lookup, service
 from qrloop.history.queries import Filters
 from qrloop.history.schemas import ListFormat, LookupIn, LookupOut, RedemptionOut, Side
-from qrloop.openapi import JsonOrCsv
+from qrloop.openapi import json_or_csv
 from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from qrloop.runtime import Runtime
 
@@ -56,7 +56,7 @@ class HistoryController(Controller):
     @get(
         "/redemptions",
         summary="The caller's settled redemptions, newest first",
-        operation_class=JsonOrCsv,
+        operation_class=json_or_csv(service.as_csv([RedemptionOut.EXAMPLE])),
     )
     async def listed(
         self,
@@ -94,7 +94,7 @@ class HistoryController(Controller):
             media_type="text/csv",  # the framework adds the charset
             headers={"Content-Disposition": 'attachment; filename="redemptions.csv"'},
         )
-        # The annotation names the JSON page for the document, which JsonOrCsv completes.
+        # The annotation names the JSON page for the document, which json_or_csv completes.
         return cast("Response[Page[RedemptionOut]]", stream)
 
     @get("/redemptions/{redemption_id:str}", summary="One redemption")

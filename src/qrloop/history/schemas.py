@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -44,6 +44,24 @@ class RedemptionOut(msgspec.Struct):
     terminal_id: int
     terminal_name: str
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "redemption_id": "1-2-1",
+        "campaign_id": 1,
+        "campaign_name": "Free cone",
+        "serial": 2,
+        "use_no": 1,
+        "redeemed_at": "2026-12-02T03:59:15.585000Z",
+        "reversed_at": None,
+        "face_value": 500,
+        "currency": "CNY",
+        "issuer_merchant_id": 1,
+        "accepting_merchant_id": 2,
+        "store_id": 2,
+        "store_name": "Corner",
+        "terminal_id": 2,
+        "terminal_name": "Till 1",
+    }
+
 
 # The CSV's columns: every field of a redemption, in its order.
 CSV_COLUMNS = tuple(RedemptionOut.__struct_fields__)
@@ -55,6 +73,10 @@ class LookupIn(msgspec.Struct, forbid_unknown_fields=True):
     """The code as scanned or typed: in the body, never in a URL, because it is redeemable."""
 
     code: RawCode
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "code": "AEAQA-AAAAE-AAAAA-AAAAK-B2DOM-LDT3D-ILG3C-HYVX2-4Y43S-S"
+    }
 
 
 class Use(msgspec.Struct):
@@ -73,6 +95,19 @@ class Use(msgspec.Struct):
     terminal_id: int | None
     terminal_name: str | None
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "redemption_id": "1-0-1",
+        "use_no": 1,
+        "redeemed_at": "2026-12-02T03:59:09.214000Z",
+        "settled": True,
+        "reversed_at": None,
+        "accepting_merchant_id": 1,
+        "store_id": 1,
+        "store_name": "Flagship",
+        "terminal_id": 1,
+        "terminal_name": "Till 1",
+    }
+
 
 class LookupOut(msgspec.Struct):
     """What a code is now and every use it had. `state`: `issued` (nobody claimed it yet),
@@ -89,3 +124,15 @@ class LookupOut(msgspec.Struct):
     face_value: int
     currency: str
     uses: list[Use]
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "campaign_id": 1,
+        "campaign_name": "Free cone",
+        "serial": 0,
+        "state": "redeemed",
+        "role": "issuer",
+        "issuer_merchant_id": 1,
+        "face_value": 500,
+        "currency": "CNY",
+        "uses": [Use.EXAMPLE],
+    }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -97,13 +98,18 @@ async def csv_chunks(pool: asyncpg.Pool, filters: Filters) -> AsyncIterator[byte
             yield _csv(_csv_row(row) for row in batch)
 
 
+def as_csv(rows: Iterable[Mapping[str, object]]) -> str:
+    """Rows (records, or dictionaries with their columns) as the CSV lists them, header first."""
+    return _csv([CSV_COLUMNS, *map(_csv_row, rows)]).decode()
+
+
 def _csv(rows: Iterable[Iterable[object]]) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
     return out.getvalue().encode()
 
 
-def _csv_row(row: asyncpg.Record) -> list[object]:
+def _csv_row(row: asyncpg.Record | Mapping[str, Any]) -> list[object]:
     redemption_id = RedemptionId(row["campaign_id"], row["serial"], row["use_no"])
     return [str(redemption_id), *(_cell(row[column]) for column in CSV_COLUMNS[1:])]
 

@@ -37,6 +37,16 @@ MEDIA_TYPES = {
     ExportFormat.SVG: images.MEDIA_TYPES["svg"],
     ExportFormat.PDF: images.MEDIA_TYPES["pdf"],
 }
+# One code of an export in each text format, for the API's documentation.
+_CODE, _TYPED, _LINK = (
+    "AEAQAAAAAEAAAAAAAAAKAATF6E2DN4RKYJH2DBPVFPO7G",
+    "AEAQA-AAAAE-AAAAA-AAAAK-AATF6-E2DN4-RKYJH-2DBPV-FPO7G-2",
+    "http://127.0.0.1:8000/c/AEAQAAAAAEAAAAAAAAAIWKT3KZD5IEKHA325SH7D54B4W",
+)
+TEXT_EXAMPLES = {
+    ExportFormat.CSV: f"code,typed,claim_url\n{_CODE},{_TYPED},{_LINK}\n",
+    ExportFormat.JSON: f'{{"code":"{_CODE}","typed":"{_TYPED}","claim_url":"{_LINK}"}}\n',
+}
 EXTENSIONS = {
     ExportFormat.CSV: "csv",
     ExportFormat.JSON: "jsonl",

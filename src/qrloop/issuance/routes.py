@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from litestar import Controller, get, patch, post
 from litestar.di import Provide
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Schema,
+)
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -37,6 +46,25 @@ IdempotencyKey = Annotated[
         description="Retry-safe order",
     ),
 ]
+
+
+@dataclass
+class _Exports(Operation):
+    """The export's OpenAPI entry: one media type per `format`, an example of the text ones."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {
+                media_type.split(";")[0]: _export_media(export_format)
+                for export_format, media_type in exports.MEDIA_TYPES.items()
+            }
+
+
+def _export_media(export_format: exports.ExportFormat) -> OpenAPIMediaType:
+    example = exports.TEXT_EXAMPLES.get(export_format)
+    binary = None if example is not None else OpenAPIFormat.BINARY
+    return OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=binary), example=example)
 
 
 class IssuanceController(Controller):
@@ -122,7 +150,11 @@ class IssuanceController(Controller):
         )
         return order
 
-    @get("/orders/{order_id:int}/codes", summary="Stream an order's codes")
+    @get(
+        "/orders/{order_id:int}/codes",
+        summary="Stream an order's codes",
+        operation_class=_Exports,
+    )
     async def export_codes(
         self,
         order_id: int,

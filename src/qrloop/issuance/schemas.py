@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -32,6 +32,15 @@ class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
     reversal_window_s: ReversalWindow = 900
     platform_fee: Annotated[int, msgspec.Meta(ge=0, le=2**53)] = 0
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "name": "Free cone",
+        "face_value": 500,
+        "currency": "CNY",
+        "valid_until": "2027-01-31T23:59:59+08:00",
+        "hours": "10:00-22:00",
+        "timezone": "Asia/Shanghai",
+    }
+
 
 class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     """Only the fields present change; `null` clears an optional rule. `accepted_merchants`
@@ -48,6 +57,8 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     )
     paused: bool | msgspec.UnsetType = msgspec.UNSET
     reversal_window_s: ReversalWindow | msgspec.UnsetType = msgspec.UNSET
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {"hours": None, "paused": True}
 
 
 class CampaignOut(msgspec.Struct):
@@ -69,9 +80,28 @@ class CampaignOut(msgspec.Struct):
     reversal_window_s: int
     platform_fee: int
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "id": 1,
+        "name": "Free cone",
+        "face_value": 500,
+        "currency": "CNY",
+        "valid_from": None,
+        "valid_until": "2027-01-31T15:59:59Z",
+        "hours": "10:00-22:00",
+        "timezone": "Asia/Shanghai",
+        "accepted_merchants": [],
+        "proposed_merchants": [],
+        "algorithm": "hmac-sha256",
+        "paused": False,
+        "reversal_window_s": 900,
+        "platform_fee": 0,
+    }
+
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_ORDER)]
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {"quantity": 1000}
 
 
 class OrderOut(msgspec.Struct):
@@ -81,6 +111,15 @@ class OrderOut(msgspec.Struct):
     total: int
     done: int
     first_serial: int
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "id": 1,
+        "campaign_id": 1,
+        "status": "queued",
+        "total": 1000,
+        "done": 0,
+        "first_serial": 0,
+    }
 
 
 class SerialRange(msgspec.Struct, forbid_unknown_fields=True):
@@ -102,9 +141,13 @@ class VoidIn(msgspec.Struct, forbid_unknown_fields=True):
     range: SerialRange | None = None
     order_id: Id | None = None
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {"codes": ["AEAQAAAAAEAAAAAAAAAKAATF6E2DN4RKYJH2DBPVFPO7G"]}
+
 
 class VoidOut(msgspec.Struct):
     voided: int
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {"voided": 1}
 
 
 class CampaignStats(msgspec.Struct):
@@ -122,3 +165,15 @@ class CampaignStats(msgspec.Struct):
     currency: str
     settled_value: int
     platform_fees: int
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "issued": 1000,
+        "claimed": 120,
+        "redeemed": 87,
+        "reversed": 2,
+        "voided": 10,
+        "settled": 89,
+        "currency": "CNY",
+        "settled_value": 43500,
+        "platform_fees": 0,
+    }

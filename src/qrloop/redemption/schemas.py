@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -16,6 +16,11 @@ Nonce = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Z
 class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
     code: RawCode
     nonce: Nonce
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "code": "AEAQAAAAAEAAAAAAAAAKAATF6E2DN4RKYJH2DBPVFPO7G",
+        "nonce": "till-1-scan-000042",
+    }
 
 
 class RedeemOut(msgspec.Struct):
@@ -33,6 +38,18 @@ class RedeemOut(msgspec.Struct):
     issuer_merchant_id: int
     issuer_name: str
     reversed: bool
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "status": "redeemed",
+        "redemption_id": "1-0-1",
+        "campaign_id": 1,
+        "serial": 0,
+        "face_value": 500,
+        "currency": "CNY",
+        "issuer_merchant_id": 1,
+        "issuer_name": "Cone & Co",
+        "reversed": False,
+    }
 
 
 def redeemed_body(redeemed: Redeemed) -> RedeemOut:
@@ -53,9 +70,15 @@ class ReverseOut(msgspec.Struct):
     status: str
     redemption_id: str
 
+    EXAMPLE: ClassVar[dict[str, Any]] = {"status": "reversed", "redemption_id": "1-0-1"}
+
 
 class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
     code: RawCode
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "code": "AEAQA-AAAAE-AAAAA-AAAAK-AATF6-E2DN4-RKYJH-2DBPV-FPO7G-2"
+    }
 
 
 class CheckOut(msgspec.Struct, omit_defaults=True):
@@ -66,3 +89,12 @@ class CheckOut(msgspec.Struct, omit_defaults=True):
     currency: str | None = None
     issuer_merchant_id: int | None = None
     issuer_name: str | None = None
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "status": "valid",
+        "campaign_id": 1,
+        "face_value": 500,
+        "currency": "CNY",
+        "issuer_merchant_id": 1,
+        "issuer_name": "Cone & Co",
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
+from typing import Any, ClassVar
 
 import asyncpg
 import msgspec
@@ -55,6 +56,31 @@ class Settlement(msgspec.Struct):
     lines: list[Line]
     platform_fees: list[Fee]
     net: dict[str, int]
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "date": "2026-12-01",
+        "merchant_id": 1,
+        "lines": [
+            {
+                "direction": "own",
+                "counterparty_id": 1,
+                "currency": "CNY",
+                "amount": 40000,
+                "redemptions": 81,
+                "reversals": 1,
+            },
+            {
+                "direction": "owes",
+                "counterparty_id": 2,
+                "currency": "CNY",
+                "amount": 3500,
+                "redemptions": 7,
+                "reversals": 0,
+            },
+        ],
+        "platform_fees": [],
+        "net": {"CNY": -3500},
+    }
 
 
 async def daily(pool: asyncpg.Pool, merchant_id: int, day: date) -> Settlement:

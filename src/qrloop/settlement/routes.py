@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
+import msgspec
 from litestar import Controller, Response, get
 from litestar.di import Provide
 
 from qrloop.accounts.guards import current_merchant
-from qrloop.openapi import JsonOrCsv
+from qrloop.openapi import json_or_csv
 from qrloop.runtime import Runtime
 from qrloop.settlement import reports
 
@@ -17,6 +18,10 @@ from qrloop.settlement import reports
 class ReportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
+
+
+# The example report in both forms.
+_EXAMPLE = reports.as_csv(msgspec.convert(reports.Settlement.EXAMPLE, reports.Settlement))
 
 
 class SettlementController(Controller):
@@ -27,7 +32,7 @@ class SettlementController(Controller):
     @get(
         "/settlements",
         summary="What the merchant owes and is owed on a day, by counterparty",
-        operation_class=JsonOrCsv,
+        operation_class=json_or_csv(_EXAMPLE),
     )
     async def settlements(
         self,

@@ -25,7 +25,13 @@ from qrloop.keys import Keys
 from qrloop.settings import Settings
 from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import public_event_id
-from qrloop.webhooks.signature import SIGNATURE_HEADER, derive_secret, sign
+from qrloop.webhooks.signature import (
+    SIGNATURE_HEADER,
+    derive_key,
+    legacy_secret_text,
+    sign,
+    standard_headers,
+)
 
 log = logging.getLogger("qrloop.webhooks")
 
@@ -237,10 +243,12 @@ class Dispatcher:
                 f"webhook key {row['secret_key_id']} is gone or withdrawn; rotate the endpoint's"
                 " secret"
             )
-        secret = derive_secret(key.secret, row["endpoint_id"], row["secret_salt"])
+        signing_key = derive_key(key.secret, row["endpoint_id"], row["secret_salt"])
+        event_id, now = public_event_id(row["event_id"]), int(time.time())
         return {
-            SIGNATURE_HEADER: sign(secret, body, int(time.time())),
-            "Qrloop-Event-Id": public_event_id(row["event_id"]),
+            **standard_headers(signing_key, event_id, body, now),
+            SIGNATURE_HEADER: sign(legacy_secret_text(signing_key), body, now),
+            "Qrloop-Event-Id": event_id,
             "Qrloop-Event-Type": row["type"],
             "Qrloop-Delivery-Attempt": str(row["attempts"]),
         }

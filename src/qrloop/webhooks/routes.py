@@ -23,8 +23,9 @@ class WebhooksController(Controller):
 
     @post("/", status_code=201, summary="Register an endpoint; its signing secret is shown once")
     async def create(self, data: EndpointIn, merchant_id: int, runtime: Runtime) -> EndpointSecret:
-        """Events are POSTed as JSON, signed in `Qrloop-Signature: t=<unix>,v1=<hex>` with
-        HMAC-SHA256(secret, "<t>." + body); refuse a `t` more than 5 minutes away. Failed
+        """Events are POSTed as JSON, signed the Standard Webhooks way (`webhook-id`,
+        `webhook-timestamp`, `webhook-signature: v1,<base64>`): `secret` is what its verifiers
+        take. The deprecated `Qrloop-Signature` is sent for this release only. Failed
         deliveries are retried with exponential backoff for 24 hours."""
         return await service.create(
             runtime.pool,

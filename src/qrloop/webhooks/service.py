@@ -12,7 +12,7 @@ from qrloop.errors import Problem, Reason
 from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import EventType, public_event_id
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
-from qrloop.webhooks.signature import derive_secret
+from qrloop.webhooks.signature import derive_key, secret_text
 
 _COLUMNS = "id, url, events, active, created_at"
 DELIVERY_LOG_LIMIT = 100
@@ -45,7 +45,7 @@ def _signing_key(keyring: KeyRing) -> tuple[int, bytes]:
 
 def _with_secret(row: asyncpg.Record, key_secret: bytes, salt: bytes) -> EndpointSecret:
     endpoint = msgspec.structs.asdict(_out(row))
-    return EndpointSecret(**endpoint, secret=derive_secret(key_secret, row["id"], salt))
+    return EndpointSecret(**endpoint, secret=secret_text(derive_key(key_secret, row["id"], salt)))
 
 
 async def create(
