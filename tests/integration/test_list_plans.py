@@ -65,7 +65,12 @@ def test_each_list_page_reads_redemptions_through_an_index(
 
 
 def test_one_redemption_is_read_by_its_key(loaded: tuple[str, Loaded]) -> None:
-    """GET /v1/redemptions/{id} reads the row by its primary key."""
+    """GET /v1/redemptions/{id} reads the row by its primary key (each month's, once the
+    table is partitioned)."""
     database_url, ids = loaded
     statement, args = queries.one(ids.merchant_id, (ids.campaign_id, 1, 1))
-    assert scans_of(_plan(database_url, statement, args)) == [("Index Scan", "redemptions_pkey")]
+    scans = scans_of(_plan(database_url, statement, args))
+    assert scans
+    assert all(kind == "Index Scan" and str(index).endswith("_pkey") for kind, index in scans), (
+        scans
+    )
