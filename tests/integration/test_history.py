@@ -396,6 +396,25 @@ def test_the_code_never_travels_in_the_url(scene: Scene) -> None:
     assert answer.status_code in (404, 405)
 
 
+def test_after_the_agreement_ends_an_acceptor_looks_up_only_what_its_tills_took(
+    scene: Scene,
+) -> None:
+    """Once the agreement has ended, the former acceptor still looks up a code its own till
+    redeemed (its redemptions stay booked), and still lists its redemptions; any other code
+    of the campaign is 404 to it, as to a stranger. (Runs last of the scene's tests: it ends
+    the agreement.)"""
+    [agreement] = [
+        a for a in scene.acceptor.get("/v1/agreements").json() if a["campaign_id"] == scene.campaign
+    ]
+    ended = scene.acceptor.post(f"/v1/agreements/{agreement['id']}/end", {})
+    assert ended.status_code == 200, ended.text
+    assert _looked_up(scene.acceptor, scene.codes[4])["role"] == "acceptor"
+    for code in (scene.codes[0], scene.codes[9]):
+        refused = _lookup(scene.acceptor, code)
+        assert (refused.status_code, reason(refused)) == (404, "not_found")
+    assert set(_ids(scene.acceptor)) == {scene.redeemed["c4"], scene.redeemed["c5"]}
+
+
 @pytest.fixture(scope="module")
 def unsettled(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A stack without a settlement worker or signer (its redemptions stay in the stream), and
