@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Annotated, cast
 
@@ -42,10 +43,13 @@ def _moment(name: str, text: str | None) -> datetime | None:
     return moment
 
 
-async def _starting_with(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for chunk in rest:
-        yield chunk
+async def _starting_with(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """`first`, then the rest; closing this closes the rest (a client that hangs up gives its
+    stream's PostgreSQL connection back at once)."""
+    async with contextlib.aclosing(rest):
+        yield first
+        async for chunk in rest:
+            yield chunk
 
 
 class HistoryController(Controller):

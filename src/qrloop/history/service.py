@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,7 +82,7 @@ async def page(
     return page_of([_out(row) for row in rows], limit, _key)
 
 
-async def csv_chunks(pool: asyncpg.Pool, filters: Filters) -> AsyncIterator[bytes]:
+async def csv_chunks(pool: asyncpg.Pool, filters: Filters) -> AsyncGenerator[bytes, None]:
     """Every redemption the filters select, newest first, as CSV with a header row: read in
     batches from a server-side cursor, in one repeatable-read snapshot, so memory stays the
     same however long the history. The header comes once the cursor is open, so a caller that
@@ -99,7 +99,7 @@ async def csv_chunks(pool: asyncpg.Pool, filters: Filters) -> AsyncIterator[byte
 
 
 def as_csv(rows: Iterable[Mapping[str, object]]) -> str:
-    """Rows (records, or dictionaries with their columns) as the CSV lists them, header first."""
+    """Rows with a redemption's columns as the CSV lists them, header first (for examples)."""
     return _csv([CSV_COLUMNS, *map(_csv_row, rows)]).decode()
 
 
