@@ -107,6 +107,8 @@ async def lookup(
     merchant_id: int,
     raw_code: str,
 ) -> LookupOut:
+    """The code's story for `merchant_id`: 422 for a code qrloop did not issue, 404 unless the
+    merchant is a party to its campaign, 503 when the state store cannot say its state."""
     try:
         ref = verifier.identify(parse_input(raw_code))
     except InvalidCode:
