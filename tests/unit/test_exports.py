@@ -10,7 +10,7 @@ from qrloop.issuance.exports import ExportFormat, Span, derived
 async def test_json_lines_from_the_worker_equal_the_rows_made_in_place() -> None:
     """Several worker batches of Ed25519 JSON lines arrive complete and in serial order."""
     key = KeyRing().generate(Purpose.CODE, Algorithm.ED25519)
-    span = Span(campaign_id=3, first_serial=100, total=30_000)
+    span = Span(campaign_id=3, first_serial=100, quantity=30_000)
     stream = derived(key, span, ExportFormat.JSON, "https://q.example", "title")
     streamed = b"".join([chunk async for chunk in stream])
     assert streamed == jsonl_rows(key, 3, 100, 30_000, "https://q.example/c/")
@@ -20,7 +20,7 @@ async def test_a_client_that_goes_away_stops_the_stream() -> None:
     """Closing a large picture export after its first chunk returns at once, without
     rendering the rest."""
     key = KeyRing().generate(Purpose.CODE, Algorithm.HMAC_SHA256)
-    span = Span(campaign_id=3, first_serial=0, total=10_000_000)
+    span = Span(campaign_id=3, first_serial=0, quantity=10_000_000)
     stream = derived(key, span, ExportFormat.PDF, "https://q.example", "title")
     first = await anext(stream)
     await stream.aclose()

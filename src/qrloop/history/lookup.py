@@ -21,7 +21,7 @@ from qrloop import keyspace
 from qrloop.codes.format import CodeRef, InvalidCode, Verifier, parse_input
 from qrloop.errors import Problem, Reason
 from qrloop.history.schemas import LookupOut, State, Use
-from qrloop.redemption.store import RedemptionId, unavailable
+from qrloop.redemption.store import RedemptionId
 
 _WINDOW_SECONDS = 60
 _NOT_FOUND = "No such code among this merchant's campaigns and acceptances."
@@ -150,7 +150,11 @@ async def _bits(client: redis.Redis, partitions: int, ref: CodeRef) -> _Bits:
         pipe.get(keyspace.last_use(partition, campaign_id, serial))
         epoch, used, voided, claimed, reversals, last_use = await pipe.execute()
     if not epoch:
-        raise unavailable()
+        raise Problem(
+            Reason.UNAVAILABLE,
+            "The code's state is being restored; try again shortly.",
+            headers={"Retry-After": "1"},
+        )
     return _Bits(bool(used), bool(voided), bool(claimed), int(reversals or 0), last_use)
 
 

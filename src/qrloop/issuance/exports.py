@@ -8,14 +8,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-import asyncpg
-
 from qrloop.codes.bulk import rows_parallel
 from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
 from qrloop.issuance import images
 from qrloop.parallel import lower_priority, process_pool, run_in_pool
+from qrloop.rows import Order
 
 READ_CHUNK = 256 * 1024
 JSON_BLOCK = 20_000
@@ -56,14 +55,14 @@ EXTENSIONS = {
 }
 
 
-def ready(order: asyncpg.Record) -> None:
+def ready(order: Order) -> None:
     """Refuse an export until the signer has finished the order."""
-    if order["status"] != "done":
+    if order.status != "done":
         raise Problem(
             Reason.CONFLICT,
-            f"Order {order['id']} is {order['status']} ({order['done']:,} of"
-            f" {order['total']:,} codes signed); its codes can be exported once it is done.",
-            order_status=order["status"],
+            f"Order {order.id} is {order.status} ({order.done:,} of"
+            f" {order.quantity:,} codes signed); its codes can be exported once it is done.",
+            order_status=order.status,
         )
 
 
@@ -92,11 +91,11 @@ class Span(NamedTuple):
 
     campaign_id: int
     first_serial: int
-    total: int
+    quantity: int
 
 
-def span_of(order: asyncpg.Record) -> Span:
-    return Span(order["campaign_id"], order["first_serial"], order["total"])
+def span_of(order: Order) -> Span:
+    return Span(order.campaign_id, order.first_serial, order.quantity)
 
 
 def derived(
@@ -118,7 +117,7 @@ def _json_lines(key: KeyEntry, span: Span, base_url: str) -> Iterator[bytes]:
 
 
 def _codes(key: KeyEntry, span: Span) -> Iterator[tuple[int, str]]:
-    codes = Signer(key).sign_range(span.campaign_id, span.first_serial, span.total)
+    codes = Signer(key).sign_range(span.campaign_id, span.first_serial, span.quantity)
     return enumerate(codes, start=span.first_serial)
 
 

@@ -20,7 +20,9 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from qrloop.accounts.guards import current_merchant
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.issuance import campaigns, exports, orders, voids
+from qrloop.issuance.dependencies import provide_verifiers
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
     CampaignIn,
@@ -146,7 +148,7 @@ class IssuanceController(Controller):
         await voids.void_ranges(
             runtime.redis,
             runtime.settings.partitions,
-            [(order.campaign_id, order.first_serial, order.first_serial + order.total - 1)],
+            [(order.campaign_id, order.first_serial, order.first_serial + order.quantity - 1)],
         )
         return order
 
@@ -164,13 +166,13 @@ class IssuanceController(Controller):
     ) -> Stream:
         """`csv` and `json` (one object per line) carry code, typed form and claim URL; `png`
         and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets."""
-        order = await orders.get_row(runtime.pool, merchant_id, order_id)
+        order = await orders.find(runtime.pool, merchant_id, order_id)
         exports.ready(order)
-        key = exports.key_for(runtime.keys.keyring, order["key_id"])
+        key = exports.key_for(runtime.keys.keyring, order.key_id)
         if format is exports.ExportFormat.CSV:
             body = exports.file_chunks(export_file(runtime.settings, order_id))
         else:
-            campaign = await campaigns.get(runtime.pool, merchant_id, order["campaign_id"])
+            campaign = await campaigns.get(runtime.pool, merchant_id, order.campaign_id)
             span = exports.span_of(order)
             body = exports.derived(key, span, format, runtime.settings.base_url, campaign.name)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
@@ -180,11 +182,18 @@ class IssuanceController(Controller):
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
-    @post("/codes/void", status_code=200, summary="Void codes, a serial range or an order")
-    async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
+    @post(
+        "/codes/void",
+        status_code=200,
+        summary="Void codes, a serial range or an order",
+        dependencies={"verifiers": Provide(provide_verifiers, sync_to_thread=False)},
+    )
+    async def void_codes(
+        self, data: VoidIn, merchant_id: int, runtime: Runtime, verifiers: VerifierPool
+    ) -> VoidOut:
         """Voided codes answer 409 voided at the till; returns how many were newly voided."""
         ranges = await voids.requested_ranges(
-            runtime.pool, runtime.verifiers, runtime.keys.keyring, merchant_id, data
+            runtime.pool, verifiers, runtime.keys.keyring, merchant_id, data
         )
         voided = await voids.void_ranges(runtime.redis, runtime.settings.partitions, ranges)
         return VoidOut(voided=voided)

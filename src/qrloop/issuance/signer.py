@@ -26,6 +26,7 @@ from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL
 from qrloop.keys import Keys
 from qrloop.probes import start_probes
+from qrloop.rows import ORDER_COLUMNS, Order, order_of
 from qrloop.settings import Settings
 from qrloop.webhooks import outbox
 
@@ -36,7 +37,7 @@ POLL_SECONDS = 1.0
 
 # A running order whose signer has written no block for $2 seconds is taken over; our own
 # running order (left when PostgreSQL went away mid-order) is resumed at once.
-_CLAIM_NEXT = """
+_CLAIM_NEXT = f"""
 UPDATE orders SET status = 'running', signer = $1, heartbeat_at = now()
 WHERE id = (
     SELECT id FROM orders
@@ -45,7 +46,7 @@ WHERE id = (
        OR (status = 'running' AND signer = $1)
     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 )
-RETURNING id, campaign_id, key_id, first_serial, quantity, done, export_bytes
+RETURNING {ORDER_COLUMNS}
 """
 
 _PROGRESS = """
@@ -88,11 +89,11 @@ class OrderSigner:
         private_directory(self._settings.exports_path)
         while not stop.is_set():
             try:
-                order = await self._pool.fetchrow(
+                row = await self._pool.fetchrow(
                     _CLAIM_NEXT, self._name, self._settings.signer_stale_seconds
                 )
-                if order is not None:
-                    await self._sign(order, stop)
+                if row is not None:
+                    await self._sign(order_of(row), stop)
                     continue
             except DB_ERRORS as error:
                 # The order in hand stays ours: the next claim resumes it from its last block.
@@ -101,28 +102,26 @@ class OrderSigner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
-    async def _sign(self, order: asyncpg.Record, stop: asyncio.Event) -> None:
+    async def _sign(self, order: Order, stop: asyncio.Event) -> None:
         # The ring as every process reads it (QRLOOP_KEYRING or the file, reloaded on change).
         self._keys.reload_if_changed()
-        key = self._keys.keyring.get(order["key_id"])
+        key = self._keys.keyring.get(order.key_id)
         if key is None:
-            await self._pool.execute(
-                "UPDATE orders SET status = 'failed' WHERE id = $1", order["id"]
-            )
-            log.error("order %s: signing key %s is not in the ring", order["id"], order["key_id"])
+            await self._pool.execute("UPDATE orders SET status = 'failed' WHERE id = $1", order.id)
+            log.error("order %s: signing key %s is not in the ring", order.id, order.key_id)
             return
-        path = export_file(self._settings, order["id"])
-        remaining = order["quantity"] - order["done"]
+        path = export_file(self._settings, order.id)
+        remaining = order.quantity - order.done
         log.info(
             "order %s: signing %d codes from serial %d",
-            order["id"],
+            order.id,
             remaining,
-            order["first_serial"] + order["done"],
+            order.first_serial + order.done,
         )
         blocks = rows_parallel(
             key,
-            order["campaign_id"],
-            order["first_serial"] + order["done"],
+            order.campaign_id,
+            order.first_serial + order.done,
             remaining,
             self._settings.base_url + "/c/",
             "csv",
@@ -131,24 +130,24 @@ class OrderSigner:
         )
         metrics.CODES_TO_SIGN.set(remaining)
         with (
-            _resumed(path, order["export_bytes"]) as file,
+            _resumed(path, order.export_bytes) as file,
             contextlib.closing(blocks),
             _nothing_left_to_sign(),
         ):
             for count in _block_sizes(remaining):
                 block = await asyncio.to_thread(next, blocks)
                 written = await asyncio.to_thread(_append, file, block)
-                status = await self._progress(order["id"], count, written)
+                status = await self._progress(order.id, count, written)
                 self.signed += count
                 remaining -= count
                 metrics.CODES_SIGNED.inc(count)
                 metrics.CODES_TO_SIGN.set(remaining)
                 if status is None:
-                    log.info("order %s: no longer ours (cancelled or taken over)", order["id"])
-                    await self._remove_if_cancelled(order["id"], path)
+                    log.info("order %s: no longer ours (cancelled or taken over)", order.id)
+                    await self._remove_if_cancelled(order.id, path)
                     return
                 if status == "done" or stop.is_set():
-                    log.info("order %s: %s", order["id"], status if status == "done" else "paused")
+                    log.info("order %s: %s", order.id, status if status == "done" else "paused")
                     return
 
     async def _remove_if_cancelled(self, order_id: int, path: Path) -> None:
