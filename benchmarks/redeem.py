@@ -52,7 +52,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import asyncpg
 import redis
-import redis.asyncio
 from ports import free_port
 from results import RESULTS, write_section
 
@@ -302,6 +301,7 @@ def prepare(stores_: Stores, env: dict[str, str]) -> None:
     """What `qrloop serve` does before serving (keys, migrations, epochs), plus bench_codes."""
     from qrloop import db
     from qrloop.codes.keyring import KeyRing, ensure_dev_keys
+    from qrloop.redis_client import connect
     from qrloop.settings import load
     from qrloop.settlement.state import ensure_epochs
 
@@ -315,8 +315,8 @@ def prepare(stores_: Stores, env: dict[str, str]) -> None:
 
     async def go() -> None:
         await db.migrate(stores_.database_url, progress=lambda _: None)
+        client = await connect(stores_.redis_url)
         pool = await db.create_pool(stores_.database_url, 2)
-        client = redis.asyncio.Redis.from_url(stores_.redis_url)
         try:
             await ensure_epochs(pool, client, settings.partitions)
             await pool.execute("DROP TABLE IF EXISTS bench_codes")

@@ -85,13 +85,15 @@ JOIN bench_terminals t ON t.n = (s.n - 1) * {TERMINALS_PER_STORE}
     + (h >> 40 & 1023) % {TERMINALS_PER_STORE} + 1
 """
 
-# {time}: the redemption's time too, where reversals are partitioned by it (migration 013).
+# A reversal lives in its redemption's month (migration 013).
 _REVERSALS = """
-INSERT INTO reversals (campaign_id, serial, use_no, terminal_id, store_id, reversed_at{time})
-SELECT campaign_id, serial, use_no, terminal_id, store_id, redeemed_at + interval '1 minute'{time}
+INSERT INTO reversals (campaign_id, serial, use_no, terminal_id, store_id, reversed_at,
+                       redeemed_at)
+SELECT campaign_id, serial, use_no, terminal_id, store_id, redeemed_at + interval '1 minute',
+       redeemed_at
 FROM redemptions WHERE serial % 100 = 7
 """
-# Where the tables are partitioned by month, the months the rows fall in (and the next).
+# The monthly partitions the rows fall in (and the next).
 _MONTHS = """
 SELECT create_month_partitions(month::date)
 FROM generate_series(now() - interval '181 days', now() + interval '1 month', interval '1 month')
@@ -121,13 +123,9 @@ async def load(connection: asyncpg.Connection, rows: int, merchants: int = 100) 
             args = (merchants,) if "$1" in statement else ()
             await connection.execute(statement, *args)
         campaigns = await connection.fetchval("SELECT count(*) FROM bench_campaigns")
-        partitioned = await connection.fetchval(
-            "SELECT to_regproc('create_month_partitions') IS NOT NULL"
-        )
-        if partitioned:
-            await connection.execute(_MONTHS)
+        await connection.execute(_MONTHS)
         await connection.execute(_REDEMPTIONS, rows, merchants, campaigns)
-        await connection.execute(_REVERSALS.format(time=", redeemed_at" if partitioned else ""))
+        await connection.execute(_REVERSALS)
     await connection.execute("ANALYZE")
     first = await connection.fetchrow(
         "SELECT m.id AS merchant_id, c.id AS campaign_id, s.id AS store_id, t.id AS terminal_id"

@@ -64,13 +64,11 @@ def test_each_list_page_reads_redemptions_through_an_index(
         assert {kind for kind, _ in scans} <= INDEX_SCANS, (name, scans)
 
 
-def test_one_redemption_is_read_by_its_key(loaded: tuple[str, Loaded]) -> None:
-    """GET /v1/redemptions/{id} reads the row by its primary key (each month's, once the
-    table is partitioned)."""
+def test_one_redemption_is_read_through_indexes(loaded: tuple[str, Loaded]) -> None:
+    """GET /v1/redemptions/{id} reads each month of `redemptions` through an index (its key,
+    mostly), never sequentially."""
     database_url, ids = loaded
     statement, args = queries.one(ids.merchant_id, (ids.campaign_id, 1, 1))
     scans = scans_of(_plan(database_url, statement, args))
     assert scans
-    assert all(kind == "Index Scan" and str(index).endswith("_pkey") for kind, index in scans), (
-        scans
-    )
+    assert {kind for kind, _ in scans} <= INDEX_SCANS, scans

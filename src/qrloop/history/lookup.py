@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-import redis.asyncio as redis
 
 from qrloop import keyspace
 from qrloop.codes.format import CodeRef, InvalidCode, Verifier, parse_input
 from qrloop.errors import Problem, Reason
 from qrloop.history.schemas import LookupOut, State, Use
 from qrloop.redemption.store import RedemptionId
+from qrloop.redis_client import Client
 
 _WINDOW_SECONDS = 60
 _NOT_FOUND = "No such code among this merchant's campaigns and acceptances."
@@ -46,7 +46,7 @@ SELECT r.use_no, r.redeemed_at, v.reversed_at, r.accepting_merchant_id, r.store_
 FROM redemptions r
 JOIN stores s ON s.id = r.store_id
 JOIN terminals t ON t.id = r.terminal_id
-LEFT JOIN reversals v USING (campaign_id, serial, use_no)
+LEFT JOIN reversals v USING (campaign_id, serial, use_no, redeemed_at)
 WHERE r.campaign_id = $1 AND r.serial = $2
 ORDER BY r.use_no
 """
@@ -58,15 +58,17 @@ FROM terminals t JOIN stores s ON s.id = t.store_id WHERE t.id = $1
 """
 
 
-async def count(client: redis.Redis, api_key_id: int, per_minute: int) -> None:
+async def count(client: Client, api_key_id: int, per_minute: int) -> None:
     """Count one lookup against the key's minute; 429 with Retry-After once over the limit."""
     now = time.time()
     window = int(now // _WINDOW_SECONDS)
     key = keyspace.lookups(api_key_id, window)
-    async with client.pipeline(transaction=True) as pipe:
+    # The key is made with its expiry before it is counted, so it never lives without one;
+    # no MULTI, which a cluster client does not take.
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.set(key, 0, ex=2 * _WINDOW_SECONDS, nx=True)
         pipe.incr(key)
-        pipe.expire(key, 2 * _WINDOW_SECONDS)
-        made, _ = await pipe.execute()
+        _, made = await pipe.execute()
     if made > per_minute:
         wait = max(1, math.ceil((window + 1) * _WINDOW_SECONDS - now))
         raise Problem(
@@ -101,7 +103,7 @@ class _Bits:
 
 async def lookup(
     pool: asyncpg.Pool,
-    client: redis.Redis,
+    client: Client,
     verifier: Verifier,
     partitions: int,
     merchant_id: int,
@@ -136,7 +138,7 @@ async def lookup(
     )
 
 
-async def _bits(client: redis.Redis, partitions: int, ref: CodeRef) -> _Bits:
+async def _bits(client: Client, partitions: int, ref: CodeRef) -> _Bits:
     """The code's bits in one round trip; 503 when its partition lost its state."""
     campaign_id, serial = ref.campaign_id, ref.serial
     partition = keyspace.partition_of(campaign_id, serial, partitions)

@@ -11,7 +11,8 @@ serial, use_no) descending, from an index that the narrowest filter picks (migra
 * both sides: the two above as one UNION ALL, the acceptor branch without the merchant's own
   campaigns (already on the issuer side), merged in key order.
 
-Only plain SQL on `redemptions`, so it reads a partitioned table alike.
+Only plain SQL on `redemptions`, so it reads the monthly partitions alike (a reversal is
+joined by its redemption's time too: it lives in that month).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ FROM ({keys}) k
 JOIN campaigns c ON c.id = k.campaign_id
 JOIN stores s ON s.id = k.store_id
 JOIN terminals t ON t.id = k.terminal_id
-LEFT JOIN reversals v
-    ON (v.campaign_id, v.serial, v.use_no) = (k.campaign_id, k.serial, k.use_no)
+LEFT JOIN reversals v ON (v.campaign_id, v.serial, v.use_no, v.redeemed_at)
+    = (k.campaign_id, k.serial, k.use_no, k.redeemed_at)
 ORDER BY k.redeemed_at DESC, k.campaign_id DESC, k.serial DESC, k.use_no DESC
 """
 
