@@ -3,6 +3,8 @@ one by one. Every call authenticated by a key reads PostgreSQL, so a revocation 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
@@ -39,23 +41,30 @@ async def create(
     )
 
 
-async def merchant_for(pool: asyncpg.Pool, api_key: str) -> int | None:
-    """The merchant owning this live API key, if any.
+class KeyHolder(NamedTuple):
+    """A live API key (by id, never its secret) and the merchant it speaks for."""
+
+    key_id: int
+    merchant_id: int
+
+
+async def holder_of(pool: asyncpg.Pool, api_key: str) -> KeyHolder | None:
+    """This live API key and its merchant, if the key is one.
 
     The same statement stamps the key's `last_used_at`, but only when the stamp is a minute
     old: a busy key costs one row write a minute, not one per request. The condition is on the
     updated row, so concurrent requests re-check it after the first one's write and skip.
     """
-    merchant_id: int | None = await pool.fetchval(
+    row = await pool.fetchrow(
         "WITH live AS ("
         "  SELECT id, merchant_id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
         "), touched AS ("
         "  UPDATE api_keys k SET last_used_at = now() FROM live WHERE k.id = live.id"
         "  AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')"
-        ") SELECT merchant_id FROM live",
+        ") SELECT id, merchant_id FROM live",
         digest(api_key),
     )
-    return merchant_id
+    return None if row is None else KeyHolder(row["id"], row["merchant_id"])
 
 
 async def listed(pool: asyncpg.Pool, merchant_id: int) -> list[ApiKeyOut]:
