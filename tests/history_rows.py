@@ -1,6 +1,6 @@
 """Many settled redemptions at once, written straight into a scratch database with
-generate_series, for the plans of the redemption lists (tests/integration/test_redemption_list_plans.py and
-benchmarks/explain_lists.py).
+generate_series, for the plans of the redemption lists
+(tests/integration/test_redemption_list_plans.py and benchmarks/explain_lists.py).
 
 The shape: `merchants` merchants with 5 stores of 4 terminals each; merchant #1 issues 50
 campaigns, every other merchant 10. Each redemption's campaign is drawn evenly from all of them
