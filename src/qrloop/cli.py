@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "quota", help="show or override a merchant's quotas (`default` clears an override)"
     )
     quota.add_argument("merchant_id", type=int)
-    for name in ("outstanding-codes", "orders-per-day", "export-bytes"):
+    for name in ("outstanding-codes", "orders-per-day"):
         quota.add_argument(f"--{name}", type=_limit, metavar="N|default", default=argparse.SUPPRESS)
     quota.set_defaults(run=cmd_merchant_quota)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import zxingcpp
@@ -49,13 +52,24 @@ def _pool_processes(stack: Stack) -> list[psutil.Process]:
     return found
 
 
+def _digest_headers_match(export: httpx.Response) -> None:
+    """The export carries its length and its SHA-256 (ETag, Repr-Digest, Digest), and they are
+    the body's."""
+    digest = hashlib.sha256(export.content).digest()
+    assert int(export.headers["content-length"]) == len(export.content)
+    assert export.headers["etag"] == f'"{digest.hex()}"'
+    assert export.headers["repr-digest"] == f"sha-256=:{base64.b64encode(digest).decode()}:"
+    assert export.headers["digest"] == f"sha-256={base64.b64encode(digest).decode()}"
+
+
 def _serials(stack: Stack, csv_text: str) -> list[int]:
     verifier = Verifier(KeyRing.load(Path(stack.env["QRLOOP_KEYS_DIR"]) / "keyring.json"))
     return [verifier.verify(line.split(",")[0]).serial for line in csv_text.splitlines()[1:]]
 
 
 def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
-    """POST answers 202 queued at once; progress rises to done; the CSV holds each serial once."""
+    """POST answers 202 queued at once; progress rises to done; the CSV holds each serial once,
+    and its ETag and digests are the SHA-256 the signer recorded of exactly those bytes."""
     merchant = stack.new_merchant()
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 120_000})
@@ -73,6 +87,7 @@ def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
     export = merchant.get(f"/v1/orders/{order['id']}/codes", format="csv")
     serials = _serials(stack, export.text)
     assert serials == list(range(order["first_serial"], order["first_serial"] + 120_000))
+    _digest_headers_match(export)
 
 
 def test_export_waits_for_the_signer(signerless: Stack) -> None:
@@ -87,7 +102,8 @@ def test_export_waits_for_the_signer(signerless: Stack) -> None:
 
 def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> None:
     """kill -9 of the signer mid-order leaves no pool process behind; another signer takes
-    the order over (after the stale interval) and the export holds each serial exactly once."""
+    the order over (after the stale interval) and the export holds each serial exactly once,
+    with the SHA-256 of the whole CSV recorded although no signer derived all of it in one go."""
     merchant = signerless.new_merchant()
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 400_000})
@@ -111,11 +127,12 @@ def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> 
     export = merchant.get(path + "/codes", format="csv")
     serials = _serials(signerless, export.text)
     assert serials == list(range(order["first_serial"], order["first_serial"] + 400_000))
+    _digest_headers_match(export)
 
 
 def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path: Path) -> None:
     """Cancelling a running order makes its signer stop at the next block, short of the
-    total, voids every code of the range, and deletes its partial export file."""
+    total, voids every code of the range, and leaves nothing to export."""
     merchant = signerless.new_merchant()
     store = merchant.created("/v1/stores", {"name": "S"})["id"]
     token = merchant.terminal_token(store)
@@ -136,8 +153,7 @@ def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path
     final = merchant.get(path).json()
     assert final["status"] == "cancelled"
     assert final["done"] < 2_000_000
-    exports = Path(signerless.env["QRLOOP_DATA_DIR"]) / "exports"
-    assert not (exports / f"order-{order['id']}.csv").exists()
+    assert merchant.get(path + "/codes").status_code == 409
     assert merchant.post(path + "/cancel", {}).status_code == 409
 
     # A code of the cancelled range, made with the order's key, is refused as voided.
