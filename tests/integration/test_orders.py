@@ -32,9 +32,10 @@ def signerless(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield stack
 
 
-def _signer(stack: Stack, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """A `qrloop signer` process, logging at info level into `log` when given."""
-    env = {**stack.env, "QRLOOP_LOG_LEVEL": "info"}
+def _signer(stack: Stack, log: Path | None = None, **settings: str) -> subprocess.Popen[bytes]:
+    """A `qrloop signer` process, logging at info level into `log` when given; `settings` are
+    environment variables of its own."""
+    env = {**stack.env, "QRLOOP_LOG_LEVEL": "info", **settings}
     output = log.open("wb") if log else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "qrloop", "signer"], env=env, cwd=stack.workdir, stderr=output
@@ -128,6 +129,26 @@ def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> 
     serials = _serials(signerless, export.text)
     assert serials == list(range(order["first_serial"], order["first_serial"] + 400_000))
     _digest_headers_match(export)
+
+
+def test_claim_links_keep_the_url_the_order_was_placed_under(signerless: Stack) -> None:
+    """A signer on a host whose QRLOOP_PUBLIC_URL differs from the API's signs the bytes the API
+    serves: the order carries the claim links' base it was placed under, so the digest the
+    signer recorded is the export's, and every link starts with the API's public URL."""
+    merchant = signerless.new_merchant()
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 1_000})
+    path = f"/v1/orders/{order['id']}"
+    signer = _signer(signerless, QRLOOP_PUBLIC_URL="https://elsewhere.example")
+    try:
+        eventually(lambda: merchant.get(path).json()["status"] == "done", within=60)
+    finally:
+        signer.send_signal(signal.SIGTERM)
+        signer.wait(timeout=30)
+    export = merchant.get(path + "/codes", format="csv")
+    _digest_headers_match(export)
+    links = [line.split(",")[2] for line in export.text.splitlines()[1:]]
+    assert all(link.startswith(signerless.base_url + "/c/") for link in links)
 
 
 def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path: Path) -> None:
