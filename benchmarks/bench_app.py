@@ -88,7 +88,7 @@ def _keys(runtime: Any) -> Any:
 def _terminal(request: Request[Any, Any, State], runtime: Any) -> Any:
     """The till's claims from its bearer token, as the real route's guard gives them."""
     if current_terminal is not None:
-        return current_terminal(request, runtime)
+        return current_terminal(request, _keys(runtime))
     header = request.headers.get("authorization", "")  # pragma: no cover - fallback
     try:
         return _keys(runtime).tokens.verify(header.removeprefix("Bearer ").strip())

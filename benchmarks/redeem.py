@@ -3,8 +3,8 @@
     python benchmarks/redeem.py [--duration 10] [--rounds 2] [--processes 1 2]
                                 [--connections 64 8] [--quick]
 
-Serves what `qrloop api` serves (`qrloop.cli.run_api` and its default app factory: uvicorn,
-uvloop, httptools, QRLOOP_API_PROCESSES processes) with two extra routes on the same
+Serves what `qrloop api` serves (`qrloop.cli.processes.run_api` and its default app factory:
+uvicorn, uvloop, httptools, QRLOOP_API_PROCESSES processes) with two extra routes on the same
 Litestar app (benchmarks/bench_app.py), and loads it with wrk (benchmarks/redeem.lua), every
 request carrying a distinct valid code. For each number of API processes and each number of
 connections it alternates the variants a, b, c, a, b, c, ...
@@ -82,7 +82,7 @@ _PR_SET_PDEATHSIG = 1
 SERVE = (
     "import subprocess, sys; "
     "subprocess.Popen([sys.executable, '-m', 'qrloop', 'signer']); "
-    "from qrloop.cli import run_api; from qrloop.settings import load; "
+    "from qrloop.cli.processes import run_api; from qrloop.settings import load; "
     "run_api(load(), factory='bench_app:create')"
 )
 
@@ -940,7 +940,7 @@ def served(env: dict[str, str]) -> str:
     )
     return (
         "`qrloop.app:create_asgi` plus the /bench routes on its Litestar app, through"
-        f" `qrloop.cli.run_api` (uvicorn, uvloop, httptools); settings: {knobs}"
+        f" `qrloop.cli.processes.run_api` (uvicorn, uvloop, httptools); settings: {knobs}"
     )
 
 

@@ -498,9 +498,9 @@ def _served(bench: Settle, info: list[tuple[str, str]]) -> list[tuple[str, str]]
         tracking += " (turned on by this benchmark, for the lag; `qrloop serve` leaves it off)"
     info = [(k, f"{v}, {tracking}" if k == "PostgreSQL" else v) for k, v in info if k != "Served"]
     served = (
-        f"`qrloop.cli.run_api` with {API_PROCESSES} API processes, as in the Redeem section;"
-        " settlement by `python -m qrloop worker` processes (the real command), each running"
-        f" {bench.consumers} consumers (QRLOOP_SETTLEMENT_CONSUMERS={bench.consumers}, the"
+        f"`qrloop.cli.processes.run_api` with {API_PROCESSES} API processes, as in the Redeem"
+        " section; settlement by `python -m qrloop worker` processes (the real command), each"
+        f" running {bench.consumers} consumers (QRLOOP_SETTLEMENT_CONSUMERS={bench.consumers}, the"
         " default) with one transaction in flight apiece"
     )
     return [*info, ("Served", served)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, cast
 
+import asyncpg
 import redis.asyncio as redis
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
@@ -26,20 +28,16 @@ from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
-from qrloop.codes.verify_pool import VerifierPool
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.issuance import dependencies as issuance
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import METRICS_TOKEN_IF_SET, answered, document, openapi_config
-from qrloop.redemption.decide import Redeemer
+from qrloop.redemption import dependencies as redemption
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
-from qrloop.redemption.gate import TerminalGate
 from qrloop.redemption.pipe import RedisPipe
-from qrloop.redemption.refresher import refreshing
 from qrloop.redemption.routes import TillController
-from qrloop.redemption.rules import RulesCache
-from qrloop.redemption.store import CodeStateStore
 from qrloop.redemption.timing import timed
 from qrloop.runtime import Runtime
 from qrloop.settings import Settings, load
@@ -69,22 +67,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
     )
     pipe = RedisPipe(settings.redis_url)
-    keys = Keys(settings)
-    rules = RulesCache(pool)
-    await rules.preload()
-    gate = TerminalGate(pipe, settings.invalid_scans_per_minute, settings.token_ttl_seconds)
-    store = CodeStateStore(pipe, settings.partitions)
-    return Runtime(
-        settings=settings,
-        pool=pool,
-        redis=client,
-        pipe=pipe,
-        keys=keys,
-        rules=rules,
-        gate=gate,
-        redeemer=Redeemer(keys, rules, gate, store, pool),
-        verifiers=VerifierPool(),
-    )
+    return Runtime(settings=settings, pool=pool, redis=client, pipe=pipe, keys=Keys(settings))
 
 
 def problem_response(problem: Problem) -> Response[Any]:
@@ -217,6 +200,27 @@ def _runtime(state: State) -> Runtime:
     return runtime
 
 
+def _pool(runtime: Runtime) -> asyncpg.Pool:
+    return runtime.pool
+
+
+def _settings(runtime: Runtime) -> Settings:
+    return runtime.settings
+
+
+def _keys(runtime: Runtime) -> Keys:
+    return runtime.keys
+
+
+# The infrastructure, whole or by part, for any route or area provider to ask for by name.
+_INFRASTRUCTURE = {
+    "runtime": Provide(_runtime, sync_to_thread=False),
+    "pool": Provide(_pool, sync_to_thread=False),
+    "settings": Provide(_settings, sync_to_thread=False),
+    "keys": Provide(_keys, sync_to_thread=False),
+}
+
+
 def create_app(
     settings: Settings | None = None, extra_handlers: Sequence[ControllerRouterHandler] = ()
 ) -> Litestar:
@@ -229,10 +233,12 @@ def create_app(
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
         try:
-            async with refreshing(runtime):
-                yield
+            with issuance.serving(app.state):
+                async with redemption.serving(
+                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys
+                ):
+                    yield
         finally:
-            runtime.verifiers.close()
             await runtime.pipe.close()
             await runtime.redis.aclose()
             await runtime.pool.close()
@@ -254,7 +260,7 @@ def create_app(
             static_files(),
             *extra_handlers,
         ],
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies=_INFRASTRUCTURE,
         lifespan=[lifespan],
         exception_handlers={
             Problem: on_problem,
@@ -284,8 +290,4 @@ def create_asgi(extra_handlers: Sequence[ControllerRouterHandler] = ()) -> ASGIA
     if not settings.fast_path:
         return timed(asgi)
 
-    def runtime() -> Runtime:
-        current: Runtime = app.state.runtime
-        return current
-
-    return timed(with_fast_redeem(asgi, runtime))
+    return timed(with_fast_redeem(asgi, partial(redemption.provide_till, app.state)))

@@ -1,4 +1,5 @@
-"""What a running API process holds: connections, keys and caches, built once at start."""
+"""What a running API process holds: the infrastructure, built once at start. Each area builds
+its own services on it (its `dependencies.py`)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,18 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as redis
 
-from qrloop.codes.verify_pool import VerifierPool
 from qrloop.keys import Keys
-from qrloop.redemption.decide import Redeemer
-from qrloop.redemption.gate import TerminalGate
 from qrloop.redemption.pipe import RedisPipe
-from qrloop.redemption.rules import RulesCache
 from qrloop.settings import Settings
 
 
 @dataclass(slots=True)
 class Runtime:
-    """Shared by every request of one process; routes receive it by dependency injection."""
+    """Shared by every request of one process; routes receive it, or its parts by name, by
+    dependency injection."""
 
     settings: Settings
     pool: asyncpg.Pool
     redis: redis.Redis
     pipe: RedisPipe
     keys: Keys
-    rules: RulesCache
-    gate: TerminalGate
-    redeemer: Redeemer
-    verifiers: VerifierPool

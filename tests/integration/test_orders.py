@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +76,7 @@ def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 120_000})
     assert order["status"] == "queued"
-    assert (order["done"], order["total"]) == (0, 120_000)
+    assert (order["done"], order["quantity"]) == (0, 120_000)
     seen: set[int] = set()
 
     def finished() -> bool:
@@ -188,17 +189,46 @@ def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path
     assert merchant.get(f"/v1/campaigns/{campaign}/stats").json()["voided"] == 2_000_000
 
 
+def _watched(stack: Stack, order_id: int) -> tuple[str, str]:
+    """`qrloop orders watch ID` to the end: its last bar and the line after it."""
+    result = stack.cli("orders", "watch", str(order_id))
+    assert result.returncode == 0
+    *_, final, took = re.split(r"[\r\n]+", result.stdout.strip())
+    return final, took
+
+
 def test_watch_shows_a_progress_bar_until_done(stack: Stack) -> None:
     """`qrloop orders watch ID` draws a bar and exits 0 when the order is done."""
     merchant = stack.new_merchant()
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 60_000})
-    result = stack.cli("orders", "watch", str(order["id"]))
-    assert result.returncode == 0
-    final = result.stdout.split("\r")[-1]
+    final, took = _watched(stack, order["id"])
     assert "100%" in final
     assert "60,000/60,000" in final
-    assert "done" in final
+    assert final.endswith("  done")
+    assert took.startswith("60,000 codes in ")
+
+
+def test_watch_tells_the_orders_own_rate(stack: Stack) -> None:
+    """Watching an order that is already done (it finished before the first poll, which once
+    showed "0 codes/s") ends with how long it took from being placed to done, as PostgreSQL
+    stamped it, and the codes per second that makes."""
+    merchant = stack.new_merchant()
+    order = merchant.order(merchant.campaign(), 2_000)
+    final, took = _watched(stack, order["id"])
+    assert "codes/s" not in final
+    shown = re.fullmatch(r"2,000 codes in ([\d.]+) (ms|s) \(([\d,]+) codes/s\)", took)
+    assert shown is not None, took
+    seconds = fetchval(
+        stack,
+        "SELECT extract(epoch FROM finished_at - created_at)::float8 FROM orders WHERE id = $1",
+        order["id"],
+    )
+    duration = float(shown[1]) / (1000 if shown[2] == "ms" else 1)
+    assert abs(duration - seconds) <= (0.0005 if shown[2] == "ms" else 0.05)
+    rate = int(shown[3].replace(",", ""))
+    assert rate > 0
+    assert abs(rate - 2_000 / seconds) <= 0.5
 
 
 def test_picture_exports_scan(stack: Stack) -> None:

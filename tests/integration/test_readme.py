@@ -4,6 +4,7 @@ the README documents every setting."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -74,8 +75,10 @@ def test_readme_walkthrough_redeems_once_then_refuses(output: str) -> None:
     the answer naming the issuer."""
     lines = output.splitlines()  # each redraw of the progress bar is a line here
     header = lines.index("code,typed,claim_url")
-    assert "100%" in lines[header - 1]
-    assert lines[header - 1].endswith("done")
+    bar, took = lines[header - 2 : header]
+    assert "100%" in bar
+    assert bar.endswith("done")
+    assert re.fullmatch(r"3 codes in [\d.]+ m?s \([\d,]+ codes/s\)", took), took
     typed_column = [line.split(",")[1] for line in lines[header + 1 : header + 4]]
     claimed = [line.removeprefix("claimed: ") for line in lines if line.startswith("claimed: ")]
     assert claimed == [typed_column[1]]  # the second code's claim link shows the second code
@@ -122,6 +125,21 @@ def test_the_readme_shows_the_answers_the_walkthrough_gets(output: str) -> None:
         fixed = {key: value for key, value in sample.items() if _fixed(value)}
         assert {key: real[found][key] for key in fixed} == fixed, real[found]
         position = found + 1
+
+
+def test_the_readme_shows_the_help_qrloop_prints() -> None:
+    """The README's `qrloop --help` is what the command prints, in an 80-column terminal."""
+    section = README.read_text().split("## Commands", 1)[1]
+    shown = section.split("```text\n$ qrloop --help\n", 1)[1].split("```", 1)[0]
+    printed = subprocess.run(
+        [Path(sys.executable).parent / "qrloop", "--help"],
+        env={**os.environ, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert shown == printed
 
 
 def test_every_setting_is_in_the_readme_configuration_table() -> None:

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from qrloop import liveness
-from qrloop.cli import _answers_as_ours
+from qrloop.cli.supervisor import answers_as_ours
 from qrloop.settings import load
 from support import (
     Stores,
@@ -272,4 +272,4 @@ def test_serve_counts_only_its_own_api_as_answering() -> None:
     for answered, expected in ((None, False), (liveness.new_nonce(), False), (nonce, True)):
         with _answering(answered) as port:
             settings = load({"QRLOOP_PORT": str(port)})
-            assert _answers_as_ours(settings, nonce) is expected
+            assert answers_as_ours(settings, nonce) is expected

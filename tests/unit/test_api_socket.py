@@ -8,7 +8,8 @@ import socket
 import pytest
 import uvicorn
 
-from qrloop import cli, liveness
+from qrloop import liveness
+from qrloop.cli.processes import listening_socket
 
 
 def test_the_socket_serve_hands_over_is_served_as_tcp(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,6 +21,6 @@ def test_the_socket_serve_hands_over_is_served_as_tcp(monkeypatch: pytest.Monkey
         held.bind(("127.0.0.1", 0))
         held.listen()
         monkeypatch.setenv(liveness.LISTEN_FD_ENV, str(os.dup(held.fileno())))
-        with cli._listening_socket(uvicorn.Config("qrloop.app:create_asgi")) as served:
+        with listening_socket(uvicorn.Config("qrloop.app:create_asgi")) as served:
             assert served.family == socket.AF_INET
             assert served.getsockname() == held.getsockname()

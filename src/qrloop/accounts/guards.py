@@ -5,12 +5,13 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+import asyncpg
 from litestar import Request
 
 from qrloop.accounts import api_keys
 from qrloop.accounts.tokens import InvalidToken, TerminalClaims, invalid_token
 from qrloop.errors import Problem, Reason
-from qrloop.runtime import Runtime
+from qrloop.keys import Keys
 
 BEARER_PREFIX = "bearer "
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -31,18 +32,18 @@ def bearer(request: Request[Any, Any, Any]) -> str:
     return credential
 
 
-async def current_merchant(request: Request[Any, Any, Any], runtime: Runtime) -> int:
+async def current_merchant(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> int:
     """The merchant id behind the API key, or 401."""
-    merchant_id = await api_keys.merchant_for(runtime.pool, bearer(request))
+    merchant_id = await api_keys.merchant_for(pool, bearer(request))
     if merchant_id is None:
         raise Problem(Reason.UNAUTHORIZED, "Unknown or revoked API key.", headers=_CHALLENGE)
     return merchant_id
 
 
-def current_terminal(request: Request[Any, Any, Any], runtime: Runtime) -> TerminalClaims:
+def current_terminal(request: Request[Any, Any, Any], keys: Keys) -> TerminalClaims:
     """The terminal behind the access token, or 401."""
     try:
-        return runtime.keys.tokens.verify(bearer(request))
+        return keys.tokens.verify(bearer(request))
     except InvalidToken:
         raise invalid_token() from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 
+import asyncpg
 from litestar import Controller, get, post
 from litestar.di import Provide
 
@@ -23,7 +24,8 @@ from qrloop.accounts.schemas import (
     TokenOut,
 )
 from qrloop.accounts.tokens import TerminalClaims, epoch_ms, mint
-from qrloop.runtime import Runtime
+from qrloop.keys import Keys
+from qrloop.settings import Settings
 
 
 class Action(StrEnum):
@@ -37,30 +39,32 @@ class AccountsController(Controller):
     dependencies = {"merchant_id": Provide(current_merchant)}
 
     @post("/api-keys", status_code=201, summary="Create an API key; it is shown once")
-    async def create_api_key(self, data: ApiKeyIn, merchant_id: int, runtime: Runtime) -> NewApiKey:
-        return await api_keys.create(runtime.pool, merchant_id, data.label)
+    async def create_api_key(
+        self, data: ApiKeyIn, merchant_id: int, pool: asyncpg.Pool
+    ) -> NewApiKey:
+        return await api_keys.create(pool, merchant_id, data.label)
 
     @get("/api-keys", summary="The account's API keys: prefix and label, never the key")
-    async def list_api_keys(self, merchant_id: int, runtime: Runtime) -> list[ApiKeyOut]:
-        return await api_keys.listed(runtime.pool, merchant_id)
+    async def list_api_keys(self, merchant_id: int, pool: asyncpg.Pool) -> list[ApiKeyOut]:
+        return await api_keys.listed(pool, merchant_id)
 
     @post("/api-keys/{key_id:int}/revoke", status_code=200, summary="Revoke an API key")
-    async def revoke_api_key(self, key_id: int, merchant_id: int, runtime: Runtime) -> ApiKeyOut:
+    async def revoke_api_key(self, key_id: int, merchant_id: int, pool: asyncpg.Pool) -> ApiKeyOut:
         """Refused at once on every API process. The account's last live key cannot be revoked
         (409 conflict): create its successor first."""
-        return await api_keys.revoke(runtime.pool, merchant_id, key_id)
+        return await api_keys.revoke(pool, merchant_id, key_id)
 
     @post("/stores", status_code=201, summary="Create a store")
-    async def create_store(self, data: StoreIn, merchant_id: int, runtime: Runtime) -> StoreOut:
-        store_id = await service.create_store(runtime.pool, merchant_id, data.name)
+    async def create_store(self, data: StoreIn, merchant_id: int, pool: asyncpg.Pool) -> StoreOut:
+        store_id = await service.create_store(pool, merchant_id, data.name)
         return StoreOut(id=store_id, name=data.name)
 
     @post("/terminals", status_code=201, summary="Create a terminal; its secret is shown once")
     async def create_terminal(
-        self, data: TerminalIn, merchant_id: int, runtime: Runtime
+        self, data: TerminalIn, merchant_id: int, pool: asyncpg.Pool
     ) -> TerminalOut:
         terminal_id, secret = await service.create_terminal(
-            runtime.pool, merchant_id, data.store_id, data.name
+            pool, merchant_id, data.store_id, data.name
         )
         return TerminalOut(id=terminal_id, store_id=data.store_id, name=data.name, secret=secret)
 
@@ -68,11 +72,11 @@ class AccountsController(Controller):
         "/stores/{store_id:int}/{action:str}", status_code=200, summary="Disable or enable a store"
     )
     async def switch_store(
-        self, store_id: int, action: Action, merchant_id: int, runtime: Runtime
+        self, store_id: int, action: Action, merchant_id: int, pool: asyncpg.Pool
     ) -> Switched:
         """A disabled store's terminals are refused within seconds on every API process."""
         disabled = action is Action.DISABLE
-        await service.set_store_disabled(runtime.pool, merchant_id, store_id, disabled)
+        await service.set_store_disabled(pool, merchant_id, store_id, disabled)
         return Switched(id=store_id, disabled=disabled)
 
     @post(
@@ -81,12 +85,12 @@ class AccountsController(Controller):
         summary="Replace a terminal's secret; the new one is shown once",
     )
     async def rotate_terminal_secret(
-        self, terminal_id: int, merchant_id: int, runtime: Runtime
+        self, terminal_id: int, merchant_id: int, pool: asyncpg.Pool
     ) -> TerminalOut:
         """The old secret is refused by the token exchange at once, and access tokens exchanged
         for it are refused within a second on every API process."""
         store_id, name, secret = await service.rotate_terminal_secret(
-            runtime.pool, merchant_id, terminal_id
+            pool, merchant_id, terminal_id
         )
         return TerminalOut(id=terminal_id, store_id=store_id, name=name, secret=secret)
 
@@ -96,21 +100,23 @@ class AccountsController(Controller):
         summary="Disable or enable a terminal",
     )
     async def switch_terminal(
-        self, terminal_id: int, action: Action, merchant_id: int, runtime: Runtime
+        self, terminal_id: int, action: Action, merchant_id: int, pool: asyncpg.Pool
     ) -> Switched:
         """A disabled terminal is refused within seconds, even with an unexpired token."""
         disabled = action is Action.DISABLE
-        await service.set_terminal_disabled(runtime.pool, merchant_id, terminal_id, disabled)
+        await service.set_terminal_disabled(pool, merchant_id, terminal_id, disabled)
         return Switched(id=terminal_id, disabled=disabled)
 
 
 @post(
     "/v1/terminal/token", status_code=200, tags=["terminal"], summary="Exchange a terminal secret"
 )
-async def exchange_token(data: TokenIn, runtime: Runtime) -> TokenOut:
+async def exchange_token(
+    data: TokenIn, pool: asyncpg.Pool, settings: Settings, keys: Keys
+) -> TokenOut:
     """A short-lived access token for the till; exchange again before it expires."""
-    terminal = await service.authenticate_terminal(runtime.pool, data.terminal_id, data.secret)
-    ttl = runtime.settings.token_ttl_seconds
+    terminal = await service.authenticate_terminal(pool, data.terminal_id, data.secret)
+    ttl = settings.token_ttl_seconds
     claims = TerminalClaims(
         terminal_id=data.terminal_id,
         store_id=terminal.store_id,
@@ -118,4 +124,4 @@ async def exchange_token(data: TokenIn, runtime: Runtime) -> TokenOut:
         expires_at=int(time.time()) + ttl,
         credentials_since_ms=epoch_ms(terminal.credentials_since),
     )
-    return TokenOut(access_token=mint(runtime.keys.keyring, claims), expires_in=ttl)
+    return TokenOut(access_token=mint(keys.keyring, claims), expires_in=ttl)

@@ -17,6 +17,7 @@ from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
+from qrloop.rows import CAMPAIGN_COLUMNS, ORDER_COLUMNS, campaign_of, order_of
 
 _COOKIE_DOMAIN = b"qrloop/claim-cookie/v1\x00"
 
@@ -47,13 +48,20 @@ def code_of(verifier: Verifier, claim_token: str) -> CodeRef:
 
 async def offer(pool: asyncpg.Pool, campaign_id: int) -> Offer:
     row = await pool.fetchrow(
-        "SELECT name, face_value, currency, valid_from, valid_until, hours, timezone"
-        " FROM campaigns WHERE id = $1",
-        campaign_id,
+        f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1", campaign_id
     )
     if row is None:
         raise Problem(Reason.NOT_FOUND, "This link is not valid.")
-    return Offer(**dict(row.items()))
+    campaign = campaign_of(row)
+    return Offer(
+        name=campaign.name,
+        face_value=campaign.face_value,
+        currency=campaign.currency,
+        valid_from=campaign.valid_from,
+        valid_until=campaign.valid_until,
+        hours=campaign.hours,
+        timezone=campaign.timezone,
+    )
 
 
 def consumer_state(found: state.CodeState, terms: Offer) -> str:
@@ -173,17 +181,18 @@ async def create_pool(
     verification: str,
 ) -> Pool:
     """A pool over a finished order of the merchant's campaign."""
-    order = await pool.fetchrow(
-        "SELECT first_serial, quantity, status, key_id FROM orders"
+    row = await pool.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM orders"
         " WHERE id = $1 AND campaign_id = $2 AND merchant_id = $3",
         order_id,
         campaign_id,
         merchant_id,
     )
-    if order is None:
+    if row is None:
         raise Problem(Reason.NOT_FOUND, f"No order {order_id} of campaign {campaign_id} here.")
-    if order["status"] != "done":
-        raise Problem(Reason.CONFLICT, f"Order {order_id} is {order['status']}, not done.")
+    order = order_of(row)
+    if order.status != "done":
+        raise Problem(Reason.CONFLICT, f"Order {order_id} is {order.status}, not done.")
     pool_id = secrets.token_urlsafe(_POOL_ID_BYTES)
     await pool.execute(
         "INSERT INTO pools (id, merchant_id, campaign_id, order_id, first_serial, size,"
@@ -192,18 +201,18 @@ async def create_pool(
         merchant_id,
         campaign_id,
         order_id,
-        order["first_serial"],
-        order["quantity"],
+        order.first_serial,
+        order.quantity,
         per_consumer,
         verification,
     )
     return Pool(
         pool_id,
         campaign_id,
-        order["first_serial"],
-        order["quantity"],
+        order.first_serial,
+        order.quantity,
         per_consumer,
-        order["key_id"],
+        order.key_id,
         verification,
     )
 

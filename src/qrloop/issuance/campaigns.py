@@ -16,16 +16,17 @@ from qrloop.agreements import service as agreements
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
 from qrloop.redemption.rules import parse_hours
+from qrloop.rows import CAMPAIGN_COLUMNS, campaign_of
 
 # Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
 # consented, proposed_merchants those that have not (yet).
-_COLUMNS = (
-    "id, name, face_value, currency, valid_from, valid_until, hours, timezone, algorithm,"
-    " paused, reversal_window_s, platform_fee,"
+_WITH_ALLIES = (
+    f"SELECT {CAMPAIGN_COLUMNS},"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
     "  WHERE campaign_id = campaigns.id AND status = 'active' ORDER BY 1) AS accepted_merchants,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
     "  WHERE campaign_id = campaigns.id AND status = 'proposed' ORDER BY 1) AS proposed_merchants"
+    " FROM campaigns"
 )
 # The rules a patch may change, in the order of the UPDATE's parameters.
 _MUTABLE = (
@@ -66,7 +67,24 @@ def _allies(merchant_id: int, ids: list[int]) -> list[int]:
 
 
 def _out(row: asyncpg.Record) -> CampaignOut:
-    return CampaignOut(**{key: row[key] for key in row.keys()})  # noqa: SIM118 (Record is not a dict)
+    """A campaign read with `_WITH_ALLIES`, as the API shows it."""
+    campaign = campaign_of(row)
+    return CampaignOut(
+        id=campaign.id,
+        name=campaign.name,
+        face_value=campaign.face_value,
+        currency=campaign.currency,
+        valid_from=campaign.valid_from,
+        valid_until=campaign.valid_until,
+        hours=campaign.hours,
+        timezone=campaign.timezone,
+        accepted_merchants=row["accepted_merchants"],
+        proposed_merchants=row["proposed_merchants"],
+        algorithm=campaign.algorithm,
+        paused=campaign.paused,
+        reversal_window_s=campaign.reversal_window_s,
+        platform_fee=campaign.platform_fee,
+    )
 
 
 async def create(pool: asyncpg.Pool, merchant_id: int, data: CampaignIn) -> CampaignOut:
@@ -100,15 +118,17 @@ async def update(
 ) -> CampaignOut:
     """Apply the fields present in `patch`; tills see the change within a second."""
     async with pool.acquire() as connection, connection.transaction():
-        current = await connection.fetchrow(
-            f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
+        row = await connection.fetchrow(
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns"
+            " WHERE id = $1 AND merchant_id = $2 FOR UPDATE",
             campaign_id,
             merchant_id,
         )
-        if current is None:
+        if row is None:
             raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+        current = campaign_of(row)
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
-        rules = {name: changes.get(name, current[name]) for name in _MUTABLE}
+        rules = {name: changes.get(name, getattr(current, name)) for name in _MUTABLE}
         _validate(rules)
         assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(_MUTABLE, start=2))
         await connection.execute(
@@ -128,7 +148,7 @@ async def get(
     connection: asyncpg.Pool | PoolConnectionProxy, merchant_id: int, campaign_id: int
 ) -> CampaignOut:
     row = await connection.fetchrow(
-        f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND merchant_id = $2",
+        f"{_WITH_ALLIES} WHERE id = $1 AND merchant_id = $2",
         campaign_id,
         merchant_id,
     )

@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
 from typing import NamedTuple
 
-import asyncpg
-
 from qrloop.codes.bulk import CSV_HEADER, csv_row_bytes, rows_parallel
 from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
 from qrloop.issuance import images
 from qrloop.parallel import lower_priority, process_pool, run_in_pool
+from qrloop.rows import Order
 
 ROWS_BLOCK = 20_000  # csv or json rows made at a time
 BATCH_BYTES = 1 << 20  # what a worker process hands back at a time
@@ -82,14 +81,14 @@ EXTENSIONS = {
 }
 
 
-def ready(order: asyncpg.Record) -> None:
+def ready(order: Order) -> None:
     """Refuse an export until the signer has finished the order."""
-    if order["status"] != "done":
+    if order.status != "done":
         raise Problem(
             Reason.CONFLICT,
-            f"Order {order['id']} is {order['status']} ({order['done']:,} of"
-            f" {order['total']:,} codes signed); its codes can be exported once it is done.",
-            order_status=order["status"],
+            f"Order {order.id} is {order.status} ({order.done:,} of"
+            f" {order.quantity:,} codes signed); its codes can be exported once it is done.",
+            order_status=order.status,
         )
 
 
@@ -103,12 +102,12 @@ def key_for(keyring: KeyRing, key_id: int) -> KeyEntry:
     return key
 
 
-def csv_headers(key: KeyEntry, order: asyncpg.Record, claim_base: str) -> dict[str, str]:
+def csv_headers(key: KeyEntry, order: Order, claim_base: str) -> dict[str, str]:
     """The CSV's length (every row of a key's algorithm has one) and, once the signer has
     recorded it, its SHA-256: a merchant can check that a download is complete and that a
     re-download is the same bytes."""
-    length = len(CSV_HEADER) + order["total"] * csv_row_bytes(key.algorithm, claim_base)
-    digest: bytes | None = order["export_sha256"]
+    length = len(CSV_HEADER) + order.quantity * csv_row_bytes(key.algorithm, claim_base)
+    digest = order.export_sha256
     return {"Content-Length": str(length)} | (digest_headers(digest) if digest else {})
 
 
@@ -117,11 +116,11 @@ class Span(NamedTuple):
 
     campaign_id: int
     first_serial: int
-    total: int
+    quantity: int
 
 
-def span_of(order: asyncpg.Record) -> Span:
-    return Span(order["campaign_id"], order["first_serial"], order["total"])
+def span_of(order: Order) -> Span:
+    return Span(order.campaign_id, order.first_serial, order.quantity)
 
 
 def derived(
@@ -150,7 +149,7 @@ def _json_lines(key: KeyEntry, span: Span, claim_base: str) -> Iterator[bytes]:
 
 
 def _codes(key: KeyEntry, span: Span) -> Iterator[tuple[int, str]]:
-    codes = Signer(key).sign_range(span.campaign_id, span.first_serial, span.total)
+    codes = Signer(key).sign_range(span.campaign_id, span.first_serial, span.quantity)
     return enumerate(codes, start=span.first_serial)
 
 

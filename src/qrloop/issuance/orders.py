@@ -9,11 +9,8 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
+from qrloop.rows import ORDER_COLUMNS, Order, order_of
 
-_COLUMNS = (
-    "id, campaign_id, status, quantity AS total, done, first_serial, key_id, claim_base,"
-    " export_sha256"
-)
 # Signers LISTEN here; a new order wakes one at once instead of at its next poll.
 ORDERS_CHANNEL = "qrloop_orders"
 
@@ -23,21 +20,20 @@ def claim_links_base(base_url: str) -> str:
     return base_url + "/c/"
 
 
-def claim_base_of(order: asyncpg.Record, base_url: str) -> str:
+def claim_base_of(order: Order, base_url: str) -> str:
     """The base of the order's claim links: the one fixed when it was placed, so every export
     of it is the same bytes; an order placed before that was recorded uses `base_url`'s."""
-    fixed: str | None = order["claim_base"]
-    return fixed or claim_links_base(base_url)
+    return order.claim_base or claim_links_base(base_url)
 
 
-def _out(row: asyncpg.Record) -> OrderOut:
+def _out(order: Order) -> OrderOut:
     return OrderOut(
-        id=row["id"],
-        campaign_id=row["campaign_id"],
-        status=row["status"],
-        total=row["total"],
-        done=row["done"],
-        first_serial=row["first_serial"],
+        id=order.id,
+        campaign_id=order.campaign_id,
+        status=order.status,
+        quantity=order.quantity,
+        done=order.done,
+        first_serial=order.first_serial,
     )
 
 
@@ -60,7 +56,7 @@ async def create(
             return _same_order(existing, campaign_id, quantity)
     try:
         async with pool.acquire() as connection, connection.transaction():
-            row = await _reserve(
+            order = await _reserve(
                 connection,
                 keyring,
                 quotas,
@@ -76,7 +72,7 @@ async def create(
         existing = await _by_idempotency_key(pool, merchant_id, idempotency_key)
         assert existing is not None
         return _same_order(existing, campaign_id, quantity)
-    return _out(row)
+    return _out(order)
 
 
 async def _reserve(
@@ -88,7 +84,7 @@ async def _reserve(
     quantity: int,
     idempotency_key: str | None,
     claim_base: str,
-) -> asyncpg.Record:
+) -> Order:
     # One order at a time per merchant, so concurrent orders cannot both fit the last quota.
     await connection.execute("SELECT FROM merchants WHERE id = $1 FOR UPDATE", merchant_id)
     campaign = await connection.fetchrow(
@@ -113,7 +109,7 @@ async def _reserve(
     row = await connection.fetchrow(
         "INSERT INTO orders (campaign_id, merchant_id, key_id, first_serial, quantity,"
         " status, idempotency_key, claim_base) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)"
-        f" RETURNING {_COLUMNS}",
+        f" RETURNING {ORDER_COLUMNS}",
         campaign_id,
         merchant_id,
         key.id,
@@ -124,40 +120,42 @@ async def _reserve(
     )
     assert row is not None
     await connection.execute(f"NOTIFY {ORDERS_CHANNEL}")
-    return row
+    return order_of(row)
 
 
 async def _by_idempotency_key(
     pool: asyncpg.Pool, merchant_id: int, idempotency_key: str
-) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM orders WHERE merchant_id = $1 AND idempotency_key = $2",
+) -> Order | None:
+    row = await pool.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND idempotency_key = $2",
         merchant_id,
         idempotency_key,
     )
-    return row
+    return None if row is None else order_of(row)
 
 
-def _same_order(row: asyncpg.Record, campaign_id: int, quantity: int) -> OrderOut:
-    if row["campaign_id"] != campaign_id or row["total"] != quantity:
+def _same_order(order: Order, campaign_id: int, quantity: int) -> OrderOut:
+    if order.campaign_id != campaign_id or order.quantity != quantity:
         raise Problem(
             Reason.CONFLICT, "This Idempotency-Key was already used for a different order."
         )
-    return _out(row)
+    return _out(order)
 
 
-async def get_row(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> asyncpg.Record:
-    """The order's row (with key_id), or 404 when it is not this merchant's."""
-    row: asyncpg.Record | None = await pool.fetchrow(
-        f"SELECT {_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2", order_id, merchant_id
+async def find(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> Order:
+    """The merchant's order, or 404 when it is not this merchant's."""
+    row = await pool.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2",
+        order_id,
+        merchant_id,
     )
     if row is None:
         raise Problem(Reason.NOT_FOUND, f"No order {order_id} in this account.")
-    return row
+    return order_of(row)
 
 
 async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
-    return _out(await get_row(pool, merchant_id, order_id))
+    return _out(await find(pool, merchant_id, order_id))
 
 
 async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
@@ -165,15 +163,15 @@ async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOu
     row = await pool.fetchrow(
         "UPDATE orders SET status = 'cancelled', finished_at = now()"
         " WHERE id = $1 AND merchant_id = $2 AND status IN ('queued', 'running')"
-        f" RETURNING {_COLUMNS}",
+        f" RETURNING {ORDER_COLUMNS}",
         order_id,
         merchant_id,
     )
     if row is None:
-        current = await get_row(pool, merchant_id, order_id)
+        current = await find(pool, merchant_id, order_id)
         raise Problem(
             Reason.CONFLICT,
-            f"Order {order_id} is {current['status']}; only a queued or running order can be"
+            f"Order {order_id} is {current.status}; only a queued or running order can be"
             " cancelled (void a finished order's codes instead).",
         )
-    return _out(row)
+    return _out(order_of(row))

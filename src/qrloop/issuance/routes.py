@@ -20,7 +20,9 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from qrloop.accounts.guards import current_merchant
+from qrloop.codes.verify_pool import VerifierPool
 from qrloop.issuance import campaigns, exports, orders, voids
+from qrloop.issuance.dependencies import provide_verifiers
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
     CampaignIn,
@@ -151,7 +153,7 @@ class IssuanceController(Controller):
         await voids.void_ranges(
             runtime.redis,
             runtime.settings.partitions,
-            [(order.campaign_id, order.first_serial, order.first_serial + order.total - 1)],
+            [(order.campaign_id, order.first_serial, order.first_serial + order.quantity - 1)],
         )
         return order
 
@@ -171,9 +173,9 @@ class IssuanceController(Controller):
         and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets. Every
         format is derived again on each request; a csv export carries its length and the
         SHA-256 the signer recorded (`ETag`, `Repr-Digest`), the same on every download."""
-        order = await orders.get_row(runtime.pool, merchant_id, order_id)
+        order = await orders.find(runtime.pool, merchant_id, order_id)
         exports.ready(order)
-        key = exports.key_for(runtime.keys.keyring, order["key_id"])
+        key = exports.key_for(runtime.keys.keyring, order.key_id)
         claim_base = orders.claim_base_of(order, runtime.settings.base_url)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
         headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -181,15 +183,22 @@ class IssuanceController(Controller):
         if format is exports.ExportFormat.CSV:
             headers |= exports.csv_headers(key, order, claim_base)
         elif format is not exports.ExportFormat.JSON:
-            title = (await campaigns.get(runtime.pool, merchant_id, order["campaign_id"])).name
+            title = (await campaigns.get(runtime.pool, merchant_id, order.campaign_id)).name
         body = exports.derived(key, exports.span_of(order), format, claim_base, title)
         return Stream(body, media_type=exports.MEDIA_TYPES[format], headers=headers)
 
-    @post("/codes/void", status_code=200, summary="Void codes, a serial range or an order")
-    async def void_codes(self, data: VoidIn, merchant_id: int, runtime: Runtime) -> VoidOut:
+    @post(
+        "/codes/void",
+        status_code=200,
+        summary="Void codes, a serial range or an order",
+        dependencies={"verifiers": Provide(provide_verifiers, sync_to_thread=False)},
+    )
+    async def void_codes(
+        self, data: VoidIn, merchant_id: int, runtime: Runtime, verifiers: VerifierPool
+    ) -> VoidOut:
         """Voided codes answer 409 voided at the till; returns how many were newly voided."""
         ranges = await voids.requested_ranges(
-            runtime.pool, runtime.verifiers, runtime.keys.keyring, merchant_id, data
+            runtime.pool, verifiers, runtime.keys.keyring, merchant_id, data
         )
         voided = await voids.void_ranges(runtime.redis, runtime.settings.partitions, ranges)
         return VoidOut(voided=voided)

@@ -105,10 +105,12 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class OrderOut(msgspec.Struct):
+    """`quantity` codes from `first_serial`, of which `done` are signed."""
+
     id: int
     campaign_id: int
     status: str
-    total: int
+    quantity: int
     done: int
     first_serial: int
 
@@ -116,7 +118,7 @@ class OrderOut(msgspec.Struct):
         "id": 1,
         "campaign_id": 1,
         "status": "queued",
-        "total": 1000,
+        "quantity": 1000,
         "done": 0,
         "first_serial": 0,
     }

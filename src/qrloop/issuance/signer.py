@@ -32,6 +32,7 @@ from qrloop.db import DB_ERRORS, create_pool
 from qrloop.issuance.orders import ORDERS_CHANNEL, claim_base_of
 from qrloop.keys import Keys
 from qrloop.probes import start_probes
+from qrloop.rows import ORDER_COLUMNS, Order, order_of
 from qrloop.settings import Settings
 from qrloop.webhooks import outbox
 
@@ -42,7 +43,7 @@ POLL_SECONDS = 1.0
 
 # A running order whose signer has renewed no heartbeat for $2 seconds is taken over; our own
 # running order (left when PostgreSQL went away mid-order) is resumed at once.
-_CLAIM_NEXT = """
+_CLAIM_NEXT = f"""
 UPDATE orders SET status = 'running', signer = $1, heartbeat_at = now()
 WHERE id = (
     SELECT id FROM orders
@@ -51,7 +52,7 @@ WHERE id = (
        OR (status = 'running' AND signer = $1)
     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 )
-RETURNING id, campaign_id, key_id, first_serial, quantity, done, claim_base
+RETURNING {ORDER_COLUMNS}
 """
 
 _PROGRESS = """
@@ -89,11 +90,11 @@ class OrderSigner:
         """Sign until `stop` is set; an order in hand is left resumable, never half-counted."""
         while not stop.is_set():
             try:
-                order = await self._pool.fetchrow(
+                row = await self._pool.fetchrow(
                     _CLAIM_NEXT, self._name, self._settings.signer_stale_seconds
                 )
-                if order is not None:
-                    await self._sign(order, stop)
+                if row is not None:
+                    await self._sign(order_of(row), stop)
                     continue
             except DB_ERRORS as error:
                 # The order in hand stays ours: the next claim resumes it from its last block.
@@ -102,29 +103,27 @@ class OrderSigner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
-    async def _sign(self, order: asyncpg.Record, stop: asyncio.Event) -> None:
+    async def _sign(self, order: Order, stop: asyncio.Event) -> None:
         # The ring as every process reads it (QRLOOP_KEYRING or the file, reloaded on change).
         self._keys.reload_if_changed()
-        key = self._keys.keyring.get(order["key_id"])
+        key = self._keys.keyring.get(order.key_id)
         if key is None:
-            await self._pool.execute(
-                "UPDATE orders SET status = 'failed' WHERE id = $1", order["id"]
-            )
-            log.error("order %s: signing key %s is not in the ring", order["id"], order["key_id"])
+            await self._pool.execute("UPDATE orders SET status = 'failed' WHERE id = $1", order.id)
+            log.error("order %s: signing key %s is not in the ring", order.id, order.key_id)
             return
-        counted, remaining = order["done"], order["quantity"] - order["done"]
+        counted, remaining = order.done, order.quantity - order.done
         log.info(
             "order %s: signing %d codes from serial %d%s",
-            order["id"],
+            order.id,
             remaining,
-            order["first_serial"] + counted,
+            order.first_serial + counted,
             f" (deriving the {counted} signed before again, for the digest)" if counted else "",
         )
         blocks = rows_parallel(
             key,
-            order["campaign_id"],
-            order["first_serial"],
-            order["quantity"],
+            order.campaign_id,
+            order.first_serial,
+            order.quantity,
             claim_base_of(order, self._settings.base_url),
             "csv",
             self._settings.signer_processes,
@@ -134,25 +133,25 @@ class OrderSigner:
         size = len(CSV_HEADER)
         metrics.CODES_TO_SIGN.set(remaining)
         with contextlib.closing(blocks), _nothing_left_to_sign():
-            for offset, count in _block_sizes(order["quantity"]):
+            for offset, count in _block_sizes(order.quantity):
                 block = await asyncio.to_thread(next, blocks)
                 await asyncio.to_thread(digest.update, block)
                 size += len(block)
                 done = offset + count
                 if done <= counted:
-                    status = await self._pool.fetchval(_HEARTBEAT, order["id"], self._name)
+                    status = await self._pool.fetchval(_HEARTBEAT, order.id, self._name)
                 else:
-                    status = await self._progress(order["id"], done, size, digest.digest())
+                    status = await self._progress(order.id, done, size, digest.digest())
                     signed = done - max(offset, counted)
                     self.signed += signed
                     remaining -= signed
                     metrics.CODES_SIGNED.inc(signed)
                     metrics.CODES_TO_SIGN.set(remaining)
                 if status is None:
-                    log.info("order %s: no longer ours (cancelled or taken over)", order["id"])
+                    log.info("order %s: no longer ours (cancelled or taken over)", order.id)
                     return
                 if status == "done" or stop.is_set():
-                    log.info("order %s: %s", order["id"], status if status == "done" else "paused")
+                    log.info("order %s: %s", order.id, status if status == "done" else "paused")
                     return
 
     async def _progress(self, order_id: int, done: int, size: int, digest: bytes) -> str | None:

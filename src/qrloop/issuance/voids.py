@@ -12,6 +12,7 @@ from qrloop.codes.format import CodeRef
 from qrloop.codes.keyring import KeyRing
 from qrloop.codes.verify_pool import VerifierPool
 from qrloop.errors import Problem, Reason
+from qrloop.issuance import orders
 from qrloop.issuance.campaigns import now_ms
 from qrloop.issuance.schemas import VoidIn
 
@@ -119,12 +120,6 @@ async def requested_ranges(
             pool, merchant_id, span.campaign_id, span.first_serial, span.last_serial
         )
         return [checked]
-    order = await pool.fetchrow(
-        "SELECT campaign_id, first_serial, quantity FROM orders WHERE id = $1 AND merchant_id = $2",
-        request.order_id,
-        merchant_id,
-    )
-    if order is None:
-        raise Problem(Reason.NOT_FOUND, f"No order {request.order_id} in this account.")
-    first = order["first_serial"]
-    return [(order["campaign_id"], first, first + order["quantity"] - 1)]
+    assert request.order_id is not None
+    order = await orders.find(pool, merchant_id, request.order_id)
+    return [(order.campaign_id, order.first_serial, order.first_serial + order.quantity - 1)]

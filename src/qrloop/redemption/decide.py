@@ -1,21 +1,26 @@
-"""The one place that decides whether a till may accept a code, in numbered steps."""
+"""The one place that decides whether a till may accept a code, in numbered steps, and the one
+place that says why not: every till refusal's problem and message is made here."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import assert_never
 
 import asyncpg
+import msgspec
 
-from qrloop.accounts.tokens import TerminalClaims
+from qrloop.accounts.tokens import TerminalClaims, invalid_token
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, parse_input
 from qrloop.db import DB_ERRORS
 from qrloop.errors import Problem, Reason
 from qrloop.keys import Keys
 from qrloop.redemption.gate import TerminalGate
+from qrloop.redemption.outcomes import Outcome, Refused, Use
 from qrloop.redemption.rules import CampaignRules, RulesCache
-from qrloop.redemption.store import CodeStateStore, RedemptionId, already_redeemed, unavailable
+from qrloop.redemption.store import CodeStateStore, RedemptionId
 
 # One answer for every malformed or forged code: no hint which byte was wrong.
 _INVALID = "This is not a valid code."
@@ -56,7 +61,7 @@ class Redeemer:
 
     async def redeem(self, raw_code: str, nonce: str, terminal: TerminalClaims) -> Redeemed:
         # 1. The terminal may scan: not disabled, not blocked for guessing (process memory).
-        self._gate.admit(terminal)
+        self._admit(terminal)
         # 2. Parse and verify the tag in process: a valid tag proves the code was issued.
         ref = await self._verify(raw_code, terminal)
         # 3. The campaign's rules, from the in-process cache.
@@ -64,57 +69,60 @@ class Redeemer:
         # 4. Rules that need no state: paused, validity window, hours, acceptance.
         _enforce(rules, datetime.now(UTC), terminal)
         # 5. One atomic Redis call: check and consume the bit, queue the redemption.
-        try:
-            consumed = await self._store.consume(ref, nonce, terminal, int(time.time() * 1000))
-        except Problem as refusal:
-            if refusal.reason is Reason.ALREADY_REDEEMED and "store_id" not in refusal.extra:
-                await self._describe_settled_use(refusal, ref)
-            raise
+        consumed = await self._store.consume(ref, nonce, terminal, int(time.time() * 1000))
+        if isinstance(consumed, Refused):
+            raise await self._code_refusal(consumed, ref)
         return Redeemed(consumed.redemption_id, rules, ref, consumed.reversed)
 
     async def check(self, raw_code: str, terminal: TerminalClaims) -> tuple[CodeRef, CampaignRules]:
         """Steps 1 to 4 of `redeem`, then a read of the code's state; consumes nothing."""
-        self._gate.admit(terminal)
+        self._admit(terminal)
         ref = await self._verify(raw_code, terminal)
         rules = await self._campaign(ref)
         _enforce(rules, datetime.now(UTC), terminal)
-        state = await self._store.peek(ref)
-        if state == b"voided":
-            raise Problem(Reason.VOIDED, "This code was voided by its issuer.")
-        if state == b"already_redeemed":
-            refusal = already_redeemed()
-            await self._describe_settled_use(refusal, ref)
-            raise refusal
+        refused = await self._store.peek(ref)
+        if refused is not None:
+            raise await self._code_refusal(refused, ref)
         return ref, rules
 
     async def reverse(self, redemption_id: str, terminal: TerminalClaims) -> None:
         """Undo a redemption from the store that made it, within the campaign's window."""
-        self._gate.admit(terminal)
+        self._admit(terminal)
         redemption = RedemptionId.parse(redemption_id)
         rules = await self._rules_or_none(redemption.campaign_id) if redemption else None
-        try:
-            if redemption is None or rules is None:
-                raise Problem(Reason.NOT_FOUND, f"No redemption {redemption_id!r}.")
-            now_ms = int(time.time() * 1000)
-            await self._store.reverse(redemption, terminal, now_ms, rules.reversal_window_ms)
-        except Problem as refusal:
-            # A reversal of a redemption that is not there is a guess, limited like one.
-            if refusal.reason is Reason.NOT_FOUND:
-                await self._gate.count_invalid(terminal.terminal_id)
-            raise
+        if redemption is None or rules is None:
+            await self._count_guess(terminal)
+            raise Problem(Reason.NOT_FOUND, f"No redemption {redemption_id!r}.")
+        now_ms = int(time.time() * 1000)
+        refused = await self._store.reverse(redemption, terminal, now_ms, rules.reversal_window_ms)
+        if refused is None:
+            return
+        # A reversal of a redemption that is not there is a guess, limited like one.
+        if refused.outcome is Outcome.NO_REDEMPTION:
+            await self._count_guess(terminal)
+        raise refusal(refused, redemption=redemption)
+
+    def _admit(self, terminal: TerminalClaims) -> None:
+        refused = self._gate.admit(terminal)
+        if refused is not None:
+            raise refusal(refused)
+
+    async def _count_guess(self, terminal: TerminalClaims) -> None:
+        """Count an invalid scan against the terminal; raise once it is over its limit."""
+        refused = await self._gate.count_invalid(terminal.terminal_id)
+        if refused is not None:
+            raise refusal(refused)
 
     async def _verify(self, raw_code: str, terminal: TerminalClaims) -> CodeRef:
         try:
             return self._keys.verifier.verify(parse_input(raw_code))
-        except RetiredKey:
-            raise Problem(Reason.EXPIRED, "This code's signing key was retired.") from None
-        except InvalidCode:
-            refusal = Problem(Reason.INVALID, _INVALID)
-        except RevokedKey:
-            refusal = Problem(Reason.REVOKED_KEY, "This code's signing key was revoked.")
+        except RetiredKey as error:
+            raise unverified(error) from None
+        except (InvalidCode, RevokedKey) as error:
+            problem = unverified(error)
         # Failed verifications count against the terminal: guessing is what the limit stops.
-        await self._gate.count_invalid(terminal.terminal_id)
-        raise refusal
+        await self._count_guess(terminal)
+        raise problem
 
     async def _rules_or_none(self, campaign_id: int) -> CampaignRules | None:
         try:
@@ -128,8 +136,14 @@ class Redeemer:
             raise Problem(Reason.INVALID, _INVALID)
         return rules
 
-    async def _describe_settled_use(self, refusal: Problem, ref: CodeRef) -> None:
-        """Add when and where the code was used from the ledger, once it is settled there."""
+    async def _code_refusal(self, refused: Refused, ref: CodeRef) -> Problem:
+        """The refusal for this code; for a used code that Redis no longer remembers the use
+        of, where and when from the ledger, once it is settled there."""
+        if refused.outcome is not Outcome.ALREADY_REDEEMED or refused.use is not None:
+            return refusal(refused)
+        return already_redeemed(await self._settled_use(ref), from_ledger=True)
+
+    async def _settled_use(self, ref: CodeRef) -> Use | None:
         try:
             row = await self._pool.fetchrow(
                 "SELECT redeemed_at, store_id FROM redemptions"
@@ -138,17 +152,98 @@ class Redeemer:
                 ref.serial,
             )
         except DB_ERRORS:
-            row = None
-        if row is None:
-            refusal.extra["settled"] = False
-            refusal.detail += " Where and when is not settled yet."
-            return
-        used_at = row["redeemed_at"].isoformat()
-        refusal.extra.update(settled=True, redeemed_at=used_at, store_id=row["store_id"])
-        refusal.detail += f" It was used at store {row['store_id']} at {used_at}."
+            return None
+        return None if row is None else Use(row["store_id"], row["redeemed_at"])
 
 
 def _enforce(rules: CampaignRules, now: datetime, terminal: TerminalClaims) -> None:
     reason = rules.refusal(now, terminal.merchant_id)
     if reason is not None:
-        raise Problem(reason, _RULE_DETAIL[reason])
+        raise broken_rule(reason)
+
+
+def broken_rule(reason: Reason) -> Problem:
+    """The refusal for a campaign rule the scan breaks (CampaignRules.refusal's reasons)."""
+    return Problem(reason, _RULE_DETAIL[reason])
+
+
+def unverified(error: InvalidCode | RevokedKey | RetiredKey) -> Problem:
+    """The refusal for a code that does not verify: a retired key's codes have expired; every
+    malformed or forged code gets the same answer."""
+    if isinstance(error, RetiredKey):
+        return Problem(Reason.EXPIRED, "This code's signing key was retired.")
+    if isinstance(error, RevokedKey):
+        return Problem(Reason.REVOKED_KEY, "This code's signing key was revoked.")
+    return Problem(Reason.INVALID, _INVALID)
+
+
+def refusal(refused: Refused, redemption: RedemptionId | None = None) -> Problem:
+    """The till's answer to a gate's or a store's outcome (`redemption`: the one a reversal
+    named)."""
+    match refused.outcome:
+        case Outcome.DISABLED:
+            return Problem(
+                Reason.UNAUTHORIZED,
+                "This terminal or its store is disabled.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        case Outcome.SECRET_ROTATED:
+            return invalid_token()
+        case Outcome.RATE_LIMITED:
+            wait = max(1, math.ceil(refused.blocked_until - time.time()))
+            return Problem(
+                Reason.RATE_LIMITED,
+                f"Too many invalid scans from this terminal; try again in {wait} s.",
+                headers={"Retry-After": str(wait)},
+                retry_after=wait,
+            )
+        case Outcome.VOIDED:
+            return Problem(Reason.VOIDED, "This code was voided by its issuer.")
+        case Outcome.ALREADY_REDEEMED:
+            return already_redeemed(refused.use)
+        case Outcome.NO_REDEMPTION:
+            return Problem(
+                Reason.NOT_FOUND, f"No reversible redemption {redemption} at this store."
+            )
+        case Outcome.WINDOW_CLOSED:
+            return Problem(Reason.CONFLICT, "The reversal window for this redemption has closed.")
+        case Outcome.UNAVAILABLE:
+            return unavailable()
+        case _:
+            assert_never(refused.outcome)
+
+
+def already_redeemed(use: Use | None, *, from_ledger: bool = False) -> Problem:
+    """A used code's refusal, saying where and when: from Redis while it remembers the use, or
+    from the ledger, which also says whether the use is settled there yet."""
+    problem = Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
+    if from_ledger:
+        problem.extra["settled"] = use is not None
+    if use is not None:
+        used_at = use.at.isoformat()
+        problem.extra.update(redeemed_at=used_at, store_id=use.store_id)
+        problem.detail += f" It was used at store {use.store_id} at {used_at}."
+    elif from_ledger:
+        problem.detail += " Where and when is not settled yet."
+    return problem
+
+
+def unavailable() -> Problem:
+    return Problem(
+        Reason.UNAVAILABLE,
+        "The code state store cannot answer; no code is accepted until it can.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def malformed(error: msgspec.DecodeError) -> Problem:
+    """A redeem body that does not decode (the fast path's own decoding)."""
+    return Problem(Reason.BAD_REQUEST, f"Invalid request body: {error}")
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(Reason.PAYLOAD_TOO_LARGE, f"The body is larger than {limit} bytes.")
+
+
+def internal() -> Problem:
+    return Problem(Reason.INTERNAL, "Something went wrong on our side.")

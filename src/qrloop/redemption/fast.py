@@ -17,9 +17,10 @@ import msgspec
 from qrloop import metrics
 from qrloop.accounts.guards import BEARER_PREFIX, missing_credential
 from qrloop.accounts.tokens import InvalidToken, invalid_token
-from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem
+from qrloop.redemption import decide
+from qrloop.redemption.dependencies import Till
 from qrloop.redemption.schemas import RedeemIn, redeemed_body
-from qrloop.runtime import Runtime
 
 # Plain ASGI shapes: this module needs no framework types.
 Scope = MutableMapping[str, Any]
@@ -37,34 +38,34 @@ _encode = msgspec.json.Encoder().encode
 _JSON = [(b"content-type", b"application/json")]
 
 
-def with_fast_redeem(app: ASGIApp, runtime: Callable[[], Runtime]) -> ASGIApp:
+def with_fast_redeem(app: ASGIApp, till: Callable[[], Till]) -> ASGIApp:
     """`app`, except that POST /v1/redeem is answered directly."""
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
-            await _redeem(runtime(), scope, receive, send)
+            await _redeem(till(), scope, receive, send)
         else:
             await app(scope, receive, send)
 
     return dispatch
 
 
-async def _redeem(runtime: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+async def _redeem(till: Till, scope: Scope, receive: Receive, send: Send) -> None:
     try:
-        terminal = runtime.keys.tokens.verify(_bearer(scope))
+        terminal = till.keys.tokens.verify(_bearer(scope))
         body = await _body(receive)
         try:
             request = _decode(body)
         except msgspec.DecodeError as error:  # ValidationError is a DecodeError
-            raise Problem(Reason.BAD_REQUEST, f"Invalid request body: {error}") from None
-        redeemed = await runtime.redeemer.redeem(request.code, request.nonce, terminal)
+            raise decide.malformed(error) from None
+        redeemed = await till.redeemer.redeem(request.code, request.nonce, terminal)
     except InvalidToken:
         await _problem(send, invalid_token())
     except Problem as problem:
         await _problem(send, problem)
     except Exception as error:  # an answer is owed even for what was not foreseen
         log.exception("unexpected error on %s", PATH, exc_info=error)
-        await _problem(send, Problem(Reason.INTERNAL, "Something went wrong on our side."))
+        await _problem(send, decide.internal())
     else:
         answer = redeemed_body(redeemed)
         metrics.count_answer(PATH, answer.status)
@@ -91,7 +92,7 @@ async def _body(receive: Receive) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            raise Problem(Reason.PAYLOAD_TOO_LARGE, f"The body is larger than {MAX_BODY} bytes.")
+            raise decide.too_large(MAX_BODY)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -8,39 +8,21 @@ round trip to a valid redemption.
 
 from __future__ import annotations
 
-import math
 import time
 
 import asyncpg
 from redis.exceptions import RedisError
 
 from qrloop import keyspace
-from qrloop.accounts.tokens import TerminalClaims, epoch_ms, invalid_token
-from qrloop.errors import Problem, Reason
+from qrloop.accounts.tokens import TerminalClaims, epoch_ms
+from qrloop.redemption import outcomes
+from qrloop.redemption.outcomes import Outcome, Refused
 from qrloop.redemption.pipe import RedisPipe
 
 WINDOW_SECONDS = 60
 # Rotations are remembered for the token lifetime plus this, so that clocks a little apart
 # cannot end the memory of a rotation before the last token minted before it has expired.
 _ROTATION_MARGIN_SECONDS = 60
-
-
-def _disabled() -> Problem:
-    return Problem(
-        Reason.UNAUTHORIZED,
-        "This terminal or its store is disabled.",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
-def _rate_limited(until: float) -> Problem:
-    wait = max(1, math.ceil(until - time.time()))
-    return Problem(
-        Reason.RATE_LIMITED,
-        f"Too many invalid scans from this terminal; try again in {wait} s.",
-        headers={"Retry-After": str(wait)},
-        retry_after=wait,
-    )
 
 
 class TerminalGate:
@@ -58,22 +40,23 @@ class TerminalGate:
         self._blocked: dict[int, float] = {}
         self._rotated: dict[int, int] = {}  # terminal id → credentials_since (ms) of its secret
 
-    def admit(self, terminal: TerminalClaims) -> None:
-        """Raise unless this terminal may scan now; memory only."""
+    def admit(self, terminal: TerminalClaims) -> Refused | None:
+        """Why this terminal may not scan now, or None; memory only."""
         if terminal.terminal_id in self._disabled_terminals or (
             terminal.store_id in self._disabled_stores
         ):
-            raise _disabled()
+            return outcomes.DISABLED
         # A token exchanged for a secret that was rotated away since: as good as a forged one.
         rotated = self._rotated.get(terminal.terminal_id)
         if rotated is not None and terminal.credentials_since_ms < rotated:
-            raise invalid_token()
+            return outcomes.SECRET_ROTATED
         until = self._blocked.get(terminal.terminal_id)
         if until is not None and until > time.time():
-            raise _rate_limited(until)
+            return Refused(Outcome.RATE_LIMITED, blocked_until=until)
+        return None
 
-    async def count_invalid(self, terminal_id: int) -> None:
-        """Count an invalid scan; raise rate_limited once the terminal is over its limit."""
+    async def count_invalid(self, terminal_id: int) -> Refused | None:
+        """Count an invalid scan; RATE_LIMITED once the terminal is over its limit."""
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         key = keyspace.invalid_scans(terminal_id, window)
@@ -82,13 +65,13 @@ class TerminalGate:
             if count == 1:
                 await self._pipe.call("EXPIRE", key, 2 * WINDOW_SECONDS)
             if count <= self._limit:
-                return
+                return None
             until = (window + 1) * WINDOW_SECONDS
             await self._pipe.call("ZADD", keyspace.BLOCKED_TERMINALS, str(until), terminal_id)
         except RedisError:
-            return  # the invalid answer stands; counting is best effort when Redis is away
+            return None  # the invalid answer stands; counting is best effort when Redis is away
         self._blocked[terminal_id] = until
-        raise _rate_limited(until)
+        return Refused(Outcome.RATE_LIMITED, blocked_until=until)
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
         """Re-read disabled terminals and stores and recent rotations (PostgreSQL), and blocked

@@ -9,11 +9,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import asyncpg
 from redis.exceptions import RedisError
 
 from qrloop.codes.keyring import KeyRingError
 from qrloop.db import DB_ERRORS
-from qrloop.runtime import Runtime
+from qrloop.keys import Keys
+from qrloop.redemption.gate import TerminalGate
+from qrloop.redemption.rules import RulesCache
 
 log = logging.getLogger("qrloop.refresher")
 
@@ -23,22 +26,24 @@ REFRESH_SECONDS = 0.25
 _KEEP_LAST_STATE: tuple[type[Exception], ...] = (RedisError, KeyRingError, *DB_ERRORS)
 
 
-async def keep_fresh(runtime: Runtime) -> None:
+async def keep_fresh(keys: Keys, rules: RulesCache, gate: TerminalGate, pool: asyncpg.Pool) -> None:
     """Run until cancelled; a failed round keeps the last known state and tries again."""
     while True:
         try:
-            runtime.keys.reload_if_changed()
-            await runtime.rules.refresh()
-            await runtime.gate.refresh(runtime.pool)
+            keys.reload_if_changed()
+            await rules.refresh()
+            await gate.refresh(pool)
         except _KEEP_LAST_STATE as error:
             log.warning("refresh failed, keeping the last known state: %s", error)
         await asyncio.sleep(REFRESH_SECONDS)
 
 
 @contextlib.asynccontextmanager
-async def refreshing(runtime: Runtime) -> AsyncIterator[None]:
-    """Keep `runtime` fresh for the duration of the block."""
-    task = asyncio.create_task(keep_fresh(runtime))
+async def refreshing(
+    keys: Keys, rules: RulesCache, gate: TerminalGate, pool: asyncpg.Pool
+) -> AsyncIterator[None]:
+    """Keep these fresh for the duration of the block."""
+    task = asyncio.create_task(keep_fresh(keys, rules, gate, pool))
     try:
         yield
     finally:

@@ -10,6 +10,8 @@ from qrloop.accounts.guards import current_terminal
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.errors import Problem
 from qrloop.redemption import fast
+from qrloop.redemption.decide import Redeemer
+from qrloop.redemption.dependencies import provide_redeemer
 from qrloop.redemption.schemas import (
     CheckIn,
     CheckOut,
@@ -18,13 +20,15 @@ from qrloop.redemption.schemas import (
     ReverseOut,
     redeemed_body,
 )
-from qrloop.runtime import Runtime
 
 
 class TillController(Controller):
     path = "/v1"
     tags = ["terminal"]
-    dependencies = {"terminal": Provide(current_terminal, sync_to_thread=False)}
+    dependencies = {
+        "terminal": Provide(current_terminal, sync_to_thread=False),
+        "redeemer": Provide(provide_redeemer, sync_to_thread=False),
+    }
 
     @post(
         "/redeem",
@@ -32,12 +36,14 @@ class TillController(Controller):
         summary="Verify and consume a code",
         request_max_body_size=fast.MAX_BODY,
     )
-    async def redeem(self, data: RedeemIn, terminal: TerminalClaims, runtime: Runtime) -> RedeemOut:
+    async def redeem(
+        self, data: RedeemIn, terminal: TerminalClaims, redeemer: Redeemer
+    ) -> RedeemOut:
         """Consume the code once. The same (terminal, nonce) retried within 24 hours gets the
         original answer; if that redemption was reversed since, it comes back with `status:
         "reversed"` and `reversed: true`, and the code is not consumed again. Served by the
         fast path in redemption/fast.py unless it is disabled; both answer alike."""
-        body = redeemed_body(await runtime.redeemer.redeem(data.code, data.nonce, terminal))
+        body = redeemed_body(await redeemer.redeem(data.code, data.nonce, terminal))
         metrics.count_answer("/v1/redeem", body.status)
         return body
 
@@ -47,10 +53,10 @@ class TillController(Controller):
         summary="Say whether a code would be accepted now",
         request_max_body_size=fast.MAX_BODY,
     )
-    async def check(self, data: CheckIn, terminal: TerminalClaims, runtime: Runtime) -> CheckOut:
+    async def check(self, data: CheckIn, terminal: TerminalClaims, redeemer: Redeemer) -> CheckOut:
         """Consumes nothing; `status` is `valid` or the reason a redeem would be refused."""
         try:
-            ref, rules = await runtime.redeemer.check(data.code, terminal)
+            ref, rules = await redeemer.check(data.code, terminal)
         except Problem as refusal:
             if refusal.status in (401, 429) or refusal.status >= 500:
                 raise
@@ -70,8 +76,8 @@ class TillController(Controller):
         summary="Reverse a redemption (same store, within the campaign's reversal window)",
     )
     async def reverse(
-        self, redemption_id: str, terminal: TerminalClaims, runtime: Runtime
+        self, redemption_id: str, terminal: TerminalClaims, redeemer: Redeemer
     ) -> ReverseOut:
         """The code becomes redeemable again, once. Reversing twice answers the same."""
-        await runtime.redeemer.reverse(redemption_id, terminal)
+        await redeemer.reverse(redemption_id, terminal)
         return ReverseOut(status="reversed", redemption_id=redemption_id)

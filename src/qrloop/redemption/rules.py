@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from qrloop.errors import Reason
+from qrloop.rows import Campaign, campaign_of, columns
 
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
 
@@ -74,9 +75,8 @@ class CampaignRules:
 
 # A campaign's rules with its issuer's name and the merchants that agreed to accept it, read in
 # the same statement so that the refresher's one query carries acceptances and endings too.
-_SELECT = """
-SELECT c.id, c.merchant_id, m.name AS issuer_name, c.face_value, c.currency, c.valid_from,
-    c.valid_until, c.hours, c.timezone, c.paused, c.reversal_window_s,
+_SELECT = f"""
+SELECT {columns(Campaign, "c")}, m.name AS issuer_name,
     ARRAY(SELECT a.acceptor_merchant_id FROM acceptance_agreements a
           WHERE a.campaign_id = c.id AND a.status = 'active') AS acceptors
 FROM campaigns c JOIN merchants m ON m.id = c.merchant_id
@@ -84,19 +84,20 @@ FROM campaigns c JOIN merchants m ON m.id = c.merchant_id
 
 
 def _rules(row: asyncpg.Record) -> CampaignRules:
+    campaign = campaign_of(row)
     return CampaignRules(
-        campaign_id=row["id"],
-        merchant_id=row["merchant_id"],
+        campaign_id=campaign.id,
+        merchant_id=campaign.merchant_id,
         issuer_name=row["issuer_name"],
-        face_value=row["face_value"],
-        currency=row["currency"],
-        valid_from=row["valid_from"],
-        valid_until=row["valid_until"],
-        hours=parse_hours(row["hours"]) if row["hours"] else None,
-        timezone=ZoneInfo(row["timezone"]),
+        face_value=campaign.face_value,
+        currency=campaign.currency,
+        valid_from=campaign.valid_from,
+        valid_until=campaign.valid_until,
+        hours=parse_hours(campaign.hours) if campaign.hours else None,
+        timezone=ZoneInfo(campaign.timezone),
         acceptors=frozenset(row["acceptors"]),
-        paused=row["paused"],
-        reversal_window_ms=row["reversal_window_s"] * 1000,
+        paused=campaign.paused,
+        reversal_window_ms=campaign.reversal_window_s * 1000,
     )
 
 

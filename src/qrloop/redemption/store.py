@@ -1,4 +1,6 @@
-"""The code state in Redis: one Lua call to consume, to peek or to reverse. Fails closed."""
+"""The code state in Redis: one Lua call to consume, to peek or to reverse. Fails closed.
+
+Answers are outcomes (outcomes.py); decide.py says what they mean to the till."""
 
 from __future__ import annotations
 
@@ -12,10 +14,9 @@ from redis.exceptions import RedisError
 from qrloop import keyspace
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.codes.format import CodeRef
-from qrloop.errors import Problem, Reason
+from qrloop.redemption import outcomes
+from qrloop.redemption.outcomes import Outcome, Refused, Use
 from qrloop.redemption.pipe import RedisPipe, Script
-
-_UNAVAILABLE = "The code state store cannot answer; no code is accepted until it can."
 
 
 def _script(name: str) -> Script:
@@ -26,9 +27,15 @@ _REDEEM = _script("redeem.lua")
 _CHECK = _script("check.lua")
 _REVERSE = _script("reverse.lua")
 
-
-def unavailable() -> Problem:
-    return Problem(Reason.UNAVAILABLE, _UNAVAILABLE, headers={"Retry-After": "1"})
+# The scripts' refusals; any other answer is one the store should not give: fail closed.
+_REFUSALS = {
+    b"voided": outcomes.VOIDED,
+    b"already_redeemed": outcomes.ALREADY_REDEEMED,
+    b"not_found": outcomes.NO_REDEMPTION,
+    b"other_store": outcomes.NO_REDEMPTION,  # another store's is not this till's to see
+    b"window_closed": outcomes.WINDOW_CLOSED,
+    b"unavailable": outcomes.UNAVAILABLE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +73,10 @@ class CodeStateStore:
 
     async def consume(
         self, ref: CodeRef, nonce: str, terminal: TerminalClaims, now_ms: int
-    ) -> Consumed:
+    ) -> Consumed | Refused:
         """Consume the code and return the redemption id (the first one again for a retried
         scan: a till's retry is answered as it was the first time, marked reversed if it was
-        reversed since), or raise the Problem that says why not."""
+        reversed since), or why not."""
         campaign_id, serial = ref.campaign_id, ref.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
         keys = [
@@ -92,30 +99,30 @@ class CodeStateStore:
             keyspace.LAST_USE_TTL_SECONDS,
         ]
         answer = await self._run(_REDEEM, keys, args)
+        if answer is None:
+            return outcomes.UNAVAILABLE
         outcome = answer[0]
         if outcome in (b"redeemed", b"replay", b"reversed"):
             return Consumed(answer[1].decode(), reversed=outcome == b"reversed")
-        if outcome == b"already_redeemed":
-            raise already_redeemed(answer[1])
-        raise _refusal(outcome)
+        if outcome == b"already_redeemed" and answer[1] is not None:
+            return Refused(Outcome.ALREADY_REDEEMED, use=_last_use(answer[1]))
+        return _refused(outcome)
 
-    async def peek(self, ref: CodeRef) -> bytes:
-        """b'valid', b'voided' or b'already_redeemed'; raises Problem(unavailable)."""
+    async def peek(self, ref: CodeRef) -> Refused | None:
+        """Why a redeem would be refused now (VOIDED, ALREADY_REDEEMED, UNAVAILABLE), or None."""
         partition = keyspace.partition_of(ref.campaign_id, ref.serial, self._partitions)
         keys = [
             keyspace.epoch(partition),
             keyspace.used_bitmap(partition, ref.campaign_id, ref.serial),
             keyspace.void_bitmap(partition, ref.campaign_id, ref.serial),
         ]
-        state: bytes = await self._run(_CHECK, keys, [keyspace.bit_offset(ref.serial)])
-        if state == b"unavailable":
-            raise unavailable()
-        return state
+        state = await self._run(_CHECK, keys, [keyspace.bit_offset(ref.serial)])
+        return None if state == b"valid" else _refused(state)
 
     async def reverse(
         self, redemption: RedemptionId, terminal: TerminalClaims, now_ms: int, window_ms: int
-    ) -> None:
-        """Free the code again, or raise the Problem that says why not."""
+    ) -> Refused | None:
+        """Free the code again (None), or why not."""
         campaign_id, serial = redemption.campaign_id, redemption.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
         keys = [
@@ -136,35 +143,22 @@ class CodeStateStore:
             window_ms,
         ]
         outcome = await self._run(_REVERSE, keys, args)
-        if outcome == b"reversed":
-            return
-        if outcome in (b"not_found", b"other_store"):
-            # Another store's redemption is not this till's to see: the same answer as none.
-            raise Problem(Reason.NOT_FOUND, f"No reversible redemption {redemption} at this store.")
-        if outcome == b"window_closed":
-            raise Problem(Reason.CONFLICT, "The reversal window for this redemption has closed.")
-        raise _refusal(outcome)
+        return None if outcome == b"reversed" else _refused(outcome)
 
     async def _run(self, script: Script, keys: list[str], args: list[str | int]) -> Any:
+        """The script's answer, or None when Redis cannot give one."""
         try:
             return await self._pipe.evalsha(script, keys, list(args))
         except RedisError:
-            raise unavailable() from None
+            return None
 
 
-def already_redeemed(last_use: bytes | None = None) -> Problem:
-    """The refusal for a used code, saying when and where while Redis still remembers
-    (`last_use` is "use|terminal|store|at ms|reversed|nonce")."""
-    problem = Problem(Reason.ALREADY_REDEEMED, "This code has already been redeemed.")
-    if last_use is not None:
-        _, _, store, at_ms, *_ = last_use.split(b"|")
-        used_at = datetime.fromtimestamp(int(at_ms) / 1000, tz=UTC).isoformat()
-        problem.extra.update(redeemed_at=used_at, store_id=int(store))
-        problem.detail += f" It was used at store {int(store)} at {used_at}."
-    return problem
+def _refused(answer: Any) -> Refused:
+    """The refusal a script answered (None: Redis gave no answer)."""
+    return _REFUSALS.get(answer, outcomes.UNAVAILABLE)
 
 
-def _refusal(outcome: object) -> Problem:
-    if outcome == b"voided":
-        return Problem(Reason.VOIDED, "This code was voided by its issuer.")
-    return unavailable()
+def _last_use(last_use: bytes) -> Use:
+    """The code's last use as Redis keeps it: "use|terminal|store|at ms|reversed|nonce"."""
+    _, _, store, at_ms, *_ = last_use.split(b"|")
+    return Use(int(store), datetime.fromtimestamp(int(at_ms) / 1000, tz=UTC))
