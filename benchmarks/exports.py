@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -38,7 +36,8 @@ from pathlib import Path
 
 import asyncpg
 import psutil
-from results import write_section
+from machine import describe
+from results import publish
 
 from qrloop.codes.bulk import CSV_HEADER, rows_parallel
 from qrloop.codes.keyring import Algorithm, KeyEntry, KeyRing, Purpose
@@ -46,7 +45,6 @@ from qrloop.embedded import EmbeddedServers
 from qrloop.issuance.exports import in_worker_process
 
 SECTION = "## Export source"
-HERE = Path(__file__).resolve().parent
 BLOCK = 50_000
 READ_CHUNK = 256 * 1024
 CLAIM_BASE = "https://qr.example.com/c/"
@@ -269,10 +267,7 @@ def main() -> None:
                         runs.append(run)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    section = report(runs, args)
-    print(section)
-    if not args.no_write:
-        write_section(SECTION, section)
+    publish(SECTION, report(runs, args), write=not args.no_write)
 
 
 def _median(runs: list[Run], value: Callable[[Run], float]) -> float:
@@ -313,7 +308,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             f" benchmarks/exports.py --codes {args.codes} --ed25519-codes {args.ed25519_codes}"
             f" --rounds {args.rounds}`; embedded PostgreSQL (fsync on).",
             "",
-            *machine(),
+            *describe(),
             "",
             "Medians of the rounds. *Read*: from the first byte asked for to the last byte of the"
             " CSV in the API process. *CPU*: every process involved (the reader and its worker"
@@ -328,30 +323,6 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             "",
         ]
     )
-
-
-def machine() -> list[str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _run("lscpu").splitlines()
-            if "Model name" in line
-        ),
-        platform.processor() or "?",
-    )
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return [
-        f"- CPU: {model}, {os.cpu_count()} CPUs; load average at the end {load}",
-        f"- Python: {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- qrloop: {_run('git', '-C', str(HERE), 'rev-parse', '--short', 'HEAD').strip() or '?'}",
-    ]
-
-
-def _run(*command: str) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ closed), neither retries a script call by itself (a redemption must not run twic
 talk to the same Valkey, which fsyncs every write (AOF, appendfsync always) before answering.
 Every call must answer `redeemed` for its own serial.
 
-Clients alternate within each round, on the same server. Reported: calls/s, the p50 and p99 of
-one call's time, the client process's CPU per call (all its threads: GLIDE's Rust runtime
-too) and Valkey's. Writes the "## Pipe vs GLIDE" section of benchmarks/RESULTS.md.
+Clients alternate within each round, on the same server, in two placements: "1 + 1", the
+client process (every thread) on one core and Valkey on the other, as an API process has
+about a core of its own; and "shared", both free to use either core. Reported: calls/s, the
+p50 and p99 of one call's time, the client process's CPU per call (all its threads: GLIDE's
+Rust runtime too) and Valkey's. Writes the "## Pipe vs GLIDE" section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -30,10 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -44,8 +44,9 @@ from pathlib import Path
 
 import redis
 import uvloop
+from machine import describe
 from ports import free_port
-from results import write_section
+from results import publish
 from valkey_script import PARTITIONS, cpu_seconds, redeem_call, start_valkey
 
 from qrloop import keyspace
@@ -53,13 +54,24 @@ from qrloop.redemption import store
 from qrloop.redemption.pipe import RedisPipe
 
 SECTION = "## Pipe vs GLIDE"
-HERE = Path(__file__).resolve().parent
 TIMEOUT_SECONDS = 2.0
 Call = Callable[[list[str], list[str | int]], Awaitable[object]]
 
 
+ALL_CORES = set(range(os.cpu_count() or 1))
+# placement -> (the client's cores, Valkey's cores)
+PLACEMENTS = {"1 + 1": ({0}, {1}), "shared": (ALL_CORES, ALL_CORES)}
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Every thread of the process on these cores (threads started later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
+
+
 @dataclass
 class Run:
+    placement: str
     client: str
     concurrency: int
     round: int
@@ -171,32 +183,32 @@ def main() -> None:
             admin.set(keyspace.epoch(partition), 1)
         offset = 0
         for round_no in range(1, args.rounds + 1):
-            for concurrency in (8, 64):
-                names = list(CLIENTS)
-                order = names if round_no % 2 else names[::-1]
-                for client in order:
-                    offset += args.calls + 1
-                    elapsed, latencies, used, valkey_used = uvloop.run(
-                        measure(client, port, valkey.pid, offset, args.calls, concurrency)
-                    )
-                    run = Run(
-                        client, concurrency, round_no, args.calls, elapsed, latencies, used,
-                        valkey_used,
-                    )  # fmt: skip
-                    print(
-                        f"round {round_no} c={concurrency} {client}: {run.rate:,.0f} calls/s,"
-                        f" p99 {run.percentile(0.99):.2f} ms",
-                        flush=True,
-                    )
-                    runs.append(run)
+            for placement, (client_cores, valkey_cores) in PLACEMENTS.items():
+                pin(os.getpid(), client_cores)
+                pin(valkey.pid, valkey_cores)
+                for concurrency in (8, 64):
+                    names = list(CLIENTS)
+                    order = names if round_no % 2 else names[::-1]
+                    for client in order:
+                        offset += args.calls + 1
+                        elapsed, latencies, used, valkey_used = uvloop.run(
+                            measure(client, port, valkey.pid, offset, args.calls, concurrency)
+                        )
+                        run = Run(
+                            placement, client, concurrency, round_no, args.calls, elapsed,
+                            latencies, used, valkey_used,
+                        )  # fmt: skip
+                        print(
+                            f"round {round_no} {placement} c={concurrency} {client}:"
+                            f" {run.rate:,.0f} calls/s, p99 {run.percentile(0.99):.2f} ms",
+                            flush=True,
+                        )
+                        runs.append(run)
     finally:
         valkey.kill()
         valkey.wait()
         shutil.rmtree(folder, ignore_errors=True)
-    section = report(runs, args)
-    print(section)
-    if not args.no_write:
-        write_section(SECTION, section)
+    publish(SECTION, report(runs, args), write=not args.no_write)
 
 
 def _median(runs: list[Run], value: Callable[[Run], float]) -> float:
@@ -205,27 +217,29 @@ def _median(runs: list[Run], value: Callable[[Run], float]) -> float:
 
 def report(runs: list[Run], args: argparse.Namespace) -> str:
     rows, ratios = [], []
-    for concurrency in (8, 64):
-        for client in CLIENTS:
-            cell = [r for r in runs if r.client == client and r.concurrency == concurrency]
-            rate = _median(cell, lambda r: r.rate)
-            rows.append(
-                f"| single Valkey | {concurrency} | {client} | {rate:,.0f}"
-                f" | {_median(cell, lambda r: r.percentile(0.5)):.2f}"
-                f" | {_median(cell, lambda r: r.percentile(0.99)):.2f}"
-                f" | {_median(cell, lambda r: r.client_cpu / r.calls * 1e6):.1f}"
-                f" | {_median(cell, lambda r: r.valkey_cpu / r.calls * 1e6):.1f} |"
-            )
-        by_round = {(r.round, r.client): r for r in runs if r.concurrency == concurrency}
-        for glide in ("glide", "glide-evalsha"):
-            rounds = range(1, args.rounds + 1)
-            pairs = [(by_round[(n, glide)], by_round[(n, "pipe")]) for n in rounds]
-            within = [g.rate / p.rate for g, p in pairs]
-            cpu = [g.client_cpu / p.client_cpu for g, p in pairs]
-            ratios.append(
-                f"| single Valkey | {concurrency} | {glide} | {statistics.median(within):.2f}"
-                f" | {min(within):.2f} to {max(within):.2f} | {statistics.median(cpu):.2f} |"
-            )
+    for placement in PLACEMENTS:
+        for concurrency in (8, 64):
+            cells = [r for r in runs if (r.placement, r.concurrency) == (placement, concurrency)]
+            for client in CLIENTS:
+                cell = [r for r in cells if r.client == client]
+                rate = _median(cell, lambda r: r.rate)
+                rows.append(
+                    f"| {placement} | {concurrency} | {client} | {rate:,.0f}"
+                    f" | {_median(cell, lambda r: r.percentile(0.5)):.2f}"
+                    f" | {_median(cell, lambda r: r.percentile(0.99)):.2f}"
+                    f" | {_median(cell, lambda r: r.client_cpu / r.calls * 1e6):.1f}"
+                    f" | {_median(cell, lambda r: r.valkey_cpu / r.calls * 1e6):.1f} |"
+                )
+            by_round = {(r.round, r.client): r for r in cells}
+            for glide in ("glide", "glide-evalsha"):
+                rounds = range(1, args.rounds + 1)
+                pairs = [(by_round[(n, glide)], by_round[(n, "pipe")]) for n in rounds]
+                within = [g.rate / p.rate for g, p in pairs]
+                cpu = [(g.client_cpu / g.calls) / (p.client_cpu / p.calls) for g, p in pairs]
+                ratios.append(
+                    f"| {placement} | {concurrency} | {glide} | {statistics.median(within):.2f}"
+                    f" | {min(within):.2f} to {max(within):.2f} | {statistics.median(cpu):.2f} |"
+                )
     return "\n".join(
         [
             SECTION,
@@ -235,50 +249,28 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             f" redeem.lua by EVALSHA, the same KEYS and ARGV, {args.calls:,} calls per run, one"
             " client process on uvloop, one Valkey with AOF and appendfsync always.",
             "",
-            *machine(),
+            *describe(
+                f"valkey-glide {metadata.version('valkey-glide')},"
+                f" redis-py {metadata.version('redis')}, hiredis {metadata.version('hiredis')}"
+            ),
             "",
-            "Medians over rounds. Client CPU: the client process, every thread, per call.",
+            "Medians over rounds. *1 + 1*: the client process on one core, Valkey on the other;"
+            " *shared*: both on either. Client CPU: the client process, every thread, per call.",
             "",
-            "| server | callers | client | calls/s | p50 ms | p99 ms | client CPU µs/call"
+            "| cores | callers | client | calls/s | p50 ms | p99 ms | client CPU µs/call"
             " | Valkey CPU µs/call |",
             "|---|---:|---|---:|---:|---:|---:|---:|",
             *rows,
             "",
             "GLIDE against the pipe, within each round (same server, back to back):",
             "",
-            "| server | callers | GLIDE variant | GLIDE/pipe calls/s (median) | range"
-            " | GLIDE/pipe client CPU |",
+            "| cores | callers | GLIDE variant | GLIDE/pipe calls/s (median) | range"
+            " | GLIDE/pipe client CPU per call |",
             "|---|---:|---|---:|---|---:|",
             *ratios,
             "",
         ]
     )
-
-
-def machine() -> list[str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _run("lscpu").splitlines()
-            if "Model name" in line
-        ),
-        platform.processor() or "?",
-    )
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return [
-        f"- CPU: {model}, {os.cpu_count()} CPUs; load average at the end {load}",
-        f"- Python: {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- valkey-glide {metadata.version('valkey-glide')}, redis-py {metadata.version('redis')},"
-        f" hiredis {metadata.version('hiredis')}",
-        f"- qrloop: {_run('git', '-C', str(HERE), 'rev-parse', '--short', 'HEAD').strip() or '?'}",
-    ]
-
-
-def _run(*command: str) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return ""
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from PIL import Image
 
 from qrloop.codes.format import Signer, Verifier
 from qrloop.codes.keyring import KeyRing
-from support import Stack, Stores, eventually, fetchval, reason, redeem, serving
+from support import Merchant, Stack, Stores, eventually, fetchval, reason, redeem, serving
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,18 @@ def _signer(stack: Stack, log: Path | None = None, **settings: str) -> subproces
     return subprocess.Popen(
         [sys.executable, "-m", "qrloop", "signer"], env=env, cwd=stack.workdir, stderr=output
     )
+
+
+def _signed_by_a_signer(
+    stack: Stack, merchant: Merchant, path: str, within: float, **settings: str
+) -> None:
+    """Run a signer (with these settings) until the order at `path` is done, then stop it."""
+    signer = _signer(stack, **settings)
+    try:
+        eventually(lambda: merchant.get(path).json()["status"] == "done", within=within)
+    finally:
+        signer.send_signal(signal.SIGTERM)
+        signer.wait(timeout=30)
 
 
 def _pool_processes(stack: Stack) -> list[psutil.Process]:
@@ -120,12 +132,7 @@ def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> 
     interrupted = merchant.get(path).json()
     assert interrupted["status"] == "running"
     assert interrupted["done"] < 400_000
-    second = _signer(signerless)
-    try:
-        eventually(lambda: merchant.get(path).json()["status"] == "done", within=120)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+    _signed_by_a_signer(signerless, merchant, path, within=120)
     export = merchant.get(path + "/codes", format="csv")
     serials = _serials(signerless, export.text)
     assert serials == list(range(order["first_serial"], order["first_serial"] + 400_000))
@@ -140,12 +147,9 @@ def test_claim_links_keep_the_url_the_order_was_placed_under(signerless: Stack) 
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 1_000})
     path = f"/v1/orders/{order['id']}"
-    signer = _signer(signerless, QRLOOP_PUBLIC_URL="https://elsewhere.example")
-    try:
-        eventually(lambda: merchant.get(path).json()["status"] == "done", within=60)
-    finally:
-        signer.send_signal(signal.SIGTERM)
-        signer.wait(timeout=30)
+    _signed_by_a_signer(
+        signerless, merchant, path, within=60, QRLOOP_PUBLIC_URL="https://elsewhere.example"
+    )
     export = merchant.get(path + "/codes", format="csv")
     _digest_headers_match(export)
     links = [line.split(",")[2] for line in export.text.splitlines()[1:]]
