@@ -61,14 +61,7 @@ def redeem_call(offset: int) -> Call:
     def call(n: int) -> tuple[list[str], list[str | int]]:
         campaign, serial = 1, offset + n
         p = keyspace.partition_of(campaign, serial, PARTITIONS)
-        keys = [
-            keyspace.epoch(p),
-            keyspace.used_bitmap(p, campaign, serial),
-            keyspace.void_bitmap(p, campaign, serial),
-            keyspace.events(p),
-            keyspace.last_use(p, campaign, serial),
-            keyspace.reversal_counts(p, campaign, serial),
-        ]
+        keys = list(keyspace.redeem_keys(p, campaign, serial))
         now = int(time.time() * 1000)
         return keys, [
             keyspace.bit_offset(serial),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_support import Cluster, running_cluster
 from qrloop.embedded import EmbeddedServers
 from support import Stack, Stores, free_port, serving, start_valkey
 
@@ -65,3 +66,14 @@ def own_redis(stores: Stores, scratch_dir: Path) -> Iterator[tuple[Stack, Path, 
     finally:
         valkey.kill()
         valkey.wait()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster() -> Iterator[Cluster]:
+    """A real Valkey Cluster for the session: 3 primaries, one replica each, on loopback.
+
+    Tests share it: a test that moves slots or fails nodes over leaves it healthy (every slot
+    served, `wait_healthy()`), and stacks on it flush it before they start."""
+    folder = Path(tempfile.mkdtemp(prefix="qrloop-cluster-"))
+    with running_cluster(folder) as cluster:
+        yield cluster

@@ -219,16 +219,25 @@ def own_stores(servers: Stores) -> Iterator[Stores]:
     Stacks never share state: processes of one stack would otherwise pick up another's
     orders and events, signed with another key ring.
     """
-    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
-    asyncio.run(_admin(servers.database_url, f'CREATE DATABASE "{name}"'))
     db = _free_redis_dbs.pop()
     redis_url = _with_redis_db(servers.redis_url, db)
     redis.Redis.from_url(redis_url).flushdb()
     try:
-        yield Stores(_with_database(servers.database_url, name), redis_url)
+        with fresh_database(servers.database_url) as database_url:
+            yield Stores(database_url, redis_url)
     finally:
         _free_redis_dbs.append(db)
-        asyncio.run(_admin(servers.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def fresh_database(database_url: str) -> Iterator[str]:
+    """The URL of a new, empty database on that PostgreSQL, dropped at the end."""
+    name = f"qrloop_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(database_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        asyncio.run(_admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextmanager
@@ -237,12 +246,28 @@ def serving(
 ) -> Iterator[Stack]:
     """Run `qrloop serve` (API, worker and signer processes) with `python` on stores of its
     own in `workdir`; SIGTERM it at the end. `settings` are extra environment variables."""
-    with own_stores(servers) as stores, _serve(stores, workdir, python, settings) as stack:
+    with own_stores(servers) as stores, serving_on(stores, workdir, python, **settings) as stack:
         yield stack
 
 
 @contextmanager
-def _serve(stores: Stores, workdir: Path, python: str, settings: dict[str, str]) -> Iterator[Stack]:
+def serving_on_redis(
+    database_url: str, redis_url: str, workdir: Path, **settings: str
+) -> Iterator[Stack]:
+    """`qrloop serve` on a fresh database of that PostgreSQL and on that Redis as it is (a
+    server or cluster of the test's own)."""
+    with (
+        fresh_database(database_url) as database,
+        serving_on(Stores(database, redis_url), workdir, **settings) as stack,
+    ):
+        yield stack
+
+
+@contextmanager
+def serving_on(
+    stores: Stores, workdir: Path, python: str = sys.executable, **settings: str
+) -> Iterator[Stack]:
+    """Run `qrloop serve` on exactly these stores (nothing fresh, nothing flushed)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
@@ -520,8 +545,9 @@ def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) 
     booked = fetch(
         stack,
         "SELECT t.serial, t.use_no, count(e.*) AS entries, sum(e.amount) AS balance"
-        " FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id"
-        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id",
+        " FROM ledger_transactions t"
+        " JOIN ledger_entries e ON (e.transaction_id, e.redeemed_at) = (t.id, t.redeemed_at)"
+        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id, t.redeemed_at",
         campaign_id,
     )
     postings = [f"{campaign_id}-{r['serial']}-{r['use_no']}" for r in booked]

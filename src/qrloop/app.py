@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any, cast
 
 import asyncpg
-import redis.asyncio as redis
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -23,7 +22,7 @@ from litestar.exceptions import (
 from litestar.types import ControllerRouterHandler
 from redis.exceptions import RedisError
 
-from qrloop import db, liveness, metrics
+from qrloop import db, liveness, metrics, redis_client
 from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
@@ -35,8 +34,8 @@ from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import METRICS_TOKEN_IF_SET, answered, document, openapi_config
 from qrloop.redemption import dependencies as redemption
+from qrloop.redemption.cluster import hot_path_pipes
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
-from qrloop.redemption.pipe import RedisPipe
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.timing import timed
 from qrloop.runtime import Runtime
@@ -62,12 +61,21 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_
 
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
-    pool = await create_pool(settings.database_url, settings.db_pool_size)
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
+    pool = await create_pool(
+        settings.database_url, settings.db_pool_size, statement_cache=settings.statement_cache
     )
-    pipe = RedisPipe(settings.redis_url)
-    return Runtime(settings=settings, pool=pool, redis=client, pipe=pipe, keys=Keys(settings))
+    tls = redis_client.Tls.of(settings)
+    client = await redis_client.connect(
+        settings.redis_url,
+        tls,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        max_connections=256,
+    )
+    pipe, writes = hot_path_pipes(settings, redis_client.is_cluster(client))
+    return Runtime(
+        settings=settings, pool=pool, redis=client, pipe=pipe, writes=writes, keys=Keys(settings)
+    )
 
 
 def problem_response(problem: Problem) -> Response[Any]:
@@ -169,9 +177,9 @@ async def live() -> Response[dict[str, str]]:
     responses=answered({"status": "ready"}),
 )
 async def ready(runtime: Runtime) -> dict[str, str]:
-    """PostgreSQL and Redis answer, and no partition has lost its state."""
+    """PostgreSQL and Redis answer (on a cluster, each primary that holds a partition), and
+    no partition has lost its state."""
     await runtime.pool.fetchval("SELECT 1")
-    await runtime.redis.ping()
     lost = await missing_epochs(runtime.redis, runtime.settings.partitions)
     if lost:
         raise Problem(Reason.UNAVAILABLE, f"Partitions {lost} lost their state; run reconcile.")
@@ -235,11 +243,13 @@ def create_app(
         try:
             with issuance.serving(app.state):
                 async with redemption.serving(
-                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys
+                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys, runtime.writes
                 ):
                     yield
         finally:
             await runtime.pipe.close()
+            if runtime.writes is not runtime.pipe:
+                await runtime.writes.close()
             await runtime.redis.aclose()
             await runtime.pool.close()
 

@@ -1,14 +1,17 @@
-"""Every Redis key qrloop uses is spelled here and nowhere else.
+"""Every Redis key qrloop uses is spelled here and nowhere else, and so is the KEYS list of
+every Lua script: each is a named tuple below, built here, whose field names the script's
+prologue gives to its keys (`qrloop.lua`), so the order is written once.
 
 A code lives in partition hash(campaign, serial >> 20) mod P. Each key a Lua script touches for
 that code carries the partition's hash tag `{pN}`, so one script call stays atomic on a single
-Redis and on Redis Cluster alike.
+Redis and on Redis Cluster alike, where the tag names the call's one hash slot.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 CHUNK_BITS = 20  # 2^20 serials per bitmap chunk: at most 128 KiB per bitmap
 CHUNK_MASK = (1 << CHUNK_BITS) - 1
@@ -55,6 +58,97 @@ def reversal_counts(partition: int, campaign_id: int, serial: int) -> str:
     return f"{_tag(partition)}:rev:{campaign_id}:{serial >> CHUNK_BITS}"
 
 
+class RedeemKeys(NamedTuple):
+    """KEYS of redemption/redeem.lua."""
+
+    epoch: str
+    used: str
+    void: str
+    events: str
+    last_use: str
+    reversal_counts: str
+
+
+class CheckKeys(NamedTuple):
+    """KEYS of redemption/check.lua."""
+
+    epoch: str
+    used: str
+    void: str
+
+
+class ReverseKeys(NamedTuple):
+    """KEYS of redemption/reverse.lua."""
+
+    epoch: str
+    used: str
+    last_use: str
+    reversal_counts: str
+    events: str
+
+
+class ClaimKeys(NamedTuple):
+    """KEYS of claim/claim.lua."""
+
+    epoch: str
+    claimed: str
+    owners: str
+    void: str
+    used: str
+    events: str
+
+
+class VoidKeys(NamedTuple):
+    """KEYS of issuance/void.lua: one bitmap chunk, so `serial` is any serial of that chunk."""
+
+    void: str
+    events: str
+
+
+def redeem_keys(partition: int, campaign_id: int, serial: int) -> RedeemKeys:
+    return RedeemKeys(
+        epoch(partition),
+        used_bitmap(partition, campaign_id, serial),
+        void_bitmap(partition, campaign_id, serial),
+        events(partition),
+        last_use(partition, campaign_id, serial),
+        reversal_counts(partition, campaign_id, serial),
+    )
+
+
+def check_keys(partition: int, campaign_id: int, serial: int) -> CheckKeys:
+    return CheckKeys(
+        epoch(partition),
+        used_bitmap(partition, campaign_id, serial),
+        void_bitmap(partition, campaign_id, serial),
+    )
+
+
+def reverse_keys(partition: int, campaign_id: int, serial: int) -> ReverseKeys:
+    return ReverseKeys(
+        epoch(partition),
+        used_bitmap(partition, campaign_id, serial),
+        last_use(partition, campaign_id, serial),
+        reversal_counts(partition, campaign_id, serial),
+        events(partition),
+    )
+
+
+def claim_keys(partition: int, campaign_id: int, serial: int) -> ClaimKeys:
+    return ClaimKeys(
+        epoch(partition),
+        claimed_bitmap(partition, campaign_id, serial),
+        claim_owners(partition, campaign_id, serial),
+        void_bitmap(partition, campaign_id, serial),
+        used_bitmap(partition, campaign_id, serial),
+        events(partition),
+    )
+
+
+def void_keys(partition: int, campaign_id: int, serial: int) -> VoidKeys:
+    return VoidKeys(void_bitmap(partition, campaign_id, serial), events(partition))
+
+
 def bit_offset(serial: int) -> int:
     return serial & CHUNK_MASK
 
@@ -91,12 +185,18 @@ BLOCKED_TERMINALS = "qr:blocked"
 """Sorted set: terminal id → until when (unix seconds) it is refused for too many invalid scans."""
 
 
-def pool_keys(pool_id: str) -> tuple[str, str]:
-    """A pool's counter of codes handed out, and its hash consumer → codes taken.
+class PoolKeys(NamedTuple):
+    """KEYS of claim/pool.lua and claim/pool_skip.lua: a pool's counter of codes handed out,
+    and its hash consumer → codes taken."""
 
-    Both share the pool's own hash tag, so handing out the next code is one atomic script.
-    """
-    return f"qr:{{pool:{pool_id}}}:next", f"qr:{{pool:{pool_id}}}:taken"
+    counter: str
+    taken: str
+
+
+def pool_keys(pool_id: str) -> PoolKeys:
+    """Both keys share the pool's own hash tag, so handing out the next code is one atomic
+    script."""
+    return PoolKeys(f"qr:{{pool:{pool_id}}}:next", f"qr:{{pool:{pool_id}}}:taken")
 
 
 def otp_challenge(challenge_id: str) -> str:

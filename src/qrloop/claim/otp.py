@@ -12,7 +12,6 @@ import secrets
 from dataclasses import dataclass
 from importlib import resources
 
-import redis.asyncio as redis
 from redis.typing import EncodableT, FieldT
 
 from qrloop import keyspace
@@ -20,6 +19,7 @@ from qrloop.claim import sendcaps
 from qrloop.claim.consumers import Consumer, keyed
 from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
 from qrloop.errors import Problem, Reason
+from qrloop.redis_client import Client
 
 COOKIE = "qrloop_otp"
 DIGITS = 6
@@ -36,7 +36,7 @@ class Challenge:
 
 
 async def start(
-    client: redis.Redis, keyring: KeyRing, consumer: Consumer, scope: str, hint: str
+    client: Client, keyring: KeyRing, consumer: Consumer, scope: str, hint: str
 ) -> Challenge:
     """A new code for `consumer` on the link `scope`; its send is counted before (`sendcaps`)."""
     challenge = Challenge(secrets.token_urlsafe(24), f"{secrets.randbelow(10**DIGITS):0{DIGITS}d}")
@@ -56,7 +56,7 @@ async def start(
     return challenge
 
 
-async def pending(client: redis.Redis, challenge_id: str | None, scope: str) -> str | None:
+async def pending(client: Client, challenge_id: str | None, scope: str) -> str | None:
     """The masked recipient of this browser's live challenge on this link, if it has one."""
     if not challenge_id:
         return None
@@ -70,7 +70,7 @@ async def pending(client: redis.Redis, challenge_id: str | None, scope: str) -> 
 
 
 async def prove(
-    client: redis.Redis, keyring: KeyRing, challenge_id: str | None, scope: str, code: str
+    client: Client, keyring: KeyRing, challenge_id: str | None, scope: str, code: str
 ) -> Consumer:
     """The person the code was sent to, if `code` is right; each try counts, the code works once."""
     expired = Problem(Reason.BAD_REQUEST, "This code has expired; ask for a new one.")
@@ -112,7 +112,7 @@ def _too_many() -> Problem:
     return Problem(Reason.RATE_LIMITED, "Too many wrong codes; ask for a new one.")
 
 
-async def person_cap(client: redis.Redis, consumer: Consumer) -> sendcaps.Cap:
+async def person_cap(client: Client, consumer: Consumer) -> sendcaps.Cap:
     """The person's cap of SENDS_PER_HOUR, counted under the newest hash. Sends counted under
     an older consumer key count too: what is left for the newest is the cap less those."""
     older = 0

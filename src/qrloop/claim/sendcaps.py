@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal
 
-import redis.asyncio as redis
-
 from qrloop import keyspace
 from qrloop.errors import Problem, Reason
 from qrloop.messages.catalogue import Language
+from qrloop.redis_client import Client, loaded
 from qrloop.settings import Settings
 
 WINDOW_SECONDS = 3600
@@ -78,20 +77,20 @@ def per_address(address: str, settings: Settings) -> Cap:
     return Cap("address", keyspace.sends_per_address(address), settings.otp_sends_per_ip_hour)
 
 
-async def take(client: redis.Redis, caps: Sequence[Cap], language: Language) -> None:
+async def take(client: Client, caps: Sequence[Cap], language: Language) -> None:
     """Count one send against every cap, or none of them and 429 naming the first that refused."""
-    take_one = client.register_script(_TAKE)
+    take_one = await loaded(client, _TAKE)
     async with client.pipeline(transaction=False) as pipe:
         for cap in caps:
-            await take_one(keys=[cap.key], args=[cap.limit, WINDOW_SECONDS], client=pipe)
+            pipe.execute_command("EVALSHA", take_one, 1, cap.key, cap.limit, WINDOW_SECONDS)
         taken = [bool(answer) for answer in await pipe.execute()]
     if all(taken):
         return
-    give_back = client.register_script(_GIVE_BACK)
+    give_back = await loaded(client, _GIVE_BACK)
     async with client.pipeline(transaction=False) as pipe:
         for cap, counted in zip(caps, taken, strict=True):
             if counted:
-                await give_back(keys=[cap.key], client=pipe)
+                pipe.execute_command("EVALSHA", give_back, 1, cap.key)
         await pipe.execute()
     refused = next(cap for cap, counted in zip(caps, taken, strict=True) if not counted)
     raise Problem(Reason.RATE_LIMITED, _REFUSALS[refused.scope][language])

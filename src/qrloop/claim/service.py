@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-import redis.asyncio as redis
 
 from qrloop.claim import state
 from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
+from qrloop.redis_client import Client
 from qrloop.rows import CAMPAIGN_COLUMNS, ORDER_COLUMNS, campaign_of, order_of
 
 _COOKIE_DOMAIN = b"qrloop/claim-cookie/v1\x00"
@@ -95,7 +95,7 @@ def owns(keyring: KeyRing, claim_token: str, owner: str | None, cookie: str | No
     return expected is not None and hmac.compare_digest(expected, cookie)
 
 
-async def claim(client: redis.Redis, partitions: int, ref: CodeRef, consumer: Consumer) -> str:
+async def claim(client: Client, partitions: int, ref: CodeRef, consumer: Consumer) -> str:
     """Claim the code for this (verified) person; returns the stored owner hash. A code the
     person claimed before, under any consumer key still verifiable, is theirs again."""
     found = await state.read(client, partitions, ref)
@@ -147,7 +147,7 @@ class Pool:
 
 
 async def hand_out(
-    client: redis.Redis, partitions: int, found: Pool, consumer: Consumer
+    client: Client, partitions: int, found: Pool, consumer: Consumer
 ) -> tuple[str, list[int]]:
     """The pool's next code for this person: ('assigned', [offset]) claimed for them,
     ('limit', offsets they hold) or ('empty', []).

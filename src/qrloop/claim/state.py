@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
-from importlib import resources
 
-import redis.asyncio as redis
-
-from qrloop import keyspace
+from qrloop import keyspace, lua
 from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef
 from qrloop.errors import Problem, Reason
+from qrloop.redis_client import Client
 
-_CLAIM = resources.files(__package__).joinpath("claim.lua").read_text()
-_POOL = resources.files(__package__).joinpath("pool.lua").read_text()
-_POOL_SKIP = resources.files(__package__).joinpath("pool_skip.lua").read_text()
+_CLAIM = lua.source(__package__, "claim.lua", keyspace.ClaimKeys._fields)
+_POOL = lua.source(__package__, "pool.lua", keyspace.PoolKeys._fields)
+_POOL_SKIP = lua.source(__package__, "pool_skip.lua", keyspace.PoolKeys._fields)
 
 
 class CodeState:
@@ -26,7 +24,7 @@ class CodeState:
         self.voided = voided
 
 
-async def read(client: redis.Redis, partitions: int, ref: CodeRef) -> CodeState:
+async def read(client: Client, partitions: int, ref: CodeRef) -> CodeState:
     campaign_id, serial = ref.campaign_id, ref.serial
     partition = keyspace.partition_of(campaign_id, serial, partitions)
     offset = keyspace.bit_offset(serial)
@@ -41,18 +39,11 @@ async def read(client: redis.Redis, partitions: int, ref: CodeRef) -> CodeState:
     return CodeState(owner.decode() if owner else None, bool(used), bool(voided))
 
 
-async def claim(client: redis.Redis, partitions: int, ref: CodeRef, consumer: str) -> str:
+async def claim(client: Client, partitions: int, ref: CodeRef, consumer: str) -> str:
     """'claimed' (now or before, by this consumer), 'taken', 'voided', 'used' or 'unavailable'."""
     campaign_id, serial = ref.campaign_id, ref.serial
     partition = keyspace.partition_of(campaign_id, serial, partitions)
-    keys = [
-        keyspace.epoch(partition),
-        keyspace.claimed_bitmap(partition, campaign_id, serial),
-        keyspace.claim_owners(partition, campaign_id, serial),
-        keyspace.void_bitmap(partition, campaign_id, serial),
-        keyspace.used_bitmap(partition, campaign_id, serial),
-        keyspace.events(partition),
-    ]
+    keys = keyspace.claim_keys(partition, campaign_id, serial)
     args: list[str | int] = [
         keyspace.bit_offset(serial),
         campaign_id,
@@ -65,13 +56,12 @@ async def claim(client: redis.Redis, partitions: int, ref: CodeRef, consumer: st
 
 
 async def reserve_from_pool(
-    client: redis.Redis, pool_id: str, consumer: Consumer, per_consumer: int, size: int
+    client: Client, pool_id: str, consumer: Consumer, per_consumer: int, size: int
 ) -> tuple[str, list[int]]:
     """('assigned', [offset]) | ('limit', offsets already held) | ('empty', []): one script
     in the pool's own hash slot."""
-    keys = list(keyspace.pool_keys(pool_id))
     args: list[str | int] = [per_consumer, size, *consumer.hashes]
-    answer = await client.register_script(_POOL)(keys=keys, args=args)
+    answer = await client.register_script(_POOL)(keys=keyspace.pool_keys(pool_id), args=args)
     outcome = answer[0].decode()
     if outcome == "assigned":
         return outcome, [int(answer[1])]
@@ -81,24 +71,22 @@ async def reserve_from_pool(
 
 
 async def skip_in_pool(
-    client: redis.Redis, pool_id: str, consumer: Consumer, size: int, offset: int
+    client: Client, pool_id: str, consumer: Consumer, size: int, offset: int
 ) -> int | None:
     """Move the person's place from `offset` to the pool's next one; None when none is left
     (their place is then given back)."""
-    keys = list(keyspace.pool_keys(pool_id))
     answer = await client.register_script(_POOL_SKIP)(
-        keys=keys, args=[size, consumer.newest, offset]
+        keys=keyspace.pool_keys(pool_id), args=[size, consumer.newest, offset]
     )
     return int(answer[1]) if answer[0] == b"assigned" else None
 
 
-async def held_in_pool(client: redis.Redis, pool_id: str, consumer: Consumer) -> list[int]:
+async def held_in_pool(client: Client, pool_id: str, consumer: Consumer) -> list[int]:
     """The offsets the person holds in the pool, under any of their hashes."""
-    _, taken = keyspace.pool_keys(pool_id)
+    taken = keyspace.pool_keys(pool_id).taken
     held: list[bytes | None] = await client.hmget(taken, list(consumer.hashes))  # type: ignore[assignment]
     return [int(part) for value in held if value for part in value.decode().split(",")]
 
 
-async def handed_out(client: redis.Redis, pool_id: str) -> int:
-    counter, _ = keyspace.pool_keys(pool_id)
-    return int(await client.get(counter) or 0)
+async def handed_out(client: Client, pool_id: str) -> int:
+    return int(await client.get(keyspace.pool_keys(pool_id).counter) or 0)

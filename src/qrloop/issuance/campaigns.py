@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 import msgspec
-import redis.asyncio as redis
 from asyncpg.pool import PoolConnectionProxy
 
 from qrloop import keyspace
@@ -16,6 +15,7 @@ from qrloop.agreements import service as agreements
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
 from qrloop.redemption.rules import parse_hours
+from qrloop.redis_client import Client
 from qrloop.rows import CAMPAIGN_COLUMNS, campaign_of
 
 # Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
@@ -158,8 +158,11 @@ async def get(
 
 
 # Settled = redemptions booked in the ledger, reversed = reversals booked; the amounts are the
-# issuer's payable and fees for the campaign, net of reversals.
-_STATS = """
+# issuer's payable and fees for the campaign, net of reversals. The ledger is partitioned by
+# the redemption's month (migrations/013): only the months from the campaign's creation to now
+# are read, with an hour's margin for the clocks of the API hosts, which time redemptions.
+_LIFE = "BETWEEN c.created_at - interval '1 hour' AND now() + interval '1 hour'"
+_STATS = f"""
 SELECT c.next_serial, c.currency,
     (SELECT coalesce(sum(quantity), 0)::bigint FROM orders o
      WHERE o.campaign_id = c.id AND o.status = 'done') AS issued,
@@ -168,21 +171,23 @@ FROM campaigns c
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE kind = 'redemption') AS settled,
            count(*) FILTER (WHERE kind = 'reversal') AS reversed
-    FROM ledger_transactions WHERE campaign_id = c.id
+    FROM ledger_transactions
+    WHERE campaign_id = c.id AND redeemed_at {_LIFE}
 ) t
 CROSS JOIN LATERAL (
     SELECT (-coalesce(sum(amount) FILTER (WHERE account = 'payable'), 0))::bigint
                AS settled_value,
            (-coalesce(sum(amount) FILTER (WHERE account = 'fees'), 0))::bigint AS platform_fees
-    FROM ledger_entries JOIN ledger_transactions lt ON lt.id = transaction_id
-    WHERE lt.campaign_id = c.id
+    FROM ledger_entries le
+    JOIN ledger_transactions lt ON (lt.id, lt.redeemed_at) = (le.transaction_id, le.redeemed_at)
+    WHERE lt.campaign_id = c.id AND lt.redeemed_at {_LIFE} AND le.redeemed_at {_LIFE}
 ) e
 WHERE c.id = $1 AND c.merchant_id = $2
 """
 
 
 async def stats(
-    pool: asyncpg.Pool, client: redis.Redis, partitions: int, merchant_id: int, campaign_id: int
+    pool: asyncpg.Pool, client: Client, partitions: int, merchant_id: int, campaign_id: int
 ) -> CampaignStats:
     """Live counts from the code state (Redis); settled counts and amounts from the ledger
     (PostgreSQL), so they agree with the settlement reports to the unit."""
@@ -206,7 +211,7 @@ async def stats(
 
 
 async def _bit_counts(
-    client: redis.Redis, partitions: int, campaign_id: int, next_serial: int
+    client: Client, partitions: int, campaign_id: int, next_serial: int
 ) -> tuple[int, int, int]:
     first_serials = range(0, next_serial, 1 << keyspace.CHUNK_BITS)
     async with client.pipeline(transaction=False) as pipe:

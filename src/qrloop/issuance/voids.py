@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
 import asyncpg
-import redis.asyncio as redis
 
-from qrloop import keyspace
+from qrloop import keyspace, lua
 from qrloop.codes.format import CodeRef
 from qrloop.codes.keyring import KeyRing
 from qrloop.codes.verify_pool import VerifierPool
@@ -15,8 +12,9 @@ from qrloop.errors import Problem, Reason
 from qrloop.issuance import orders
 from qrloop.issuance.campaigns import now_ms
 from qrloop.issuance.schemas import VoidIn
+from qrloop.redis_client import Client, loaded
 
-_SCRIPT = resources.files(__package__).joinpath("void.lua").read_text()
+_SCRIPT = lua.source(__package__, "void.lua", keyspace.VoidKeys._fields)
 PIPELINE_CALLS = 500
 
 
@@ -28,14 +26,12 @@ async def decode_all(verifiers: VerifierPool, keyring: KeyRing, codes: list[str]
     return found
 
 
-async def void_ranges(
-    client: redis.Redis, partitions: int, ranges: list[tuple[int, int, int]]
-) -> int:
+async def void_ranges(client: Client, partitions: int, ranges: list[tuple[int, int, int]]) -> int:
     """Void each (campaign, first, last); return how many codes were not void before.
 
     The calls go out in pipelines of PIPELINE_CALLS: between two, the event loop answers the
     tills instead of packing and parsing thousands of commands in one go."""
-    script = client.register_script(_SCRIPT)
+    script = await loaded(client, _SCRIPT)
     at = now_ms()
     spans = [
         (campaign_id, low, high)
@@ -47,12 +43,11 @@ async def void_ranges(
         async with client.pipeline(transaction=False) as pipe:
             for campaign_id, low, high in spans[start : start + PIPELINE_CALLS]:
                 partition = keyspace.partition_of(campaign_id, low, partitions)
-                keys = [
-                    keyspace.void_bitmap(partition, campaign_id, low),
-                    keyspace.events(partition),
-                ]
+                keys = keyspace.void_keys(partition, campaign_id, low)
                 bits = [keyspace.bit_offset(low), keyspace.bit_offset(high)]
-                await script(keys=keys, args=[*bits, campaign_id, low, high, at], client=pipe)
+                pipe.execute_command(
+                    "EVALSHA", script, len(keys), *keys, *bits, campaign_id, low, high, at
+                )
             voided += sum(int(result) for result in await pipe.execute())
     return voided
 

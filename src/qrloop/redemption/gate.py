@@ -17,7 +17,7 @@ from qrloop import keyspace
 from qrloop.accounts.tokens import TerminalClaims, epoch_ms
 from qrloop.redemption import outcomes
 from qrloop.redemption.outcomes import Outcome, Refused
-from qrloop.redemption.pipe import RedisPipe
+from qrloop.redemption.pipe import Pipe
 
 WINDOW_SECONDS = 60
 # Rotations are remembered for the token lifetime plus this, so that clocks a little apart
@@ -29,9 +29,7 @@ class TerminalGate:
     """Disabled terminals and stores, terminals blocked after too many invalid scans, and
     terminals whose secret was rotated within a token lifetime."""
 
-    def __init__(
-        self, pipe: RedisPipe, invalid_scans_per_minute: int, token_ttl_seconds: int
-    ) -> None:
+    def __init__(self, pipe: Pipe, invalid_scans_per_minute: int, token_ttl_seconds: int) -> None:
         self._pipe = pipe
         self._limit = invalid_scans_per_minute
         self._rotation_memory_seconds = token_ttl_seconds + _ROTATION_MARGIN_SECONDS

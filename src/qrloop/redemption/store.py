@@ -4,28 +4,28 @@ Answers are outcomes (outcomes.py); decide.py says what they mean to the till.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any, NamedTuple
 
 from redis.exceptions import RedisError
 
-from qrloop import keyspace
+from qrloop import keyspace, lua
 from qrloop.accounts.tokens import TerminalClaims
 from qrloop.codes.format import CodeRef
 from qrloop.redemption import outcomes
 from qrloop.redemption.outcomes import Outcome, Refused, Use
-from qrloop.redemption.pipe import RedisPipe, Script
+from qrloop.redemption.pipe import Pipe, Script
 
 
-def _script(name: str) -> Script:
-    return Script(resources.files(__package__).joinpath(name).read_text())
+def _script(name: str, keys: tuple[str, ...]) -> Script:
+    return Script(lua.source(__package__, name, keys))
 
 
-_REDEEM = _script("redeem.lua")
-_CHECK = _script("check.lua")
-_REVERSE = _script("reverse.lua")
+_REDEEM = _script("redeem.lua", keyspace.RedeemKeys._fields)
+_CHECK = _script("check.lua", keyspace.CheckKeys._fields)
+_REVERSE = _script("reverse.lua", keyspace.ReverseKeys._fields)
 
 # The scripts' refusals; any other answer is one the store should not give: fail closed.
 _REFUSALS = {
@@ -67,8 +67,11 @@ class Consumed(NamedTuple):
 class CodeStateStore:
     """Atomic check-and-consume of a code's bit, with the redemption queued in the same step."""
 
-    def __init__(self, pipe: RedisPipe, partitions: int) -> None:
+    def __init__(self, pipe: Pipe, partitions: int, writes: Pipe | None = None) -> None:
+        """`writes` consumes and reverses (a pipe that confirms each write, with
+        QRLOOP_REDIS_DURABILITY=replicated); `pipe` reads."""
         self._pipe = pipe
+        self._writes = writes or pipe
         self._partitions = partitions
 
     async def consume(
@@ -79,14 +82,7 @@ class CodeStateStore:
         reversed since), or why not."""
         campaign_id, serial = ref.campaign_id, ref.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
-        keys = [
-            keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, campaign_id, serial),
-            keyspace.void_bitmap(partition, campaign_id, serial),
-            keyspace.events(partition),
-            keyspace.last_use(partition, campaign_id, serial),
-            keyspace.reversal_counts(partition, campaign_id, serial),
-        ]
+        keys = keyspace.redeem_keys(partition, campaign_id, serial)
         args: list[str | int] = [
             keyspace.bit_offset(serial),
             campaign_id,
@@ -98,7 +94,7 @@ class CodeStateStore:
             nonce,
             keyspace.LAST_USE_TTL_SECONDS,
         ]
-        answer = await self._run(_REDEEM, keys, args)
+        answer = await self._run(_REDEEM, keys, args, self._writes)
         if answer is None:
             return outcomes.UNAVAILABLE
         outcome = answer[0]
@@ -111,11 +107,7 @@ class CodeStateStore:
     async def peek(self, ref: CodeRef) -> Refused | None:
         """Why a redeem would be refused now (VOIDED, ALREADY_REDEEMED, UNAVAILABLE), or None."""
         partition = keyspace.partition_of(ref.campaign_id, ref.serial, self._partitions)
-        keys = [
-            keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, ref.campaign_id, ref.serial),
-            keyspace.void_bitmap(partition, ref.campaign_id, ref.serial),
-        ]
+        keys = keyspace.check_keys(partition, ref.campaign_id, ref.serial)
         state = await self._run(_CHECK, keys, [keyspace.bit_offset(ref.serial)])
         return None if state == b"valid" else _refused(state)
 
@@ -125,13 +117,7 @@ class CodeStateStore:
         """Free the code again (None), or why not."""
         campaign_id, serial = redemption.campaign_id, redemption.serial
         partition = keyspace.partition_of(campaign_id, serial, self._partitions)
-        keys = [
-            keyspace.epoch(partition),
-            keyspace.used_bitmap(partition, campaign_id, serial),
-            keyspace.last_use(partition, campaign_id, serial),
-            keyspace.reversal_counts(partition, campaign_id, serial),
-            keyspace.events(partition),
-        ]
+        keys = keyspace.reverse_keys(partition, campaign_id, serial)
         args: list[str | int] = [
             keyspace.bit_offset(serial),
             campaign_id,
@@ -142,13 +128,15 @@ class CodeStateStore:
             now_ms,
             window_ms,
         ]
-        outcome = await self._run(_REVERSE, keys, args)
+        outcome = await self._run(_REVERSE, keys, args, self._writes)
         return None if outcome == b"reversed" else _refused(outcome)
 
-    async def _run(self, script: Script, keys: list[str], args: list[str | int]) -> Any:
+    async def _run(
+        self, script: Script, keys: Sequence[str], args: list[str | int], pipe: Pipe | None = None
+    ) -> Any:
         """The script's answer, or None when Redis cannot give one."""
         try:
-            return await self._pipe.evalsha(script, keys, list(args))
+            return await (pipe or self._pipe).evalsha(script, keys, args)
         except RedisError:
             return None
 

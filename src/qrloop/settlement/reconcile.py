@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
-import redis.asyncio as redis
 
 from qrloop import keyspace
+from qrloop.redis_client import Client
 from qrloop.settlement.state import missing_epochs
 
 _USED = """
 SELECT r.serial FROM redemptions r
-LEFT JOIN reversals v USING (campaign_id, serial, use_no)
+LEFT JOIN reversals v USING (campaign_id, serial, use_no, redeemed_at)
 WHERE r.campaign_id = $1 AND v.use_no IS NULL
 """
 
@@ -43,7 +43,7 @@ class Report:
         return not self.lost_partitions and not any(d.lost for d in self.differences)
 
 
-async def reconcile(pool: asyncpg.Pool, client: redis.Redis, partitions: int) -> Report:
+async def reconcile(pool: asyncpg.Pool, client: Client, partitions: int) -> Report:
     differences = []
     for campaign in await pool.fetch("SELECT id, next_serial FROM campaigns ORDER BY id"):
         in_redis = await _used_in_redis(client, partitions, campaign["id"], campaign["next_serial"])
@@ -57,7 +57,7 @@ async def reconcile(pool: asyncpg.Pool, client: redis.Redis, partitions: int) ->
 
 
 async def _used_in_redis(
-    client: redis.Redis, partitions: int, campaign_id: int, next_serial: int
+    client: Client, partitions: int, campaign_id: int, next_serial: int
 ) -> set[int]:
     used: set[int] = set()
     for first in range(0, next_serial, 1 << keyspace.CHUNK_BITS):

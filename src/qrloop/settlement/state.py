@@ -6,10 +6,9 @@ import time
 from collections.abc import Iterator
 
 import asyncpg
-import redis.asyncio as redis
-from redis.asyncio.client import Pipeline
 
 from qrloop import keyspace
+from qrloop.redis_client import AnyPipeline, Client
 
 # Per code that was ever redeemed: does its latest use stand, and how often was it reversed.
 _USES = """
@@ -17,7 +16,7 @@ SELECT r.campaign_id, r.serial,
        bool_or(v.use_no IS NULL) AS used,
        count(v.use_no) AS reversals
 FROM redemptions r
-LEFT JOIN reversals v USING (campaign_id, serial, use_no)
+LEFT JOIN reversals v USING (campaign_id, serial, use_no, redeemed_at)
 GROUP BY r.campaign_id, r.serial
 """
 # Settlement holds this shared from reading a batch to committing it; a rebuild holds it
@@ -28,7 +27,7 @@ _VOIDS = "SELECT campaign_id, first_serial, last_serial FROM voids"
 _CLAIMS = "SELECT campaign_id, serial, consumer_hash FROM claims"
 
 
-async def missing_epochs(client: redis.Redis, partitions: int) -> list[int]:
+async def missing_epochs(client: Client, partitions: int) -> list[int]:
     async with client.pipeline(transaction=False) as pipe:
         for partition in range(partitions):
             pipe.exists(keyspace.epoch(partition))
@@ -36,7 +35,7 @@ async def missing_epochs(client: redis.Redis, partitions: int) -> list[int]:
     return [p for p, exists in enumerate(present) if not exists]
 
 
-async def ensure_epochs(pool: asyncpg.Pool, client: redis.Redis, partitions: int) -> list[int]:
+async def ensure_epochs(pool: asyncpg.Pool, client: Client, partitions: int) -> list[int]:
     """Give every partition its epoch marker, first rebuilding its bits where state was lost.
 
     Run before any API process serves: a partition without a marker refuses every code.
@@ -86,7 +85,7 @@ async def ensure_epochs(pool: asyncpg.Pool, client: redis.Redis, partitions: int
 
 
 def _fill(
-    pipe: Pipeline, campaign_id: int, first: int, last: int, partitions: int, missing: set[int]
+    pipe: AnyPipeline, campaign_id: int, first: int, last: int, partitions: int, missing: set[int]
 ) -> None:
     """Set the void bits of [first, last] in the partitions being rebuilt."""
     for low, high in keyspace.chunk_spans(first, last):
