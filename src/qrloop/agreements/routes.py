@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 
 from qrloop.accounts.guards import current_merchant
 from qrloop.agreements import service
@@ -16,7 +17,17 @@ class AgreementsController(Controller):
     tags = ["agreements"]
     dependencies = {"merchant_id": Provide(current_merchant)}
 
-    @post("/", status_code=201, summary="Propose that another merchant accept a campaign")
+    @post(
+        "/",
+        status_code=201,
+        summary="Propose that another merchant accept a campaign",
+        responses={
+            200: ResponseSpec(
+                data_container=AgreementOut,
+                description="The agreement already open with that merchant",
+            )
+        },
+    )
     async def propose(
         self, data: AgreementIn, merchant_id: int, runtime: Runtime
     ) -> Response[AgreementOut]:
