@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from history_rows import Loaded, list_queries, load, scans_of
+from history_rows import Loaded, Scan, list_queries, load, scans_of
 from qrloop import db
 from qrloop.history import queries
 from qrloop.pagination import DEFAULT_LIMIT
@@ -19,6 +19,8 @@ from support import Stores, own_stores
 
 ROWS = 100_000
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
+# A month this small is read whole at less cost than through an index.
+SMALL_PAGES = 10
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +52,28 @@ def _plan(database_url: str, statement: str, args: list[Any]) -> Any:
     return asyncio.run(explain())
 
 
+def _sequential(database_url: str, scans: list[Scan]) -> list[Scan]:
+    """The scans that read a table of more than a few pages other than through an index. The
+    current month holds as many rows as days of it have passed (none on its first), and a
+    handful of rows are rightly read whole."""
+    tables = {scan.relation for scan in scans if scan.kind not in INDEX_SCANS}
+    if not tables:
+        return []
+
+    async def sizes() -> dict[str, int]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            rows = await connection.fetch(
+                "SELECT relname, relpages FROM pg_class WHERE relname = ANY($1)", list(tables)
+            )
+            return {row["relname"]: row["relpages"] for row in rows}
+        finally:
+            await connection.close()
+
+    pages = asyncio.run(sizes())
+    return [s for s in scans if s.kind not in INDEX_SCANS and pages[s.relation] > SMALL_PAGES]
+
+
 def test_each_list_page_reads_redemptions_through_an_index(
     loaded: tuple[str, Loaded],
 ) -> None:
@@ -61,7 +85,7 @@ def test_each_list_page_reads_redemptions_through_an_index(
         statement, args = queries.listing(filters, after, DEFAULT_LIMIT + 1)
         scans = scans_of(_plan(database_url, statement, args))
         assert scans, name
-        assert {kind for kind, _ in scans} <= INDEX_SCANS, (name, scans)
+        assert _sequential(database_url, scans) == [], (name, scans)
 
 
 def test_one_redemption_is_read_through_indexes(loaded: tuple[str, Loaded]) -> None:
@@ -71,4 +95,4 @@ def test_one_redemption_is_read_through_indexes(loaded: tuple[str, Loaded]) -> N
     statement, args = queries.one(ids.merchant_id, (ids.campaign_id, 1, 1))
     scans = scans_of(_plan(database_url, statement, args))
     assert scans
-    assert {kind for kind, _ in scans} <= INDEX_SCANS, scans
+    assert _sequential(database_url, scans) == [], scans
