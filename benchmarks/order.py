@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -25,12 +24,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+from machine import describe
 from ports import free_port
 from results import write_section
 
 from qrloop.embedded import EmbeddedServers
 
-HERE = Path(__file__).resolve().parent
 SECTION = "## Bulk order"
 
 
@@ -123,29 +122,6 @@ def measure(env: dict[str, str], workdir: Path, quantity: int) -> dict[str, floa
     }
 
 
-def machine() -> list[str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _run("lscpu").splitlines()
-            if "Model name" in line
-        ),
-        platform.processor() or "?",
-    )
-    return [
-        f"- CPU: {model}, {os.cpu_count()} CPUs",
-        f"- Python: {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- qrloop: {_run('git', '-C', str(HERE), 'rev-parse', '--short', 'HEAD').strip() or '?'}",
-    ]
-
-
-def _run(*command: str) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quantity", type=int, default=1_000_000)
@@ -179,7 +155,7 @@ def main() -> None:
             f" --quantity {args.quantity}`; stores: {stores}; signer with"
             f" {os.environ.get('QRLOOP_SIGNER_PROCESSES', '2')} processes.",
             "",
-            *machine(),
+            *describe(),
             "",
             "| codes | signed in | CSV downloaded in | request to complete download | codes/s"
             " | peak memory: signer and its pool | peak memory: every qrloop process |",

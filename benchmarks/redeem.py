@@ -1126,16 +1126,32 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10, help="seconds per run (10)")
     parser.add_argument("--rounds", type=int, default=2, help="a, b, c repetitions per cell (2)")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--connections", type=int, nargs="+", default=[64, 8])
+    parser.add_argument("--connections", type=int, nargs="+", help="(64 8; with --whole 64 8 1)")
     parser.add_argument("--warmup", type=float, default=3, help="seconds per variant (3)")
     parser.add_argument(
         "--quick", action="store_true", help="smoke: 3 s runs, 1 round, 1 s warm-up"
+    )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="the whole system instead: `qrloop serve` as the README runs it (API, settlement"
+        " worker, signer, PostgreSQL, Valkey), with CPU per redemption by role"
+        " (benchmarks/whole_system.py)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="with --whole: also serve git revision REV's src/, alternated within each round",
     )
     common_options(parser, quiet_wait=15)
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup = 3, 1, 1
-    if any(c < 2 for c in args.connections):
+    if args.connections is None:
+        args.connections = [64, 8, 1] if args.whole else [64, 8]
+    if args.baseline and not args.whole:
+        parser.error("--baseline needs --whole")
+    if not args.whole and any(c < 2 for c in args.connections):
         parser.error("--connections must be at least 2 (wrk runs 2 threads)")
     return args
 
@@ -1156,6 +1172,15 @@ def common_options(parser: argparse.ArgumentParser, quiet_wait: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.whole:
+        import whole_system
+
+        return bench_main(
+            args,
+            whole_system.SECTION,
+            whole_system.Whole,
+            lambda bench, info, problems: whole_system.report(args, bench, info, problems),
+        )
     return bench_main(
         args, SECTION, Bench, lambda bench, info, problems: report(args, bench.runs, info, problems)
     )

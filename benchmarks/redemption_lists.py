@@ -45,8 +45,9 @@ import httpx
 import order
 import psutil
 import redis.asyncio
+from machine import describe
 from ports import free_port
-from results import write_section
+from results import publish
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -365,11 +366,7 @@ def machine(database_url: str) -> list[str]:
         finally:
             await connection.close()
 
-    return [
-        *order.machine(),
-        f"- Load average at the start: {os.getloadavg()[0]:.1f} (the 2 CPUs are shared)",
-        f"- PostgreSQL: {asyncio.run(version())}, default settings (work_mem 4 MB)",
-    ]
+    return describe(f"PostgreSQL: {asyncio.run(version())}, default settings (work_mem 4 MB)")
 
 
 def run(
@@ -386,7 +383,6 @@ def run(
         "QRLOOP_API_PROCESSES": "1",
         "QRLOOP_LOG_LEVEL": "warning",
     }
-    about = machine(database_url)
     with scratch_database(database_url, "lists_plans") as url:
         plans, sizes = asyncio.run(_plans(url, args.rows))
     with scratch_database(database_url, "lists_csv") as url:
@@ -399,7 +395,7 @@ def run(
             "",
             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with {command}.",
             "",
-            *about,
+            *machine(database_url),
             "",
             *plans_section(plans, sizes, args.rows),
             *memory_section(runs),
@@ -424,11 +420,9 @@ def main() -> None:
                 section, plans = run(args, urls.database_url, urls.redis_url, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(section)
     for plan in plans:
         print(f"\n{plan.name}, {plan.shape}:\n{plan.text}")
-    if not args.no_write:
-        write_section(SECTION, section)
+    publish(SECTION, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,13 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
+def publish(title: str, section: str, write: bool) -> None:
+    """Print the section; unless told not to, put it into RESULTS.md too."""
+    print(section)
+    if write:
+        write_section(title, section)
+
+
 def write_section(title: str, section: str) -> None:
     """Replace the section headed `title` (e.g. "## Redeem"), keeping every other section."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"

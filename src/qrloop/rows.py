@@ -29,7 +29,9 @@ class Campaign(msgspec.Struct, frozen=True):
 
 class Order(msgspec.Struct, frozen=True):
     """The serial range [first_serial, first_serial + quantity) signed with key_id; the first
-    `done` of them are signed, in `export_bytes` of the export file."""
+    `done` of them are signed, `export_bytes` of its CSV export. Its claim links start with
+    `claim_base` (None: placed before migration 017); `export_sha256` is the CSV's digest,
+    recorded as the order became done."""
 
     id: int
     campaign_id: int
@@ -40,6 +42,8 @@ class Order(msgspec.Struct, frozen=True):
     quantity: int
     done: int
     export_bytes: int
+    claim_base: str | None
+    export_sha256: bytes | None
 
 
 def columns(struct: type[msgspec.Struct], alias: str = "") -> str:

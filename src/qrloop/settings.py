@@ -42,7 +42,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     run_worker: bool = True
     token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 900
-    export_dir: Path | None = None
     signer_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     signer_stale_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     settlement_consumers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
@@ -71,7 +70,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     probe_port: Port | None = None
     quota_outstanding_codes: Annotated[int, msgspec.Meta(ge=0)] = 100_000_000
     quota_orders_per_day: Annotated[int, msgspec.Meta(ge=0)] = 1_000
-    quota_export_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 << 30
     otp_sends_per_link_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10
     otp_sends_per_pool_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
     otp_sends_per_pool_code_hour: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
@@ -83,11 +81,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def base_url(self) -> str:
         """The address consumers and tills reach, without a trailing slash."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
-
-    @property
-    def exports_path(self) -> Path:
-        """Where signed orders are written; shared by every host in a multi-host deployment."""
-        return self.export_dir or self.data_dir / "exports"
 
     @property
     def webhook_retry_seconds(self) -> float:
@@ -123,7 +116,6 @@ ENVIRONMENT = {
     "QRLOOP_API_PROCESSES": "api_processes",
     "QRLOOP_RUN_WORKER": "run_worker",
     "QRLOOP_TOKEN_TTL_SECONDS": "token_ttl_seconds",
-    "QRLOOP_EXPORT_DIR": "export_dir",
     "QRLOOP_SIGNER_PROCESSES": "signer_processes",
     "QRLOOP_SIGNER_STALE_SECONDS": "signer_stale_seconds",
     "QRLOOP_SETTLEMENT_CONSUMERS": "settlement_consumers",
@@ -149,7 +141,6 @@ ENVIRONMENT = {
     "QRLOOP_PROBE_PORT": "probe_port",
     "QRLOOP_QUOTA_OUTSTANDING_CODES": "quota_outstanding_codes",
     "QRLOOP_QUOTA_ORDERS_PER_DAY": "quota_orders_per_day",
-    "QRLOOP_QUOTA_EXPORT_BYTES": "quota_export_bytes",
     "QRLOOP_OTP_SENDS_PER_LINK_HOUR": "otp_sends_per_link_hour",
     "QRLOOP_OTP_SENDS_PER_POOL_HOUR": "otp_sends_per_pool_hour",
     "QRLOOP_OTP_SENDS_PER_POOL_CODE_HOUR": "otp_sends_per_pool_code_hour",

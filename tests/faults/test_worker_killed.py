@@ -2,62 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Callable
 
 import redis
 
-from qrloop import keyspace
 from qrloop.settings import load as load_settings
-from support import Load, Stack, eventually, fetch, fetchval, settled_exactly_once, tills
+from support import (
+    Load,
+    Stack,
+    eventually,
+    fetch,
+    fetchval,
+    kill_holding_entries,
+    pending_entries,
+    settled_exactly_once,
+    tills,
+)
 
 CODES = 10_000
 SETTLED = "SELECT count(*) FROM redemptions WHERE campaign_id = $1"
-
-
-def _held(client: redis.Redis, partitions: int, worker_pid: int) -> list[str]:
-    """Ids of the stream entries the worker's consumers (named `<host>-<pid>-<n>`) have read
-    and not acknowledged."""
-    prefix = f"{socket.gethostname()}-{worker_pid}-".encode()
-    held = []
-    for partition in range(partitions):
-        pending = client.xpending_range(
-            keyspace.events(partition), keyspace.SETTLEMENT_GROUP, "-", "+", CODES
-        )
-        held += [e["message_id"].decode() for e in pending if e["consumer"].startswith(prefix)]
-    return held
-
-
-def _pending(client: redis.Redis, partitions: int) -> int:
-    """Entries read by some consumer of the settlement group and not acknowledged."""
-    return sum(
-        int(client.xpending(keyspace.events(p), keyspace.SETTLEMENT_GROUP)["pending"])
-        for p in range(partitions)
-    )
-
-
-def _kill_holding_entries(
-    worker: subprocess.Popen[bytes], client: redis.Redis, partitions: int
-) -> list[str]:
-    """SIGKILL the worker at a moment it holds entries read but not acknowledged (frozen with
-    SIGSTOP while that is checked); return those entries' ids."""
-    held: list[str] = []
-
-    def frozen_holding_entries() -> bool:
-        os.kill(worker.pid, signal.SIGSTOP)
-        held.extend(_held(client, partitions, worker.pid))
-        if not held:
-            os.kill(worker.pid, signal.SIGCONT)
-        return bool(held)
-
-    eventually(frozen_holding_entries, within=30)
-    worker.kill()
-    worker.wait()
-    return held
 
 
 def test_worker_killed_mid_batch_settles_every_redemption_exactly_once(
@@ -82,7 +47,7 @@ def test_worker_killed_mid_batch_settles_every_redemption_exactly_once(
     first = spawn("worker")
     with Load(stack.base_url, tokens, codes, concurrency=48) as load:
         eventually(lambda: fetchval(stack, SETTLED, campaign) >= 500, within=60)
-        held = _kill_holding_entries(first, client, partitions)
+        held = kill_holding_entries(first, client, partitions)
         answered_at_kill = load.count()
         spawn("worker")
         attempts = load.finish(within=120)
@@ -94,7 +59,7 @@ def test_worker_killed_mid_batch_settles_every_redemption_exactly_once(
 
     def settled() -> bool:
         # Nothing pending (the dead consumer's entries reclaimed and acknowledged), all rows in.
-        if _pending(client, partitions):
+        if pending_entries(client, partitions):
             return False
         return bool(fetchval(stack, SETTLED, campaign) >= CODES)
 

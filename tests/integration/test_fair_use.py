@@ -124,15 +124,6 @@ def test_orders_per_day_quota(stack: Stack) -> None:
     assert merchant.get(f"/v1/campaigns/{campaign_id}/stats").json()["issued"] <= 2
 
 
-def test_export_bytes_quota(stack: Stack) -> None:
-    """Filling the disk: an order whose csv file would take the merchant's export files past
-    its quota of bytes on disk is 429 quota_exceeded."""
-    merchant = _with_quota(stack, export_bytes=40_000)
-    campaign_id = merchant.campaign()
-    assert _order(merchant, campaign_id, 100).status_code == 202
-    _refused(_order(merchant, campaign_id, 200), "export_bytes", 40_000)
-
-
 @pytest.fixture(scope="module")
 def one_order_a_day(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A stack whose default quota is one order a day."""

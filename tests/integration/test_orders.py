@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import re
 import signal
@@ -11,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import zxingcpp
@@ -18,7 +21,7 @@ from PIL import Image
 
 from qrloop.codes.format import Signer, Verifier
 from qrloop.codes.keyring import KeyRing
-from support import Stack, Stores, eventually, fetchval, reason, redeem, serving
+from support import Merchant, Stack, Stores, eventually, fetchval, reason, redeem, serving
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +33,26 @@ def signerless(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield stack
 
 
-def _signer(stack: Stack, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """A `qrloop signer` process, logging at info level into `log` when given."""
-    env = {**stack.env, "QRLOOP_LOG_LEVEL": "info"}
+def _signer(stack: Stack, log: Path | None = None, **settings: str) -> subprocess.Popen[bytes]:
+    """A `qrloop signer` process, logging at info level into `log` when given; `settings` are
+    environment variables of its own."""
+    env = {**stack.env, "QRLOOP_LOG_LEVEL": "info", **settings}
     output = log.open("wb") if log else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "qrloop", "signer"], env=env, cwd=stack.workdir, stderr=output
     )
+
+
+def _signed_by_a_signer(
+    stack: Stack, merchant: Merchant, path: str, within: float, **settings: str
+) -> None:
+    """Run a signer (with these settings) until the order at `path` is done, then stop it."""
+    signer = _signer(stack, **settings)
+    try:
+        eventually(lambda: merchant.get(path).json()["status"] == "done", within=within)
+    finally:
+        signer.send_signal(signal.SIGTERM)
+        signer.wait(timeout=30)
 
 
 def _pool_processes(stack: Stack) -> list[psutil.Process]:
@@ -50,13 +66,24 @@ def _pool_processes(stack: Stack) -> list[psutil.Process]:
     return found
 
 
+def _digest_headers_match(export: httpx.Response) -> None:
+    """The export carries its length and its SHA-256 (ETag, Repr-Digest, Digest), and they are
+    the body's."""
+    digest = hashlib.sha256(export.content).digest()
+    assert int(export.headers["content-length"]) == len(export.content)
+    assert export.headers["etag"] == f'"{digest.hex()}"'
+    assert export.headers["repr-digest"] == f"sha-256=:{base64.b64encode(digest).decode()}:"
+    assert export.headers["digest"] == f"sha-256={base64.b64encode(digest).decode()}"
+
+
 def _serials(stack: Stack, csv_text: str) -> list[int]:
     verifier = Verifier(KeyRing.load(Path(stack.env["QRLOOP_KEYS_DIR"]) / "keyring.json"))
     return [verifier.verify(line.split(",")[0]).serial for line in csv_text.splitlines()[1:]]
 
 
 def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
-    """POST answers 202 queued at once; progress rises to done; the CSV holds each serial once."""
+    """POST answers 202 queued at once; progress rises to done; the CSV holds each serial once,
+    and its ETag and digests are the SHA-256 the signer recorded of exactly those bytes."""
     merchant = stack.new_merchant()
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 120_000})
@@ -74,6 +101,7 @@ def test_order_answers_at_once_and_shows_progress(stack: Stack) -> None:
     export = merchant.get(f"/v1/orders/{order['id']}/codes", format="csv")
     serials = _serials(stack, export.text)
     assert serials == list(range(order["first_serial"], order["first_serial"] + 120_000))
+    _digest_headers_match(export)
 
 
 def test_export_waits_for_the_signer(signerless: Stack) -> None:
@@ -88,7 +116,8 @@ def test_export_waits_for_the_signer(signerless: Stack) -> None:
 
 def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> None:
     """kill -9 of the signer mid-order leaves no pool process behind; another signer takes
-    the order over (after the stale interval) and the export holds each serial exactly once."""
+    the order over (after the stale interval) and the export holds each serial exactly once,
+    with the SHA-256 of the whole CSV recorded although no signer derived all of it in one go."""
     merchant = signerless.new_merchant()
     campaign = merchant.campaign()
     order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 400_000})
@@ -103,20 +132,33 @@ def test_killed_signer_resumes_without_duplicates_or_gaps(signerless: Stack) -> 
     interrupted = merchant.get(path).json()
     assert interrupted["status"] == "running"
     assert interrupted["done"] < 400_000
-    second = _signer(signerless)
-    try:
-        eventually(lambda: merchant.get(path).json()["status"] == "done", within=120)
-    finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+    _signed_by_a_signer(signerless, merchant, path, within=120)
     export = merchant.get(path + "/codes", format="csv")
     serials = _serials(signerless, export.text)
     assert serials == list(range(order["first_serial"], order["first_serial"] + 400_000))
+    _digest_headers_match(export)
+
+
+def test_claim_links_keep_the_url_the_order_was_placed_under(signerless: Stack) -> None:
+    """A signer on a host whose QRLOOP_PUBLIC_URL differs from the API's signs the bytes the API
+    serves: the order carries the claim links' base it was placed under, so the digest the
+    signer recorded is the export's, and every link starts with the API's public URL."""
+    merchant = signerless.new_merchant()
+    campaign = merchant.campaign()
+    order = merchant.created(f"/v1/campaigns/{campaign}/orders", {"quantity": 1_000})
+    path = f"/v1/orders/{order['id']}"
+    _signed_by_a_signer(
+        signerless, merchant, path, within=60, QRLOOP_PUBLIC_URL="https://elsewhere.example"
+    )
+    export = merchant.get(path + "/codes", format="csv")
+    _digest_headers_match(export)
+    links = [line.split(",")[2] for line in export.text.splitlines()[1:]]
+    assert all(link.startswith(signerless.base_url + "/c/") for link in links)
 
 
 def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path: Path) -> None:
     """Cancelling a running order makes its signer stop at the next block, short of the
-    total, voids every code of the range, and deletes its partial export file."""
+    total, voids every code of the range, and leaves nothing to export."""
     merchant = signerless.new_merchant()
     store = merchant.created("/v1/stores", {"name": "S"})["id"]
     token = merchant.terminal_token(store)
@@ -137,8 +179,7 @@ def test_cancel_stops_the_signer_and_voids_the_range(signerless: Stack, tmp_path
     final = merchant.get(path).json()
     assert final["status"] == "cancelled"
     assert final["done"] < 2_000_000
-    exports = Path(signerless.env["QRLOOP_DATA_DIR"]) / "exports"
-    assert not (exports / f"order-{order['id']}.csv").exists()
+    assert merchant.get(path + "/codes").status_code == 409
     assert merchant.post(path + "/cancel", {}).status_code == 409
 
     # A code of the cancelled range, made with the order's key, is refused as voided.

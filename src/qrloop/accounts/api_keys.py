@@ -11,6 +11,7 @@ from asyncpg.pool import PoolConnectionProxy
 from qrloop.accounts.schemas import ApiKeyOut, NewApiKey
 from qrloop.accounts.secrets import API_KEY_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
+from qrloop.pagination import Page, newest_page, page_sql
 
 INITIAL_LABEL = "initial"
 # Shown to people to tell keys apart: the fixed prefix and 7 random characters (42 of the 256
@@ -67,12 +68,25 @@ async def holder_of(pool: asyncpg.Pool, api_key: str) -> KeyHolder | None:
 
 
 async def listed(pool: asyncpg.Pool, merchant_id: int) -> list[ApiKeyOut]:
-    """The merchant's keys, oldest first, revoked ones included; never a key or its digest."""
+    """All the merchant's keys, oldest first, revoked ones included; never a key or its digest
+    (the operator's `qrloop merchants keys list`)."""
     rows = await pool.fetch(
         f"SELECT {_COLUMNS} FROM api_keys WHERE merchant_id = $1 ORDER BY id",
         merchant_id,
     )
     return [ApiKeyOut(**row) for row in rows]
+
+
+API_KEYS_PAGE = page_sql(f"SELECT {_COLUMNS} FROM api_keys")
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
+) -> Page[ApiKeyOut]:
+    """A page of the merchant's keys, newest first, revoked ones included."""
+    return await newest_page(
+        pool, API_KEYS_PAGE, merchant_id, cursor, limit, out=lambda row: ApiKeyOut(**row)
+    )
 
 
 async def owner_of(pool: asyncpg.Pool, key_id: int) -> int | None:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 _QUOTAS = {
     "outstanding-codes": "codes of its orders not cancelled or failed, in campaigns not ended",
     "orders-per-day": "orders placed in the last 24 hours",
-    "export-bytes": "bytes of its csv export files",
 }
 _SHOWN_ONCE = "The API key is shown only this once; keep it secret."
 

@@ -1,14 +1,19 @@
-"""Stream an order's codes out: the signer's file for csv, derived on demand otherwise."""
+"""Stream an order's codes out, derived on demand from (campaign, serial, key) in any API
+process: no export is stored, so API processes need no filesystem shared with the signers.
+
+Why not keep the CSV (a file, PostgreSQL or object storage): benchmarks/RESULTS.md, "Export
+source".
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Callable, Iterator
 from enum import StrEnum
-from pathlib import Path
 from typing import NamedTuple
 
-from qrloop.codes.bulk import rows_parallel
+from qrloop.codes.bulk import CSV_HEADER, csv_row_bytes, rows_parallel
 from qrloop.codes.format import Signer, to_typed
 from qrloop.codes.keyring import KeyEntry, KeyRing, KeyStatus
 from qrloop.errors import Problem, Reason
@@ -16,8 +21,7 @@ from qrloop.issuance import images
 from qrloop.parallel import lower_priority, process_pool, run_in_pool
 from qrloop.rows import Order
 
-READ_CHUNK = 256 * 1024
-JSON_BLOCK = 20_000
+ROWS_BLOCK = 20_000  # csv or json rows made at a time
 BATCH_BYTES = 1 << 20  # what a worker process hands back at a time
 
 
@@ -45,6 +49,28 @@ _CODE, _TYPED, _LINK = (
 TEXT_EXAMPLES = {
     ExportFormat.CSV: f"code,typed,claim_url\n{_CODE},{_TYPED},{_LINK}\n",
     ExportFormat.JSON: f'{{"code":"{_CODE}","typed":"{_TYPED}","claim_url":"{_LINK}"}}\n',
+}
+_DIGEST_MEANINGS = {
+    "ETag": "csv: the export's SHA-256 in hex, recorded as the order was signed",
+    "Repr-Digest": "csv: the same SHA-256, as RFC 9530 writes it",
+    "Digest": "csv: the same SHA-256, as RFC 3230 wrote it",
+}
+
+
+def digest_headers(digest: bytes) -> dict[str, str]:
+    """A CSV export's SHA-256 as a strong ETag, an RFC 9530 Repr-Digest and an RFC 3230
+    Digest (which older tools read)."""
+    encoded = base64.b64encode(digest).decode()
+    return {
+        "ETag": f'"{digest.hex()}"',
+        "Repr-Digest": f"sha-256=:{encoded}:",
+        "Digest": f"sha-256={encoded}",
+    }
+
+
+# Each digest header's meaning and an example, for the API's documentation.
+CSV_HEADERS = {
+    name: (_DIGEST_MEANINGS[name], value) for name, value in digest_headers(bytes(32)).items()
 }
 EXTENSIONS = {
     ExportFormat.CSV: "csv",
@@ -76,14 +102,13 @@ def key_for(keyring: KeyRing, key_id: int) -> KeyEntry:
     return key
 
 
-async def file_chunks(path: Path) -> AsyncIterator[bytes]:
-    """The signer's export file, read in bounded chunks off the event loop."""
-    file = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
-            yield chunk
-    finally:
-        file.close()
+def csv_headers(key: KeyEntry, order: Order, claim_base: str) -> dict[str, str]:
+    """The CSV's length (every row of a key's algorithm has one) and, once the signer has
+    recorded it, its SHA-256: a merchant can check that a download is complete and that a
+    re-download is the same bytes."""
+    length = len(CSV_HEADER) + order.quantity * csv_row_bytes(key.algorithm, claim_base)
+    digest = order.export_sha256
+    return {"Content-Length": str(length)} | (digest_headers(digest) if digest else {})
 
 
 class Span(NamedTuple):
@@ -99,21 +124,28 @@ def span_of(order: Order) -> Span:
 
 
 def derived(
-    key: KeyEntry, span: Span, fmt: ExportFormat, base_url: str, title: str
+    key: KeyEntry, span: Span, fmt: ExportFormat, claim_base: str, title: str
 ) -> AsyncIterator[bytes]:
-    """JSON lines, images or sheets derived again from (campaign, serial, key).
+    """CSV or JSON lines, images or sheets derived again from (campaign, serial, key).
 
     Signing (Ed25519 holds the GIL), QR rendering and PDF layout are CPU-bound Python: in a
     thread they would starve the event loop that answers the tills, so they run in a worker
     process of their own and only the finished chunks come back."""
+    if fmt is ExportFormat.CSV:
+        return in_worker_process(_csv, key, span, claim_base)
     if fmt is ExportFormat.JSON:
-        return in_worker_process(_json_lines, key, span, base_url)
+        return in_worker_process(_json_lines, key, span, claim_base)
     return in_worker_process(_pictures, key, span, fmt, title)
 
 
-def _json_lines(key: KeyEntry, span: Span, base_url: str) -> Iterator[bytes]:
-    claim_base = base_url + "/c/"
-    return rows_parallel(key, *span, claim_base, "json", 1, JSON_BLOCK)
+def _csv(key: KeyEntry, span: Span, claim_base: str) -> Iterator[bytes]:
+    """The header line, then `code,typed,claim_url` rows: the bytes the signer hashed."""
+    yield CSV_HEADER
+    yield from rows_parallel(key, *span, claim_base, "csv", 1, ROWS_BLOCK)
+
+
+def _json_lines(key: KeyEntry, span: Span, claim_base: str) -> Iterator[bytes]:
+    return rows_parallel(key, *span, claim_base, "json", 1, ROWS_BLOCK)
 
 
 def _codes(key: KeyEntry, span: Span) -> Iterator[tuple[int, str]]:

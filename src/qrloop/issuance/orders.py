@@ -9,10 +9,22 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.rows import ORDER_COLUMNS, Order, order_of
 
 # Signers LISTEN here; a new order wakes one at once instead of at its next poll.
 ORDERS_CHANNEL = "qrloop_orders"
+
+
+def claim_links_base(base_url: str) -> str:
+    """What a claim link is made of before its token, from a public URL."""
+    return base_url + "/c/"
+
+
+def claim_base_of(order: Order, base_url: str) -> str:
+    """The base of the order's claim links: the one fixed when it was placed, so every export
+    of it is the same bytes; an order placed before that was recorded uses `base_url`'s."""
+    return order.claim_base or claim_links_base(base_url)
 
 
 def _out(order: Order) -> OrderOut:
@@ -35,8 +47,10 @@ async def create(
     quantity: int,
     idempotency_key: str | None,
     quotas: Quotas,
+    claim_base: str,
 ) -> OrderOut:
-    """Reserve `quantity` serials; a repeated Idempotency-Key returns the first order."""
+    """Reserve `quantity` serials, whose claim links start with `claim_base`; a repeated
+    Idempotency-Key returns the first order."""
     if idempotency_key is not None:
         existing = await _by_idempotency_key(pool, merchant_id, idempotency_key)
         if existing is not None:
@@ -44,7 +58,14 @@ async def create(
     try:
         async with pool.acquire() as connection, connection.transaction():
             order = await _reserve(
-                connection, keyring, quotas, merchant_id, campaign_id, quantity, idempotency_key
+                connection,
+                keyring,
+                quotas,
+                merchant_id,
+                campaign_id,
+                quantity,
+                idempotency_key,
+                claim_base,
             )
     except asyncpg.UniqueViolationError:
         # A concurrent request with the same Idempotency-Key won the race: answer with its order.
@@ -63,6 +84,7 @@ async def _reserve(
     campaign_id: int,
     quantity: int,
     idempotency_key: str | None,
+    claim_base: str,
 ) -> Order:
     # One order at a time per merchant, so concurrent orders cannot both fit the last quota.
     await connection.execute("SELECT FROM merchants WHERE id = $1 FOR UPDATE", merchant_id)
@@ -76,7 +98,7 @@ async def _reserve(
     )
     if campaign is None:
         raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
-    await quotas.admit_order(connection, merchant_id, Algorithm(campaign["algorithm"]), quantity)
+    await quotas.admit_order(connection, merchant_id, quantity)
     try:
         key = keyring.signing_key(Purpose.CODE, Algorithm(campaign["algorithm"]))
     except KeyRingError:
@@ -84,10 +106,10 @@ async def _reserve(
             Reason.UNAVAILABLE,
             f"No active {campaign['algorithm']} signing key; run `qrloop keys generate`.",
         ) from None
-    # The range is reserved now; the signer process writes the codes out in the background.
+    # The range is reserved now; the signer process walks it in the background.
     row = await connection.fetchrow(
         "INSERT INTO orders (campaign_id, merchant_id, key_id, first_serial, quantity,"
-        " status, idempotency_key) VALUES ($1, $2, $3, $4, $5, 'queued', $6)"
+        " status, idempotency_key, claim_base) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)"
         f" RETURNING {ORDER_COLUMNS}",
         campaign_id,
         merchant_id,
@@ -95,6 +117,7 @@ async def _reserve(
         campaign["first_serial"],
         quantity,
         idempotency_key,
+        claim_base,
     )
     assert row is not None
     await connection.execute(f"NOTIFY {ORDERS_CHANNEL}")
@@ -134,6 +157,22 @@ async def find(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> Order:
 
 async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
     return _out(await find(pool, merchant_id, order_id))
+
+
+ORDERS_PAGE = page_sql(f"SELECT {ORDER_COLUMNS} FROM orders")
+ORDERS_OF_CAMPAIGN_PAGE = page_sql(f"SELECT {ORDER_COLUMNS} FROM orders", " AND campaign_id = $4")
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, campaign_id: int | None, cursor: str | None, limit: int
+) -> Page[OrderOut]:
+    """A page of the merchant's orders, or of one campaign's, newest first."""
+    query, filters = (
+        (ORDERS_PAGE, ()) if campaign_id is None else (ORDERS_OF_CAMPAIGN_PAGE, (campaign_id,))
+    )
+    return await newest_page(
+        pool, query, merchant_id, cursor, limit, *filters, out=lambda row: _out(order_of(row))
+    )
 
 
 async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,6 +9,7 @@ from litestar import Controller, get, patch, post
 from litestar.di import Provide
 from litestar.openapi.spec import (
     OpenAPIFormat,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -25,16 +25,20 @@ from qrloop.issuance import campaigns, exports, orders, voids
 from qrloop.issuance.dependencies import provide_verifiers
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
+    STATUS_RULE,
     CampaignIn,
     CampaignOut,
+    CampaignPage,
     CampaignPatch,
     CampaignStats,
+    CampaignStatus,
     OrderIn,
     OrderOut,
+    OrderPage,
     VoidIn,
     VoidOut,
 )
-from qrloop.issuance.signer import export_file
+from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit, by_id
 from qrloop.runtime import Runtime
 from qrloop.text import NO_NUL
 
@@ -49,10 +53,26 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+StatusFilter = Annotated[
+    CampaignStatus | None,
+    Parameter(required=False, description=f"Only campaigns with this status: {STATUS_RULE}"),
+]
+NameFilter = Annotated[
+    str | None,
+    Parameter(
+        required=False,
+        max_length=200,
+        pattern=NO_NUL,
+        description="Only campaigns whose name contains this, ignoring case (% and _ are literal)",
+    ),
+]
+CampaignFilter = Annotated[int | None, by_id("Only this campaign's orders")]
+
 
 @dataclass
 class _Exports(Operation):
-    """The export's OpenAPI entry: one media type per `format`, an example of the text ones."""
+    """The export's OpenAPI entry: one media type per `format`, an example of the text ones,
+    and the headers a csv export carries."""
 
     def __post_init__(self) -> None:
         ok = (self.responses or {}).get("200")
@@ -60,6 +80,12 @@ class _Exports(Operation):
             ok.content = {
                 media_type.split(";")[0]: _export_media(export_format)
                 for export_format, media_type in exports.MEDIA_TYPES.items()
+            }
+            ok.headers = {
+                name: OpenAPIHeader(
+                    schema=Schema(type=OpenAPIType.STRING), description=text, example=example
+                )
+                for name, (text, example) in exports.CSV_HEADERS.items()
             }
 
 
@@ -101,6 +127,24 @@ class IssuanceController(Controller):
         patch = CampaignPatch(paused=False)
         return await campaigns.update(runtime.pool, merchant_id, campaign_id, patch)
 
+    @get("/campaigns", summary="The account's campaigns, newest first")
+    async def list_campaigns(
+        self,
+        merchant_id: int,
+        runtime: Runtime,
+        status: StatusFilter = None,
+        q: NameFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> CampaignPage:
+        """Filtered by `status` (`ended` once `valid_until` has passed, paused or not; else
+        `paused` while paused; else `active`) and by a part of the name (`q`, any case; `%`
+        and `_` are plain characters). Pass `next_cursor` back as `cursor`, with the same
+        filters, for the next page."""
+        return await campaigns.page(
+            runtime.pool, merchant_id, status=status, name_has=q, cursor=cursor, limit=limit
+        )
+
     @get("/campaigns/{campaign_id:int}", summary="Read a campaign")
     async def get_campaign(
         self, campaign_id: int, merchant_id: int, runtime: Runtime
@@ -132,7 +176,36 @@ class IssuanceController(Controller):
             quantity=data.quantity,
             idempotency_key=idempotency_key,
             quotas=Quotas.of(runtime.settings),
+            claim_base=orders.claim_links_base(runtime.settings.base_url),
         )
+
+    @get("/campaigns/{campaign_id:int}/orders", summary="A campaign's orders, newest first")
+    async def list_campaign_orders(
+        self,
+        campaign_id: int,
+        merchant_id: int,
+        runtime: Runtime,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> OrderPage:
+        """Each with its progress (`status`, `done` of `quantity`); pass `next_cursor` back as
+        `cursor` for the next page."""
+        await campaigns.owned(runtime.pool, merchant_id, campaign_id)
+        return await orders.page(runtime.pool, merchant_id, campaign_id, cursor, limit)
+
+    @get("/orders", summary="The account's orders, newest first")
+    async def list_orders(
+        self,
+        merchant_id: int,
+        runtime: Runtime,
+        campaign_id: CampaignFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> OrderPage:
+        """Each with its progress (`status`, `done` of `quantity`), of every campaign or of one
+        (another merchant's campaign id lists none); pass `next_cursor` back as `cursor` for
+        the next page."""
+        return await orders.page(runtime.pool, merchant_id, campaign_id, cursor, limit)
 
     @get("/orders/{order_id:int}", summary="An order's progress")
     async def get_order(self, order_id: int, merchant_id: int, runtime: Runtime) -> OrderOut:
@@ -143,8 +216,6 @@ class IssuanceController(Controller):
         """Stops the signer at its next block and voids the whole range: none of its codes
         will be accepted, whether or not they were handed out."""
         order = await orders.cancel(runtime.pool, merchant_id, order_id)
-        # Its codes are void: the partial export goes (a signer still writing removes it too).
-        await asyncio.to_thread(export_file(runtime.settings, order_id).unlink, missing_ok=True)
         await voids.void_ranges(
             runtime.redis,
             runtime.settings.partitions,
@@ -165,22 +236,22 @@ class IssuanceController(Controller):
         format: exports.ExportFormat = exports.ExportFormat.CSV,
     ) -> Stream:
         """`csv` and `json` (one object per line) carry code, typed form and claim URL; `png`
-        and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets."""
+        and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets. Every
+        format is derived again on each request; a csv export carries its length and the
+        SHA-256 the signer recorded (`ETag`, `Repr-Digest`), the same on every download."""
         order = await orders.find(runtime.pool, merchant_id, order_id)
         exports.ready(order)
         key = exports.key_for(runtime.keys.keyring, order.key_id)
-        if format is exports.ExportFormat.CSV:
-            body = exports.file_chunks(export_file(runtime.settings, order_id))
-        else:
-            campaign = await campaigns.get(runtime.pool, merchant_id, order.campaign_id)
-            span = exports.span_of(order)
-            body = exports.derived(key, span, format, runtime.settings.base_url, campaign.name)
+        claim_base = orders.claim_base_of(order, runtime.settings.base_url)
         filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
-        return Stream(
-            body,
-            media_type=exports.MEDIA_TYPES[format],
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-        )
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        title = ""
+        if format is exports.ExportFormat.CSV:
+            headers |= exports.csv_headers(key, order, claim_base)
+        elif format is not exports.ExportFormat.JSON:
+            title = (await campaigns.get(runtime.pool, merchant_id, order.campaign_id)).name
+        body = exports.derived(key, exports.span_of(order), format, claim_base, title)
+        return Stream(body, media_type=exports.MEDIA_TYPES[format], headers=headers)
 
     @post(
         "/codes/void",

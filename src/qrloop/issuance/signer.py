@@ -1,22 +1,28 @@
-"""The signer process: writes each queued order's codes to its export file, block by block.
+"""The signer process: walks each queued order block by block, recording its progress and, at
+the end, the SHA-256 of its CSV export.
 
-Progress is durable: a block is appended and fsynced, then `done` and `export_bytes` move
-forward in one UPDATE. A signer killed mid-order leaves a file that may hold more than
-`export_bytes`; whoever resumes truncates it there and goes on from serial `first + done`, so
-no serial is written twice or skipped. A cancelled order stops at the next block.
+Exports are derived again on demand from (campaign, serial, key) by whichever API process is
+asked (issuance/exports.py), so the signer writes no file and signers share nothing with API
+processes but PostgreSQL. What it still does: check that the order's key signs, advance `done`
+(the merchant's progress bar) and compute the digest a merchant can check a download against.
+
+Progress is durable: after each block, `done` and `export_bytes` move forward in one UPDATE,
+and the last block's UPDATE also stores the digest and marks the order done. A hash cannot be
+saved half-way, so a signer resuming an order (its own, or one whose signer stopped renewing
+its heartbeat) derives the blocks already counted again, for the digest alone, renewing the
+heartbeat as it goes. A cancelled order stops at the next block.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
-from typing import BinaryIO
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -24,7 +30,7 @@ from asyncpg.pool import PoolConnectionProxy
 from qrloop import metrics
 from qrloop.codes.bulk import CSV_HEADER, rows_parallel
 from qrloop.db import DB_ERRORS, create_pool
-from qrloop.issuance.orders import ORDERS_CHANNEL
+from qrloop.issuance.orders import ORDERS_CHANNEL, claim_base_of
 from qrloop.keys import Keys
 from qrloop.probes import start_probes
 from qrloop.rows import ORDER_COLUMNS, Order, order_of
@@ -36,7 +42,7 @@ log = logging.getLogger("qrloop.signer")
 BLOCK = 50_000
 POLL_SECONDS = 1.0
 
-# A running order whose signer has written no block for $2 seconds is taken over; our own
+# A running order whose signer has renewed no heartbeat for $2 seconds is taken over; our own
 # running order (left when PostgreSQL went away mid-order) is resumed at once.
 _CLAIM_NEXT = f"""
 UPDATE orders SET status = 'running', signer = $1, heartbeat_at = now()
@@ -51,24 +57,20 @@ RETURNING {ORDER_COLUMNS}
 """
 
 _PROGRESS = """
-UPDATE orders SET done = done + $3, export_bytes = $4, heartbeat_at = now(),
-    status = CASE WHEN done + $3 = quantity THEN 'done' ELSE status END,
-    finished_at = CASE WHEN done + $3 = quantity THEN now() END
+UPDATE orders SET done = $3, export_bytes = $4, heartbeat_at = now(),
+    status = CASE WHEN $3 = quantity THEN 'done' ELSE status END,
+    export_sha256 = CASE WHEN $3 = quantity THEN $5::bytea END,
+    finished_at = CASE WHEN $3 = quantity THEN now() END
 WHERE id = $1 AND signer = $2 AND status = 'running'
 RETURNING status
 """
 
-
-def export_file(settings: Settings, order_id: int) -> Path:
-    return settings.exports_path / f"order-{order_id}.csv"
-
-
-def private_directory(path: Path) -> None:
-    """Create `path` as 0700, or make it so: the umask may be permissive, and as root the
-    embedded PostgreSQL opens the parents of its data folder (the data dir included) to its
-    own user, so only the folder's own mode keeps other users out of the codes."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+# A block counted before is derived again for the digest alone: the claim is only renewed.
+_HEARTBEAT = """
+UPDATE orders SET heartbeat_at = now()
+WHERE id = $1 AND signer = $2 AND status = 'running'
+RETURNING status
+"""
 
 
 class OrderSigner:
@@ -87,7 +89,6 @@ class OrderSigner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sign until `stop` is set; an order in hand is left resumable, never half-counted."""
-        private_directory(self._settings.exports_path)
         while not stop.is_set():
             try:
                 row = await self._pool.fetchrow(
@@ -111,58 +112,55 @@ class OrderSigner:
             await self._pool.execute("UPDATE orders SET status = 'failed' WHERE id = $1", order.id)
             log.error("order %s: signing key %s is not in the ring", order.id, order.key_id)
             return
-        path = export_file(self._settings, order.id)
-        remaining = order.quantity - order.done
+        counted, remaining = order.done, order.quantity - order.done
         log.info(
-            "order %s: signing %d codes from serial %d",
+            "order %s: signing %d codes from serial %d%s",
             order.id,
             remaining,
-            order.first_serial + order.done,
+            order.first_serial + counted,
+            f" (deriving the {counted} signed before again, for the digest)" if counted else "",
         )
         blocks = rows_parallel(
             key,
             order.campaign_id,
-            order.first_serial + order.done,
-            remaining,
-            self._settings.base_url + "/c/",
+            order.first_serial,
+            order.quantity,
+            claim_base_of(order, self._settings.base_url),
             "csv",
             self._settings.signer_processes,
             BLOCK,
         )
+        digest = hashlib.sha256(CSV_HEADER)
+        size = len(CSV_HEADER)
         metrics.CODES_TO_SIGN.set(remaining)
-        with (
-            _resumed(path, order.export_bytes) as file,
-            contextlib.closing(blocks),
-            _nothing_left_to_sign(),
-        ):
-            for count in _block_sizes(remaining):
+        with contextlib.closing(blocks), _nothing_left_to_sign():
+            for offset, count in _block_sizes(order.quantity):
                 block = await asyncio.to_thread(next, blocks)
-                written = await asyncio.to_thread(_append, file, block)
-                status = await self._progress(order.id, count, written)
-                self.signed += count
-                remaining -= count
-                metrics.CODES_SIGNED.inc(count)
-                metrics.CODES_TO_SIGN.set(remaining)
+                await asyncio.to_thread(digest.update, block)
+                size += len(block)
+                done = offset + count
+                if done <= counted:
+                    status = await self._pool.fetchval(_HEARTBEAT, order.id, self._name)
+                else:
+                    status = await self._progress(order.id, done, size, digest.digest())
+                    signed = done - max(offset, counted)
+                    self.signed += signed
+                    remaining -= signed
+                    metrics.CODES_SIGNED.inc(signed)
+                    metrics.CODES_TO_SIGN.set(remaining)
                 if status is None:
                     log.info("order %s: no longer ours (cancelled or taken over)", order.id)
-                    await self._remove_if_cancelled(order.id, path)
                     return
                 if status == "done" or stop.is_set():
                     log.info("order %s: %s", order.id, status if status == "done" else "paused")
                     return
 
-    async def _remove_if_cancelled(self, order_id: int, path: Path) -> None:
-        """A cancelled order's codes are void: its partial file goes (the cancel removed it
-        already unless this signer recreated it since)."""
-        status = await self._pool.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
-        if status == "cancelled":
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-
-    async def _progress(self, order_id: int, count: int, written: int) -> str | None:
-        """Record a signed block; the order's completion and its webhook event commit together."""
+    async def _progress(self, order_id: int, done: int, size: int, digest: bytes) -> str | None:
+        """Record that the first `done` codes (`size` bytes of CSV) are signed, with the digest
+        of those bytes; the order's completion and its webhook event commit together."""
         async with self._pool.acquire() as connection, connection.transaction():
             status: str | None = await connection.fetchval(
-                _PROGRESS, order_id, self._name, count, written
+                _PROGRESS, order_id, self._name, done, size, digest
             )
             if status == "done":
                 await outbox.order_completed(
@@ -183,32 +181,10 @@ def _nothing_left_to_sign() -> Iterator[None]:
         metrics.CODES_TO_SIGN.set(0)
 
 
-def _block_sizes(total: int) -> Iterator[int]:
-    while total > 0:
-        size = min(BLOCK, total)
-        yield size
-        total -= size
-
-
-@contextlib.contextmanager
-def _resumed(path: Path, durable_bytes: int) -> Iterator[BinaryIO]:
-    """The export file (0600 whatever the umask), cut back to the bytes `done` accounts for."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with open(descriptor, "ab+") as file:
-        file.truncate(durable_bytes)
-        file.seek(durable_bytes)
-        if durable_bytes == 0:
-            file.write(CSV_HEADER)
-        yield file
-
-
-def _append(file: BinaryIO, block: bytes) -> int:
-    """Write and fsync a block; return the file's durable length."""
-    file.write(block)
-    file.flush()
-    os.fsync(file.fileno())
-    return file.tell()
+def _block_sizes(total: int) -> Iterator[tuple[int, int]]:
+    """(offset in the order, size) of each block."""
+    for offset in range(0, total, BLOCK):
+        yield offset, min(BLOCK, total - offset)
 
 
 @contextlib.asynccontextmanager

@@ -43,6 +43,12 @@ log = logging.getLogger("qrloop.worker")
 
 BATCH = 500
 BLOCK_MS = 1000
+# A consumer whose last read was not a full batch waits this long from that cycle's start
+# before reading again: while the tills are busy, one transaction (one PostgreSQL commit and
+# one Valkey acknowledgement, each an fsync) settles everything that came in meanwhile
+# instead of a few rows, and the fsyncs stop queueing behind the tills' own. Settlement's
+# lag budget is a second; this adds at most PACE_SECONDS to it.
+PACE_SECONDS = 0.1
 DRAIN_SECONDS = 10.0
 # An entry pending this long on some consumer is taken to belong to a dead worker.
 RECLAIM_IDLE_MS = 30_000
@@ -119,8 +125,9 @@ class Worker:
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + RECLAIM_EVERY_SECONDS
                 backlog = await self._reclaim() or backlog
+            started = time.monotonic()
             try:
-                settled_some = await self._cycle("0" if backlog else ">")
+                read = await self._cycle("0" if backlog else ">")
             except ResponseError as error:
                 if "NOGROUP" not in str(error):
                     raise
@@ -138,23 +145,26 @@ class Worker:
                 backlog = True
                 await _pause(stop, 1.0)
                 continue
-            if backlog and not settled_some:
+            if backlog and not read:
                 backlog = False
+            if 0 < read < BATCH and not backlog:
+                await _pause(stop, PACE_SECONDS - (time.monotonic() - started))
 
-    async def _cycle(self, cursor: str) -> bool:
-        """Read a batch from `cursor` and settle it; False when there was none."""
+    async def _cycle(self, cursor: str) -> int:
+        """Read a batch from `cursor` and settle it; the number of entries read."""
         async with self._pool.acquire() as connection, connection.transaction():
             # Shared from before the read to the commit; a rebuild of lost Redis state takes
             # it exclusively, so no batch read before a loss can commit after the rebuild's
             # scan and leave its codes free again in Redis.
             await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", REBUILD_LOCK)
             entries = await self._read(cursor)
-            if not any(batch for _, batch in entries):
-                return False
+            read = sum(len(batch) for _, batch in entries)
+            if not read:
+                return 0
             rows, poison = await self._parse_into_months(entries)
             await self._insert(connection, rows)
         await self._acknowledge(entries, poison, rows)
-        return True
+        return read
 
     async def _reclaim(self) -> bool:
         """Take over entries a dead worker left pending; True when some were taken."""
@@ -239,14 +249,24 @@ class Worker:
         by_type: dict[type, list[Any]] = {row_type: [] for row_type in _INSERTS}
         for row in rows:
             by_type[type(row)].append(row)
+        inserted: list[tuple[Any, ...]] = []
         for row_type, (statement, values) in _INSERTS.items():
             if row_type is ReversalRow:
                 by_type[row_type] = await _with_redemption_times(connection, by_type[row_type])
-            if by_type[row_type]:
-                columns = zip(*map(values, by_type[row_type]), strict=True)
-                await connection.execute(statement, *map(list, columns))
-        for kind, row_type in (("redemption", RedemptionRow), ("reversal", ReversalRow)):
-            keys = [(r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[row_type]]
+            if not by_type[row_type]:
+                continue
+            columns = [list(column) for column in zip(*map(values, by_type[row_type]), strict=True)]
+            if row_type is RedemptionRow:
+                inserted = [tuple(row) for row in await connection.fetch(statement, *columns)]
+            else:
+                await connection.execute(statement, *columns)
+        booked = {
+            "redemption": inserted,
+            "reversal": [
+                (r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[ReversalRow]
+            ],
+        }
+        for kind, keys in booked.items():
             transactions = await ledger.post(connection, kind, keys)
             await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
 
@@ -329,15 +349,34 @@ def _unnest_insert(table: str, columns: dict[str, str], settled_at: bool = False
     )
 
 
+# A redemption is one (campaign, serial, use): the table's key also holds its time (the month
+# it is stored in), so the key alone is checked here. A use can reach settlement twice with two
+# times only when a Redis failover lost a consume that was already settled and the code was
+# consumed again (see "replicated" in docs/design.md); the first row stands, and only rows
+# inserted now are booked. The time bound keeps the check on one or two months.
+_SETTLE_REDEMPTIONS = """
+INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,
+                         accepting_merchant_id, redeemed_at, stream_entry, settled_at)
+SELECT DISTINCT ON (k.campaign_id, k.serial, k.use_no) k.*, clock_timestamp()
+FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[], $5::bigint[],
+            $6::bigint[], $7::timestamptz[], $8::text[])
+  AS k (campaign_id, serial, use_no, terminal_id, store_id, accepting_merchant_id,
+        redeemed_at, stream_entry)
+WHERE NOT EXISTS (
+  SELECT 1 FROM redemptions r
+  WHERE r.campaign_id = k.campaign_id AND r.serial = k.serial AND r.use_no = k.use_no
+    AND r.redeemed_at BETWEEN k.redeemed_at - interval '25 hours'
+                          AND k.redeemed_at + interval '25 hours')
+ORDER BY k.campaign_id, k.serial, k.use_no, k.stream_entry
+ON CONFLICT DO NOTHING
+RETURNING campaign_id, serial, use_no, redeemed_at
+"""
+
 # Row type → (its INSERT, its values in the statement's column order). Redemptions go first:
 # a reversal's row refers to its redemption's.
 _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     RedemptionRow: (
-        _unnest_insert("redemptions", {
-            "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
-            "terminal_id": "bigint", "store_id": "bigint", "accepting_merchant_id": "bigint",
-            "redeemed_at": "timestamptz", "stream_entry": "text",
-        }, settled_at=True),
+        _SETTLE_REDEMPTIONS,
         attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id",
                    "merchant_id", "redeemed_at", "stream_entry"),
     ),
