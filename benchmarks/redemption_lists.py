@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,8 +45,9 @@ import httpx
 import order
 import psutil
 import redis.asyncio
+from machine import describe
 from ports import free_port
-from results import write_section
+from results import publish
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -131,27 +133,48 @@ async def _plans(url: str, rows: int) -> tuple[list[Plan], dict[str, str]]:
                     Plan(
                         name,
                         shape,
-                        scans_of(plan),
+                        [(scan.kind, scan.index) for scan in scans_of(plan)],
                         int(plan[0]["Plan"]["Actual Rows"]),
                         plan[0]["Execution Time"],
                         "\n".join(row[0] for row in text),
                     )
                 )
                 say(f"{name} ({shape}): {plans[-1].scans} {plans[-1].ms:.1f} ms")
+        # Each month's table and indexes belong to the table and indexes of migrations 001,
+        # 012 and 013: sizes and scans are told by those names, months summed and counted.
+        parents = {
+            row["child"]: row["parent"]
+            for row in await connection.fetch(
+                "SELECT c.relname AS child, p.relname AS parent FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+                " WHERE p.relname LIKE 'redemptions%'"
+            )
+        }
         sizes = {
             row["name"]: row["size"]
             for row in await connection.fetch(
-                "SELECT c.relname AS name, pg_size_pretty(pg_relation_size(c.oid)) AS size"
-                " FROM pg_class c WHERE c.relname LIKE 'redemptions%' ORDER BY c.relname"
+                "SELECT c.relname AS name, pg_size_pretty(("
+                "   SELECT sum(pg_relation_size(t.relid)) FROM pg_partition_tree(c.oid) t"
+                " )) AS size"
+                " FROM pg_class c WHERE c.relname LIKE 'redemptions%' AND c.relispartition = false"
+                " AND c.relkind IN ('r', 'p', 'i', 'I') ORDER BY c.relname"
             )
         }
+        for plan in plans:
+            plan.scans = [(kind, parents.get(str(index), index)) for kind, index in plan.scans]
     finally:
         await connection.close()
     return plans, sizes
 
 
 def _scan_cell(scans: list[tuple[str, str | None]]) -> str:
-    return "; ".join(f"{kind} `{index}`" if index else f"**{kind}**" for kind, index in scans)
+    """Each kind of scan once, with the number of months it read that way."""
+    months = Counter(scans)
+    return "; ".join(
+        (f"{kind} `{index}`" if index else f"**{kind}**")
+        + (f" ({months[kind, index]} months)" if months[kind, index] > 1 else "")
+        for kind, index in months
+    )
 
 
 def plans_section(plans: list[Plan], sizes: dict[str, str], rows: int) -> list[str]:
@@ -343,11 +366,7 @@ def machine(database_url: str) -> list[str]:
         finally:
             await connection.close()
 
-    return [
-        *order.machine(),
-        f"- Load average at the start: {os.getloadavg()[0]:.1f} (the 2 CPUs are shared)",
-        f"- PostgreSQL: {asyncio.run(version())}, default settings (work_mem 4 MB)",
-    ]
+    return describe(f"PostgreSQL: {asyncio.run(version())}, default settings (work_mem 4 MB)")
 
 
 def run(
@@ -364,7 +383,6 @@ def run(
         "QRLOOP_API_PROCESSES": "1",
         "QRLOOP_LOG_LEVEL": "warning",
     }
-    about = machine(database_url)
     with scratch_database(database_url, "lists_plans") as url:
         plans, sizes = asyncio.run(_plans(url, args.rows))
     with scratch_database(database_url, "lists_csv") as url:
@@ -377,7 +395,7 @@ def run(
             "",
             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with {command}.",
             "",
-            *about,
+            *machine(database_url),
             "",
             *plans_section(plans, sizes, args.rows),
             *memory_section(runs),
@@ -402,11 +420,9 @@ def main() -> None:
                 section, plans = run(args, urls.database_url, urls.redis_url, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(section)
     for plan in plans:
         print(f"\n{plan.name}, {plan.shape}:\n{plan.text}")
-    if not args.no_write:
-        write_section(SECTION, section)
+    publish(SECTION, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -44,8 +44,8 @@ WITH made AS (
 
 CREATE TEMP TABLE bench_terminals AS
 WITH made AS (
-    INSERT INTO terminals (store_id, name, secret_digest)
-    SELECT s.id, 'till ' || s.n || '.' || k, '\\x00'::bytea
+    INSERT INTO terminals (merchant_id, store_id, name, secret_digest)
+    SELECT s.merchant_id, s.id, 'till ' || s.n || '.' || k, '\\x00'::bytea
     FROM bench_stores s, generate_series(1, {TERMINALS_PER_STORE}) k ORDER BY s.n, k
     RETURNING id, store_id
 ) SELECT id, store_id, row_number() OVER (ORDER BY id) AS n FROM made;
@@ -176,16 +176,25 @@ def list_queries(loaded: Loaded) -> dict[str, tuple[Filters, Key | None]]:
     }
 
 
-def scans_of(plan: Any) -> list[tuple[str, str | None]]:
-    """(node type, index name) of every scan of a `redemptions` table (or partition) in an
-    EXPLAIN (FORMAT JSON) plan; a bitmap heap scan is named by the index its child reads."""
+class Scan(NamedTuple):
+    """One scan of a `redemptions` table (or one month of it) in a plan."""
+
+    kind: str  # "Index Scan", "Seq Scan", ...
+    index: str | None
+    relation: str
+
+
+def scans_of(plan: Any) -> list[Scan]:
+    """Every scan of a `redemptions` table or partition in an EXPLAIN (FORMAT JSON) plan; a
+    bitmap heap scan is named by the index its child reads."""
     found = []
     nodes = [plan[0]["Plan"]]
     while nodes:
         node = nodes.pop()
         children = node.get("Plans", [])
         nodes.extend(children)
-        if str(node.get("Relation Name", "")).startswith("redemptions"):
+        relation = str(node.get("Relation Name", ""))
+        if relation.startswith("redemptions"):
             index = node.get("Index Name")
             if node["Node Type"] == "Bitmap Heap Scan":
                 index = ",".join(
@@ -193,5 +202,5 @@ def scans_of(plan: Any) -> list[tuple[str, str | None]]:
                     for child in children
                     if child["Node Type"] == "Bitmap Index Scan"
                 )
-            found.append((node["Node Type"], index))
+            found.append(Scan(node["Node Type"], index, relation))
     return found
