@@ -13,10 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from cluster_support import Cluster, running_cluster
 from qrloop.embedded import EmbeddedServers
 from support import Stack, Stores, free_port, serving, start_valkey
+
+# Hypothesis's per-example deadline is a timing assertion, and on a loaded machine (tests run
+# two at a time beside servers) a property test's slow example failed on the clock alone.
+settings.register_profile("qrloop", deadline=None)
+settings.load_profile("qrloop")
 
 
 @pytest.fixture(scope="session")
