@@ -58,6 +58,7 @@ class Node:
     folder: Path
     process: subprocess.Popen[bytes] | None = None
     id: str = ""
+    options: tuple[str, ...] = ()  # more server options, kept for restarts (ACL users)
 
     @property
     def address(self) -> str:
@@ -99,6 +100,7 @@ class Node:
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(node_timeout_ms),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             start_new_session=True,
@@ -278,12 +280,16 @@ class Cluster:
 
 @contextmanager
 def running_cluster(
-    folder: Path, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = NODE_TIMEOUT_MS
+    folder: Path,
+    primaries: int = 3,
+    replicas: int = 1,
+    node_timeout_ms: int = NODE_TIMEOUT_MS,
+    node_options: tuple[str, ...] = (),
 ) -> Iterator[Cluster]:
     """Start and form a cluster of `primaries` primaries with `replicas` replicas each, with its
     data in `folder`; stop every node at the end."""
     nodes = [
-        Node(free_port(), free_port(), folder / f"node-{index}")
+        Node(free_port(), free_port(), folder / f"node-{index}", options=node_options)
         for index in range(primaries * (1 + replicas))
     ]
     cluster = Cluster(nodes, primaries, node_timeout_ms)

@@ -249,6 +249,19 @@ def serving(
 
 
 @contextmanager
+def serving_on_redis(
+    database_url: str, redis_url: str, workdir: Path, **settings: str
+) -> Iterator[Stack]:
+    """`qrloop serve` on a fresh database of that PostgreSQL and on that Redis as it is (a
+    server or cluster of the test's own)."""
+    with (
+        fresh_database(database_url) as database,
+        serving_on(Stores(database, redis_url), workdir, **settings) as stack,
+    ):
+        yield stack
+
+
+@contextmanager
 def serving_on(
     stores: Stores, workdir: Path, python: str = sys.executable, **settings: str
 ) -> Iterator[Stack]:
@@ -527,8 +540,9 @@ def settled_exactly_once(stack: Stack, campaign_id: int, redemptions: set[str]) 
     booked = fetch(
         stack,
         "SELECT t.serial, t.use_no, count(e.*) AS entries, sum(e.amount) AS balance"
-        " FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id"
-        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id",
+        " FROM ledger_transactions t"
+        " JOIN ledger_entries e ON (e.transaction_id, e.redeemed_at) = (t.id, t.redeemed_at)"
+        " WHERE t.campaign_id = $1 AND t.kind = 'redemption' GROUP BY t.id, t.redeemed_at",
         campaign_id,
     )
     postings = [f"{campaign_id}-{r['serial']}-{r['use_no']}" for r in booked]

@@ -34,7 +34,7 @@ from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
 from qrloop.openapi import METRICS_TOKEN_IF_SET, answered, document, openapi_config
 from qrloop.redemption import dependencies as redemption
-from qrloop.redemption.cluster import pipe_for
+from qrloop.redemption.cluster import hot_path_pipes
 from qrloop.redemption.fast import ASGIApp, with_fast_redeem
 from qrloop.redemption.routes import TillController
 from qrloop.redemption.timing import timed
@@ -61,12 +61,21 @@ _UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisError, *db.UNAVAILABLE_
 
 async def build_runtime(settings: Settings) -> Runtime:
     assert settings.database_url and settings.redis_url, "settings must name both stores"
-    pool = await create_pool(settings.database_url, settings.db_pool_size)
-    client = await redis_client.connect(
-        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=1.0, max_connections=256
+    pool = await create_pool(
+        settings.database_url, settings.db_pool_size, statement_cache=settings.statement_cache
     )
-    pipe = pipe_for(settings.redis_url, redis_client.is_cluster(client))
-    return Runtime(settings=settings, pool=pool, redis=client, pipe=pipe, keys=Keys(settings))
+    tls = redis_client.Tls.of(settings)
+    client = await redis_client.connect(
+        settings.redis_url,
+        tls,
+        socket_timeout=2.0,
+        socket_connect_timeout=1.0,
+        max_connections=256,
+    )
+    pipe, writes = hot_path_pipes(settings, redis_client.is_cluster(client))
+    return Runtime(
+        settings=settings, pool=pool, redis=client, pipe=pipe, writes=writes, keys=Keys(settings)
+    )
 
 
 def problem_response(problem: Problem) -> Response[Any]:
@@ -234,11 +243,13 @@ def create_app(
         try:
             with issuance.serving(app.state):
                 async with redemption.serving(
-                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys
+                    app.state, settings, runtime.pool, runtime.pipe, runtime.keys, runtime.writes
                 ):
                     yield
         finally:
             await runtime.pipe.close()
+            if runtime.writes is not runtime.pipe:
+                await runtime.writes.close()
             await runtime.redis.aclose()
             await runtime.pool.close()
 

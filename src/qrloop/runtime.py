@@ -19,13 +19,22 @@ class Runtime:
     class alone, where it would convert a dataclass field by field on every request (and
     refuse `redis`, which is one of two client types)."""
 
-    __slots__ = ("keys", "pipe", "pool", "redis", "settings")
+    __slots__ = ("keys", "pipe", "pool", "redis", "settings", "writes")
 
     def __init__(
-        self, *, settings: Settings, pool: asyncpg.Pool, redis: Client, pipe: Pipe, keys: Keys
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: Client,
+        pipe: Pipe,
+        writes: Pipe,
+        keys: Keys,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.redis = redis
         self.pipe = pipe
+        # Consumes and reversals: `pipe`, or one that confirms each write (WAITAOF).
+        self.writes = writes
         self.keys = keys

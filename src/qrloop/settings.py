@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import phonenumbers
 
+from qrloop import redis_client
 from qrloop.claim import client_address
 from qrloop.messages import servers
 
@@ -26,6 +27,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     database_url: str | None = None
     redis_url: str | None = None
+    redis_tls_ca: Path | None = None
+    redis_tls_cert: Path | None = None
+    redis_tls_key: Path | None = None
+    redis_durability: Literal["local", "replicated"] = "local"
+    redis_confirm_ms: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 500
     host: str = "127.0.0.1"
     port: Port = 8000
     public_url: str | None = None
@@ -41,6 +47,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signer_stale_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
     settlement_consumers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     db_pool_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    # `transaction`: DATABASE_URL is a PgBouncer (or like pooler) in transaction mode, which
+    # hands each transaction to any server connection: no prepared statement outlives its
+    # statement, and nothing LISTENs through it.
+    database_pool_mode: Literal["session", "transaction"] = "session"
+    database_listen_url: str | None = None
+    partition_months_ahead: Annotated[int, msgspec.Meta(ge=1, le=24)] = 2
     invalid_scans_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     fast_path: bool = True
     webhook_retry_hours: Annotated[float, msgspec.Meta(gt=0, le=168)] = 24.0
@@ -82,6 +94,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.webhook_retry_hours * 3600
 
     @property
+    def statement_cache(self) -> bool:
+        """Whether database connections may keep prepared statements (asyncpg's cache)."""
+        return self.database_pool_mode == "session"
+
+    @property
     def keyring_path(self) -> Path:
         return self.keys_dir / "keyring.json"
 
@@ -90,6 +107,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 ENVIRONMENT = {
     "DATABASE_URL": "database_url",
     "REDIS_URL": "redis_url",
+    "QRLOOP_REDIS_TLS_CA": "redis_tls_ca",
+    "QRLOOP_REDIS_TLS_CERT": "redis_tls_cert",
+    "QRLOOP_REDIS_TLS_KEY": "redis_tls_key",
+    "QRLOOP_REDIS_DURABILITY": "redis_durability",
+    "QRLOOP_REDIS_CONFIRM_MS": "redis_confirm_ms",
     "QRLOOP_HOST": "host",
     "QRLOOP_PORT": "port",
     "QRLOOP_PUBLIC_URL": "public_url",
@@ -105,6 +127,9 @@ ENVIRONMENT = {
     "QRLOOP_SIGNER_STALE_SECONDS": "signer_stale_seconds",
     "QRLOOP_SETTLEMENT_CONSUMERS": "settlement_consumers",
     "QRLOOP_DB_POOL_SIZE": "db_pool_size",
+    "QRLOOP_DATABASE_POOL_MODE": "database_pool_mode",
+    "QRLOOP_DATABASE_LISTEN_URL": "database_listen_url",
+    "QRLOOP_PARTITION_MONTHS_AHEAD": "partition_months_ahead",
     "QRLOOP_INVALID_SCANS_PER_MINUTE": "invalid_scans_per_minute",
     "QRLOOP_FAST_PATH": "fast_path",
     "QRLOOP_WEBHOOK_RETRY_HOURS": "webhook_retry_hours",
@@ -151,10 +176,31 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"QRLOOP_LOG_LEVEL must be one of {sorted(_LOG_LEVELS)}, not {settings.log_level!r}"
         )
+    _check_redis_tls(settings)
+    if settings.redis_durability == "replicated" and not settings.redis_url:
+        raise SettingsError(
+            "QRLOOP_REDIS_DURABILITY=replicated needs a REDIS_URL whose primaries have replicas"
+            " (the embedded Valkey has none: every redemption would be refused)"
+        )
     _check_phone_region(settings.phone_region)
     _check_trusted_proxies(settings.trusted_proxies)
     _check_messages(settings)
     return settings
+
+
+def _check_redis_tls(settings: Settings) -> None:
+    """TLS files go with a rediss:// URL, a certificate with its key, and they must load."""
+    files = (settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
+    if not any(files):
+        return
+    if not (settings.redis_url and redis_client.uses_tls(settings.redis_url)):
+        raise SettingsError("QRLOOP_REDIS_TLS_* need a rediss:// REDIS_URL (TLS)")
+    if (settings.redis_tls_cert is None) != (settings.redis_tls_key is None):
+        raise SettingsError("set QRLOOP_REDIS_TLS_CERT and QRLOOP_REDIS_TLS_KEY together")
+    try:
+        redis_client.tls_context(*files)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _check_phone_region(region: str) -> None:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).parents[2]
 # The console script the wheel installs, beside this interpreter.
 QRLOOP = str(Path(sys.executable).parent / "qrloop")
 COMMANDS = {
-    "serve", "api", "worker", "signer", "migrate", "reconcile", "orders", "merchants", "keys",
-    "outbox",
+    "serve", "api", "worker", "signer", "migrate", "reconcile", "partitions", "orders",
+    "merchants", "keys", "outbox",
 }  # fmt: skip
 
 

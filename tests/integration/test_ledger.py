@@ -78,15 +78,16 @@ def test_the_schema_refuses_an_unbalanced_or_edited_ledger(stack: Stack) -> None
     async def tamper() -> None:
         connection = await asyncpg.connect(stack.stores.database_url)
         try:
-            transaction = await connection.fetchval(
-                "SELECT id FROM ledger_transactions WHERE campaign_id = $1", campaign
+            transaction, redeemed_at = await connection.fetchrow(
+                "SELECT id, redeemed_at FROM ledger_transactions WHERE campaign_id = $1", campaign
             )
             with pytest.raises(asyncpg.RaiseError, match="does not balance"):
                 async with connection.transaction():
                     await connection.execute(
-                        "INSERT INTO ledger_entries (transaction_id, merchant_id, account,"
-                        " currency, amount) VALUES ($1, $2, 'payable', 'CNY', -1)",
+                        "INSERT INTO ledger_entries (transaction_id, redeemed_at, merchant_id,"
+                        " account, currency, amount) VALUES ($1, $2, $3, 'payable', 'CNY', -1)",
                         transaction,
+                        redeemed_at,
                         merchant.id,
                     )
             with pytest.raises(asyncpg.RaiseError, match="append-only"):

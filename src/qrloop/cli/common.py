@@ -52,8 +52,9 @@ def with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) 
     from qrloop import db
 
     async def run(database_url: str) -> T:
-        await db.migrate(database_url, progress=lambda _: None)
-        pool = await db.create_pool(database_url, 1)
+        cache = settings.statement_cache
+        await db.migrate(database_url, progress=lambda _: None, statement_cache=cache)
+        pool = await db.create_pool(database_url, 1, statement_cache=cache)
         try:
             return await work(pool)
         finally:

@@ -1,13 +1,16 @@
-"""`qrloop migrate` and `qrloop reconcile`: the stores' upkeep."""
+"""`qrloop migrate`, `qrloop reconcile` and `qrloop partitions`: the stores' upkeep."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from qrloop.cli.common import stores
+from qrloop.cli.common import stores, with_pool
 
 if TYPE_CHECKING:
-    import argparse
+    import asyncpg
 
     from qrloop.cli.common import Commands
     from qrloop.settings import Settings
@@ -15,6 +18,12 @@ if TYPE_CHECKING:
 _RECONCILE = """\
 Compare which codes Redis holds used with the redemptions settled in PostgreSQL, and name the
 partitions that lost their state. Exit 1 while a settled redemption is free again in Redis."""
+_DETACH = """\
+Detach the months before --before from the redemptions, reversals and ledger tables (each
+DETACH ... CONCURRENTLY: the other months are read and written meanwhile). The detached
+months stay as standalone tables to dump and drop, and are never made again. The current and
+the previous month always stay, and so does a month holding uses of a campaign that can
+still be redeemed (no valid_until, or one ahead): a rebuild of lost Redis state needs them."""
 
 
 def register(commands: Commands) -> None:
@@ -33,6 +42,19 @@ def register(commands: Commands) -> None:
         help="first rebuild, from PostgreSQL, the partitions that lost their state",
     )
     reconcile.set_defaults(run=cmd_reconcile)
+    partitions = commands.add_parser(
+        "partitions",
+        help="monthly partitions of redemptions and the ledger",
+        description="The months the redemptions and the ledger are partitioned by.",
+    )
+    actions = partitions.add_subparsers(title="actions", required=True, metavar="ACTION")
+    detach = actions.add_parser(
+        "detach", help="detach old months whose campaigns have ended", description=_DETACH
+    )
+    detach.add_argument(
+        "--before", required=True, type=_month, metavar="YYYY-MM", help="the first month kept"
+    )
+    detach.set_defaults(run=cmd_detach)
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -42,7 +64,8 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 
     with stores(settings) as ready:
         assert ready.database_url
-        applied = asyncio.run(db.migrate(ready.database_url))
+        cache = ready.statement_cache
+        applied = asyncio.run(db.migrate(ready.database_url, statement_cache=cache))
     print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
     return 0
 
@@ -52,13 +75,13 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     from qrloop import db
-    from qrloop.redis_client import connect
+    from qrloop.redis_client import Tls, connect
     from qrloop.settlement.reconcile import describe, reconcile
     from qrloop.settlement.state import ensure_epochs
 
     async def run(database_url: str, redis_url: str) -> bool:
-        client = await connect(redis_url)
-        pool = await db.create_pool(database_url, 2)
+        client = await connect(redis_url, Tls.of(settings))
+        pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
         try:
             if args.rehydrate:
                 rebuilt = await ensure_epochs(pool, client, settings.partitions)
@@ -78,3 +101,25 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         assert ready.database_url
         assert ready.redis_url
         return 0 if asyncio.run(run(ready.database_url, ready.redis_url)) else 1
+
+
+def _month(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a month like 2025-01: {text!r}") from None
+
+
+def cmd_detach(settings: Settings, args: argparse.Namespace) -> int:
+    """Say which months were detached and which kept, and why; 2 for a month too recent."""
+    from qrloop.settlement import partitions
+
+    async def detach(pool: asyncpg.Pool) -> str:
+        return partitions.describe(await partitions.detach(pool, args.before))
+
+    try:
+        print(with_pool(settings, detach))
+    except ValueError as error:
+        print(f"qrloop partitions detach: {error}", file=sys.stderr)
+        return 2
+    return 0

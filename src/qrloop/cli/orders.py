@@ -41,4 +41,5 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
 
     with stores(settings) as ready:
         assert ready.database_url
-        return asyncio.run(watch(ready.database_url, args.order_id, sys.stdout))
+        cache = ready.statement_cache
+        return asyncio.run(watch(ready.database_url, args.order_id, sys.stdout, cache))

@@ -41,7 +41,7 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     from qrloop.messages.dev import DevSender
 
     async def run(database_url: str) -> None:
-        pool = await db.create_pool(database_url, 1)
+        pool = await db.create_pool(database_url, 1, statement_cache=settings.statement_cache)
         try:
             await outbox.wait_for_queued(pool, within=10.0)
             last, count = 0, args.n

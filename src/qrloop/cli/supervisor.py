@@ -80,11 +80,11 @@ def _prepare(settings: Settings) -> None:
                 print(f"created development key {entry.id} ({kind}) in {settings.keyring_path}")
 
     async def stores_ready(database_url: str, redis_url: str) -> list[int]:
-        from qrloop.redis_client import connect
+        from qrloop.redis_client import Tls, connect
 
-        await db.migrate(database_url)
-        client = await connect(redis_url)
-        pool = await db.create_pool(database_url, 2)
+        await db.migrate(database_url, statement_cache=settings.statement_cache)
+        client = await connect(redis_url, Tls.of(settings))
+        pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
         try:
             return await ensure_epochs(pool, client, settings.partitions)
         finally:

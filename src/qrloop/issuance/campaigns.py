@@ -158,8 +158,11 @@ async def get(
 
 
 # Settled = redemptions booked in the ledger, reversed = reversals booked; the amounts are the
-# issuer's payable and fees for the campaign, net of reversals.
-_STATS = """
+# issuer's payable and fees for the campaign, net of reversals. The ledger is partitioned by
+# the redemption's month (migrations/013): only the months from the campaign's creation to now
+# are read, with an hour's margin for the clocks of the API hosts, which time redemptions.
+_LIFE = "BETWEEN c.created_at - interval '1 hour' AND now() + interval '1 hour'"
+_STATS = f"""
 SELECT c.next_serial, c.currency,
     (SELECT coalesce(sum(quantity), 0)::bigint FROM orders o
      WHERE o.campaign_id = c.id AND o.status = 'done') AS issued,
@@ -168,14 +171,16 @@ FROM campaigns c
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE kind = 'redemption') AS settled,
            count(*) FILTER (WHERE kind = 'reversal') AS reversed
-    FROM ledger_transactions WHERE campaign_id = c.id
+    FROM ledger_transactions
+    WHERE campaign_id = c.id AND redeemed_at {_LIFE}
 ) t
 CROSS JOIN LATERAL (
     SELECT (-coalesce(sum(amount) FILTER (WHERE account = 'payable'), 0))::bigint
                AS settled_value,
            (-coalesce(sum(amount) FILTER (WHERE account = 'fees'), 0))::bigint AS platform_fees
-    FROM ledger_entries JOIN ledger_transactions lt ON lt.id = transaction_id
-    WHERE lt.campaign_id = c.id
+    FROM ledger_entries le
+    JOIN ledger_transactions lt ON (lt.id, lt.redeemed_at) = (le.transaction_id, le.redeemed_at)
+    WHERE lt.campaign_id = c.id AND lt.redeemed_at {_LIFE} AND le.redeemed_at {_LIFE}
 ) e
 WHERE c.id = $1 AND c.merchant_id = $2
 """

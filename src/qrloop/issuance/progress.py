@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import TextIO
 
-import asyncpg
+from qrloop.db import connect
 
 WIDTH = 30
 POLL_SECONDS = 0.5
@@ -54,10 +54,10 @@ def _redraw(out: TextIO, line: str) -> None:
     out.flush()
 
 
-async def watch(database_url: str, order_id: int, out: TextIO) -> int:
+async def watch(database_url: str, order_id: int, out: TextIO, statement_cache: bool = True) -> int:
     """Redraw the bar until the order finishes, then say how long it took; exit status 0 only
     when it is done. The bar's rate is the last poll's; the final one is the order's own."""
-    connection = await asyncpg.connect(database_url)
+    connection = await connect(database_url, statement_cache=statement_cache)
     try:
         last: tuple[int, float] | None = None
         while True:

@@ -14,11 +14,12 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from qrloop import metrics
 from qrloop.codes.bulk import CSV_HEADER, rows_parallel
@@ -210,6 +211,40 @@ def _append(file: BinaryIO, block: bytes) -> int:
     return file.tell()
 
 
+@contextlib.asynccontextmanager
+async def _listening(
+    settings: Settings, pool: asyncpg.Pool, wake: Callable[..., None]
+) -> AsyncIterator[None]:
+    """Wake on every new order (NOTIFY) where a connection can LISTEN: QRLOOP_DATABASE_LISTEN_URL,
+    or the pool's own when it is not behind a transaction pooler (which would hand the LISTEN
+    to a server connection that goes on to serve others). Else the signer polls each second."""
+    if settings.database_listen_url:
+        connection = await asyncpg.connect(settings.database_listen_url, timeout=10)
+        async with _listener(connection, wake):
+            yield
+        with contextlib.suppress(*DB_ERRORS):
+            await connection.close()
+    elif settings.statement_cache:
+        async with pool.acquire() as pooled, _listener(pooled, wake):
+            yield
+    else:
+        log.info("no LISTEN behind a transaction pooler: new orders are polled each second")
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _listener(
+    connection: asyncpg.Connection | PoolConnectionProxy, wake: Callable[..., None]
+) -> AsyncIterator[None]:
+    await connection.add_listener(ORDERS_CHANNEL, wake)
+    try:
+        yield
+    finally:
+        # After an outage the listening connection may be gone; polling carried on without it.
+        with contextlib.suppress(*DB_ERRORS):
+            await connection.remove_listener(ORDERS_CHANNEL, wake)
+
+
 async def serve(settings: Settings) -> None:
     """Run a signer until SIGTERM or SIGINT; the order in hand stops at its next block."""
     assert settings.database_url
@@ -217,25 +252,20 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    pool = await create_pool(settings.database_url, 2)
+    pool = await create_pool(settings.database_url, 2, statement_cache=settings.statement_cache)
     signer = OrderSigner(settings, pool)
 
     async def ready() -> None:
         await pool.fetchval("SELECT 1")
 
     probes = await start_probes(settings, ready)
-    listener = await pool.acquire()
-    await listener.add_listener(ORDERS_CHANNEL, signer.wake)
     stop_waiter = asyncio.create_task(stop.wait())
     stop_waiter.add_done_callback(lambda _: signer.wake())
     try:
-        await signer.run(stop)
+        async with _listening(settings, pool, signer.wake):
+            await signer.run(stop)
     finally:
         if probes:
             probes.close()
-        # After an outage the listening connection may be gone; polling carried on without it.
-        with contextlib.suppress(*DB_ERRORS):
-            await listener.remove_listener(ORDERS_CHANNEL, signer.wake)
-            await pool.release(listener)
         await pool.close()
     log.info("signer stopped after signing %d codes", signer.signed)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ssl as tls
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -31,7 +32,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from qrloop.redemption.pipe import Arg, Pipe, RedisPipe, Script, parse_address
+from qrloop import redis_client
+from qrloop.redemption.pipe import (
+    Arg,
+    Confirmation,
+    Pipe,
+    RedisPipe,
+    Script,
+    parse_address,
+)
+from qrloop.settings import Settings
 
 # Redirections followed at once; past these, each further one waits like a TRYAGAIN.
 _IMMEDIATE_REDIRECTS = 3
@@ -42,9 +52,33 @@ _RETRIED = ("TRYAGAIN", "CLUSTERDOWN")
 Send = Callable[[RedisPipe, bool], Awaitable[Any]]
 
 
-def pipe_for(url: str, cluster: bool, *, timeout: float = 2.0) -> Pipe:
-    """The hot path's client for REDIS_URL: a ClusterPipe on a cluster, else one RedisPipe."""
-    return ClusterPipe(url, timeout=timeout) if cluster else RedisPipe(url, timeout=timeout)
+def pipe_for(
+    url: str,
+    cluster: bool,
+    *,
+    timeout: float = 2.0,
+    ssl: tls.SSLContext | None = None,
+    confirm: Confirmation | None = None,
+) -> Pipe:
+    """The hot path's client for REDIS_URL: a ClusterPipe on a cluster, else one RedisPipe.
+    `ssl` and `confirm` go to every connection (see RedisPipe)."""
+    if cluster:
+        return ClusterPipe(url, timeout=timeout, ssl=ssl, confirm=confirm)
+    return RedisPipe(url, timeout=timeout, ssl=ssl, confirm=confirm)
+
+
+def hot_path_pipes(settings: Settings, cluster: bool) -> tuple[Pipe, Pipe]:
+    """The till's pipe, and the one that consumes and reverses codes: the same, or with
+    QRLOOP_REDIS_DURABILITY=replicated one of its own that confirms every write with WAITAOF
+    (its connections block while a WAITAOF waits; the gate's counters and checks need not)."""
+    url = settings.redis_url
+    assert url, "settings must name Redis"
+    ssl = redis_client.Tls.of(settings).context() if redis_client.uses_tls(url) else None
+    pipe = pipe_for(url, cluster, ssl=ssl)
+    if settings.redis_durability == "local":
+        return pipe, pipe
+    confirm = Confirmation(replicas=1, timeout_ms=settings.redis_confirm_ms)
+    return pipe, pipe_for(url, cluster, ssl=ssl, confirm=confirm)
 
 
 def _slot(key: Arg) -> int:
@@ -54,11 +88,20 @@ def _slot(key: Arg) -> int:
 class ClusterPipe:
     """Routes each call by its key's slot; `call()` and `evalsha()` as on a RedisPipe."""
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        ssl: tls.SSLContext | None = None,
+        confirm: Confirmation | None = None,
+    ) -> None:
         self._seed = parse_address(url)
         if self._seed.host is None:
-            raise ValueError("a cluster is reached over TCP: REDIS_URL must be redis://")
+            raise ValueError("a cluster is reached over TCP: REDIS_URL must be redis(s)://")
         self._timeout = timeout
+        self._ssl = ssl
+        self._confirm = confirm
         self._owners: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS  # "host:port"
         self._pipes: dict[str, RedisPipe] = {}
         self._refreshing: asyncio.Task[None] | None = None
@@ -129,7 +172,9 @@ class ClusterPipe:
         if pipe is None:
             host, _, port = node.rpartition(":")
             address = dataclasses.replace(self._seed, host=host, port=int(port), db=0)
-            pipe = self._pipes[node] = RedisPipe(address, timeout=self._timeout)
+            pipe = self._pipes[node] = RedisPipe(
+                address, timeout=self._timeout, ssl=self._ssl, confirm=self._confirm
+            )
         return pipe
 
     async def _owner_after_refresh(self, slot: int) -> str:
@@ -153,7 +198,7 @@ class ClusterPipe:
         failure: RedisError = RedisConnectionError("no cluster node answered CLUSTER SLOTS")
         for node in dict.fromkeys([seed, *self._pipes, *filter(None, self._owners)]):
             try:
-                ranges = await self._pipe(node).call("CLUSTER", "SLOTS")
+                ranges = await self._pipe(node).call("CLUSTER", "SLOTS", confirm=False)
             except RedisError as error:
                 failure = error
                 continue

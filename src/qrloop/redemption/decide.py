@@ -34,6 +34,18 @@ _RULE_DETAIL = {
 }
 
 
+# The code's latest settled use. Redemptions are partitioned by month (migrations/013): the
+# months are read newest first, from now (an hour's margin for the API hosts' clocks) back to
+# the campaign's creation, and the first month holding a use ends the search.
+_LAST_USE = """
+SELECT redeemed_at, store_id FROM redemptions
+WHERE campaign_id = $1 AND serial = $2
+  AND redeemed_at >= (SELECT created_at - interval '1 hour' FROM campaigns WHERE id = $1)
+  AND redeemed_at < now() + interval '1 hour'
+ORDER BY redeemed_at DESC, use_no DESC LIMIT 1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Redeemed:
     redemption_id: str
@@ -145,12 +157,7 @@ class Redeemer:
 
     async def _settled_use(self, ref: CodeRef) -> Use | None:
         try:
-            row = await self._pool.fetchrow(
-                "SELECT redeemed_at, store_id FROM redemptions"
-                " WHERE campaign_id = $1 AND serial = $2 ORDER BY use_no DESC LIMIT 1",
-                ref.campaign_id,
-                ref.serial,
-            )
+            row = await self._pool.fetchrow(_LAST_USE, ref.campaign_id, ref.serial)
         except DB_ERRORS:
             return None
         return None if row is None else Use(row["store_id"], row["redeemed_at"])

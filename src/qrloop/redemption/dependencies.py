@@ -30,14 +30,20 @@ class Till:
 
 @contextlib.asynccontextmanager
 async def serving(
-    state: State, settings: Settings, pool: asyncpg.Pool, pipe: Pipe, keys: Keys
+    state: State,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    pipe: Pipe,
+    keys: Keys,
+    writes: Pipe | None = None,
 ) -> AsyncIterator[Till]:
     """Build the till's services into `state`, where the providers below find them, and keep
-    what can change under a till fresh while the block runs."""
+    what can change under a till fresh while the block runs. `writes` consumes and reverses
+    codes (a pipe that confirms each write, under QRLOOP_REDIS_DURABILITY=replicated)."""
     rules = RulesCache(pool)
     await rules.preload()
     gate = TerminalGate(pipe, settings.invalid_scans_per_minute, settings.token_ttl_seconds)
-    store = CodeStateStore(pipe, settings.partitions)
+    store = CodeStateStore(pipe, settings.partitions, writes=writes)
     state.till = till = Till(keys, Redeemer(keys, rules, gate, store, pool))
     async with refreshing(keys, rules, gate, pool):
         yield till

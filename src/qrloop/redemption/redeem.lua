@@ -18,8 +18,13 @@ if redis.call('GETBIT', used, ARGV[1]) == 1 then
   local last = redis.call('GET', last_use)
   if last then
     local use, terminal, _, _, _, nonce = string.match(last, LAST_USE)
-    -- The same till retrying the same scan gets the answer it was first given.
-    if terminal == ARGV[4] and nonce == ARGV[8] then return {'replay', id_prefix .. use} end
+    -- The same till retrying the same scan gets the answer it was first given. Rewriting the
+    -- last use (unchanged) makes this a write, so a WAITAOF after it also confirms the first
+    -- consume, which came before it: a retry after a 503 is answered 200 only once durable.
+    if terminal == ARGV[4] and nonce == ARGV[8] then
+      redis.call('SET', last_use, last, 'KEEPTTL')
+      return {'replay', id_prefix .. use}
+    end
   end
   return {'already_redeemed', last}
 end
@@ -33,6 +38,7 @@ if reversals > 0 then
   if last then
     local use, terminal, _, _, reversed, nonce = string.match(last, LAST_USE)
     if reversed == '1' and terminal == ARGV[4] and nonce == ARGV[8] then
+      redis.call('SET', last_use, last, 'KEEPTTL')  -- a write, as for a replay above
       return {'reversed', id_prefix .. use}
     end
   end

@@ -15,6 +15,7 @@ if tonumber(ARGV[7]) - tonumber(at) >= tonumber(ARGV[8]) then return 'window_clo
 redis.call('SETBIT', used, ARGV[1], 0)
 redis.call('HINCRBY', reversal_counts, ARGV[3], 1)
 redis.call('SET', last_use, table.concat({use, terminal, store, at, 1, nonce}, '|'), 'KEEPTTL')
+-- The redemption's time last: its settled row's partition key (the month it is stored in).
 redis.call('XADD', events, '*', 'reverse', table.concat(
-  {ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[5], ARGV[7]}, '|'))
+  {ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[5], ARGV[7], at}, '|'))
 return 'reversed'

@@ -67,8 +67,11 @@ class Consumed(NamedTuple):
 class CodeStateStore:
     """Atomic check-and-consume of a code's bit, with the redemption queued in the same step."""
 
-    def __init__(self, pipe: Pipe, partitions: int) -> None:
+    def __init__(self, pipe: Pipe, partitions: int, writes: Pipe | None = None) -> None:
+        """`writes` consumes and reverses (a pipe that confirms each write, with
+        QRLOOP_REDIS_DURABILITY=replicated); `pipe` reads."""
         self._pipe = pipe
+        self._writes = writes or pipe
         self._partitions = partitions
 
     async def consume(
@@ -91,7 +94,7 @@ class CodeStateStore:
             nonce,
             keyspace.LAST_USE_TTL_SECONDS,
         ]
-        answer = await self._run(_REDEEM, keys, args)
+        answer = await self._run(_REDEEM, keys, args, self._writes)
         if answer is None:
             return outcomes.UNAVAILABLE
         outcome = answer[0]
@@ -125,13 +128,15 @@ class CodeStateStore:
             now_ms,
             window_ms,
         ]
-        outcome = await self._run(_REVERSE, keys, args)
+        outcome = await self._run(_REVERSE, keys, args, self._writes)
         return None if outcome == b"reversed" else _refused(outcome)
 
-    async def _run(self, script: Script, keys: Sequence[str], args: list[str | int]) -> Any:
+    async def _run(
+        self, script: Script, keys: Sequence[str], args: list[str | int], pipe: Pipe | None = None
+    ) -> Any:
         """The script's answer, or None when Redis cannot give one."""
         try:
-            return await self._pipe.evalsha(script, keys, args)
+            return await (pipe or self._pipe).evalsha(script, keys, args)
         except RedisError:
             return None
 

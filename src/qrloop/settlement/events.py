@@ -31,6 +31,9 @@ class ReversalRow:
     terminal_id: int
     store_id: int
     reversed_at: datetime
+    # The time of the redemption reversed: its row's partition key. None in entries written
+    # before migration 013; the worker then reads it from the redemption's row.
+    redeemed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,9 @@ def _redemption(entry_id: str, values: list[bytes]) -> RedemptionRow:
 
 
 def _reversal(_: str, values: list[bytes]) -> ReversalRow:
-    campaign, serial, use, terminal, store, at = values
+    campaign, serial, use, terminal, store, at, *redeemed = values
+    if len(redeemed) > 1:
+        raise ValueError(f"{len(values)} fields in a reversal")
     return ReversalRow(
         campaign_id=int(campaign),
         serial=int(serial),
@@ -92,6 +97,7 @@ def _reversal(_: str, values: list[bytes]) -> ReversalRow:
         terminal_id=int(terminal),
         store_id=int(store),
         reversed_at=_moment(at),
+        redeemed_at=_moment(redeemed[0]) if redeemed else None,
     )
 
 

@@ -18,7 +18,7 @@ from qrloop.settlement.state import missing_epochs
 
 _USED = """
 SELECT r.serial FROM redemptions r
-LEFT JOIN reversals v USING (campaign_id, serial, use_no)
+LEFT JOIN reversals v USING (campaign_id, serial, use_no, redeemed_at)
 WHERE r.campaign_id = $1 AND v.use_no IS NULL
 """
 

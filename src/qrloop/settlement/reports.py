@@ -10,25 +10,41 @@ from typing import Any, ClassVar
 import asyncpg
 import msgspec
 
+# The ledger is partitioned by the redemption's month (migrations/013). A booking on a day is
+# a redemption of that day or a reversal, which tills make within the campaign's reversal
+# window (at most a day, migrations/001) of its redemption: so its redemption is of that day
+# or the day before, and a day's margin either way for the clocks of the API hosts keeps the
+# search to four days, one or two months. Each table read is bounded by itself: PostgreSQL
+# carries equalities across a join, not ranges.
+_BOOKED_ON = "t.booked_at >= $2::date AND t.booked_at < $2::date + 1"
+
+
+def _months_of_the_day(alias: str) -> str:
+    return f"{alias}.redeemed_at >= $2::date - 2 AND {alias}.redeemed_at < $2::date + 2"
+
+
 # Each booked transaction pairs one payable (issuer) with one receivable (acceptor) entry.
-_PAIRS = """
+_PAIRS = f"""
 SELECT p.merchant_id AS issuer, r.merchant_id AS acceptor, p.currency,
        (-sum(p.amount))::bigint AS amount,
        count(*) FILTER (WHERE t.kind = 'redemption') AS redemptions,
        count(*) FILTER (WHERE t.kind = 'reversal') AS reversals
 FROM ledger_transactions t
-JOIN ledger_entries p ON p.transaction_id = t.id AND p.account = 'payable'
-JOIN ledger_entries r ON r.transaction_id = t.id AND r.account = 'receivable'
-WHERE t.booked_at >= $2::date AND t.booked_at < $2::date + 1
-  AND $1 IN (p.merchant_id, r.merchant_id)
+JOIN ledger_entries p ON (p.transaction_id, p.redeemed_at) = (t.id, t.redeemed_at)
+    AND p.account = 'payable'
+JOIN ledger_entries r ON (r.transaction_id, r.redeemed_at) = (t.id, t.redeemed_at)
+    AND r.account = 'receivable'
+WHERE {_BOOKED_ON} AND $1 IN (p.merchant_id, r.merchant_id)
+  AND {_months_of_the_day("t")} AND {_months_of_the_day("p")} AND {_months_of_the_day("r")}
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3
 """
-_FEES = """
+_FEES = f"""
 SELECT e.currency, (-sum(e.amount))::bigint AS amount
-FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id
-WHERE e.account = 'fees' AND e.merchant_id = $1
-  AND t.booked_at >= $2::date AND t.booked_at < $2::date + 1
+FROM ledger_transactions t
+JOIN ledger_entries e ON (e.transaction_id, e.redeemed_at) = (t.id, t.redeemed_at)
+WHERE e.account = 'fees' AND e.merchant_id = $1 AND {_BOOKED_ON}
+  AND {_months_of_the_day("t")} AND {_months_of_the_day("e")}
 GROUP BY 1 ORDER BY 1
 """
 

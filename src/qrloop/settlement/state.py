@@ -16,7 +16,7 @@ SELECT r.campaign_id, r.serial,
        bool_or(v.use_no IS NULL) AS used,
        count(v.use_no) AS reversals
 FROM redemptions r
-LEFT JOIN reversals v USING (campaign_id, serial, use_no)
+LEFT JOIN reversals v USING (campaign_id, serial, use_no, redeemed_at)
 GROUP BY r.campaign_id, r.serial
 """
 # Settlement holds this shared from reading a batch to committing it; a rebuild holds it

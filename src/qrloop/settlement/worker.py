@@ -10,6 +10,8 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
 from operator import attrgetter
 from typing import Any, cast
 
@@ -21,7 +23,7 @@ from redis.typing import KeyT, StreamIdT
 from qrloop import keyspace, metrics
 from qrloop.db import DB_ERRORS, create_pool
 from qrloop.probes import start_probes
-from qrloop.redis_client import Client, connect, is_cluster, ping
+from qrloop.redis_client import Client, Tls, connect, is_cluster, ping
 from qrloop.settings import Settings
 from qrloop.settlement import ledger
 from qrloop.settlement.events import (
@@ -33,6 +35,7 @@ from qrloop.settlement.events import (
     VoidRow,
     parse,
 )
+from qrloop.settlement.partitions import Months, month_of
 from qrloop.settlement.state import REBUILD_LOCK
 from qrloop.webhooks import outbox
 
@@ -48,10 +51,21 @@ RECLAIM_EVERY_SECONDS = 10.0
 # this is how long a consumer waits after a read that found nothing.
 CLUSTER_POLL_SECONDS = 0.1
 
+
+class RedemptionNotSettled(Exception):
+    """A reversal came before its redemption's row (in a sibling's uncommitted batch): its
+    batch is retried."""
+
+
 # A store that cannot answer, or lost the connection mid-batch: retry the batch, never stop.
 # asyncpg reports a connection that PostgreSQL dropped mid-transaction (killed under load) as
 # an InternalClientError now and then; the batch is retried like any other outage.
-_RETRYABLE: tuple[type[Exception], ...] = (RedisError, asyncpg.InternalClientError, *DB_ERRORS)
+_RETRYABLE: tuple[type[Exception], ...] = (
+    RedisError,
+    asyncpg.InternalClientError,
+    *DB_ERRORS,
+    RedemptionNotSettled,
+)
 
 Entries = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
 
@@ -62,7 +76,10 @@ class Worker:
     A worker process runs several (QRLOOP_SETTLEMENT_CONSUMERS): each has one transaction in
     flight, so while one waits on PostgreSQL's commit another is reading and inserting. A
     reversal whose redemption is still in a sibling's uncommitted batch fails its foreign key;
-    its batch is retried a second later, after the sibling commits."""
+    its batch is retried a second later, after the sibling commits.
+
+    Before inserting, a batch makes sure the months its rows belong to exist (`months`,
+    shared by the process's consumers); rows of a detached month are parked as poison."""
 
     def __init__(
         self,
@@ -71,8 +88,10 @@ class Worker:
         partitions: int,
         webhook_retry_seconds: float = Settings().webhook_retry_seconds,
         name: str | None = None,
+        months: Months | None = None,
     ) -> None:
         self._pool = pool
+        self._months = months or Months(pool, Settings().partition_months_ahead)
         self._webhook_retry_seconds = webhook_retry_seconds
         self._redis = client
         self._streams = [keyspace.events(p) for p in range(partitions)]
@@ -114,6 +133,8 @@ class Worker:
                 # committed but not acknowledged (Redis lost after the commit) settle again as
                 # no-ops.
                 log.warning("cannot settle now, retrying: %s: %s", type(error).__name__, error)
+                # A month detached meanwhile fails its insert: check the months again.
+                self._months.forget()
                 backlog = True
                 await _pause(stop, 1.0)
                 continue
@@ -130,7 +151,7 @@ class Worker:
             entries = await self._read(cursor)
             if not any(batch for _, batch in entries):
                 return False
-            rows, poison = _parse_all(entries)
+            rows, poison = await self._parse_into_months(entries)
             await self._insert(connection, rows)
         await self._acknowledge(entries, poison, rows)
         return True
@@ -176,10 +197,18 @@ class Worker:
 
     async def settle(self, entries: Entries) -> None:
         """Insert entries already read in one transaction, then acknowledge them."""
-        rows, poison = _parse_all(entries)
+        rows, poison = await self._parse_into_months(entries)
         async with self._pool.acquire() as connection, connection.transaction():
             await self._insert(connection, rows)
         await self._acknowledge(entries, poison, rows)
+
+    async def _parse_into_months(self, entries: Entries) -> tuple[list[Row], list[Poison]]:
+        """The entries' rows, once the months they go to exist; the poison entries, those of
+        detached months included."""
+        rows, poison = _parse_all(entries, self._months.detached)
+        if await self._months.ensure(_months_of(rows)):
+            rows, poison = _parse_all(entries, self._months.detached)
+        return rows, poison
 
     async def _acknowledge(self, entries: Entries, poison: list[Poison], rows: list[Row]) -> None:
         """After the commit: park the poison entries, then acknowledge the whole read."""
@@ -207,39 +236,83 @@ class Worker:
         """Rows first (a reversal refers to its redemption), then their ledger postings and
         webhook events, in the caller's transaction: a redemption is settled, booked and
         announced together or not at all."""
-        by_type: dict[type, list[Row]] = {row_type: [] for row_type in _INSERTS}
+        by_type: dict[type, list[Any]] = {row_type: [] for row_type in _INSERTS}
         for row in rows:
             by_type[type(row)].append(row)
-        booked = {
-            "redemption": [(r.campaign_id, r.serial, r.use_no) for r in rows
-                           if isinstance(r, RedemptionRow)],
-            "reversal": [(r.campaign_id, r.serial, r.use_no) for r in rows
-                         if isinstance(r, ReversalRow)],
-        }  # fmt: skip
         for row_type, (statement, values) in _INSERTS.items():
+            if row_type is ReversalRow:
+                by_type[row_type] = await _with_redemption_times(connection, by_type[row_type])
             if by_type[row_type]:
                 columns = zip(*map(values, by_type[row_type]), strict=True)
                 await connection.execute(statement, *map(list, columns))
-        for kind, keys in booked.items():
+        for kind, row_type in (("redemption", RedemptionRow), ("reversal", ReversalRow)):
+            keys = [(r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[row_type]]
             transactions = await ledger.post(connection, kind, keys)
             await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
+
+
+# Reversal entries written before migration 013 lack their redemption's time; it is read from
+# the redemption's row (settled before, or inserted by this batch a moment ago). Every month
+# is searched, but only for these few entries, once.
+_REDEMPTION_TIMES = """
+SELECT k.campaign_id, k.serial, k.use_no, max(r.redeemed_at) AS redeemed_at
+FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS k (campaign_id, serial, use_no)
+JOIN redemptions r USING (campaign_id, serial, use_no)
+GROUP BY 1, 2, 3
+"""
+
+
+async def _with_redemption_times(
+    connection: PoolConnectionProxy, reversals: list[ReversalRow]
+) -> list[ReversalRow]:
+    untimed = [(r.campaign_id, r.serial, r.use_no) for r in reversals if r.redeemed_at is None]
+    if not untimed:
+        return reversals
+    found = {
+        (row["campaign_id"], row["serial"], row["use_no"]): row["redeemed_at"]
+        for row in await connection.fetch(_REDEMPTION_TIMES, *map(list, zip(*untimed, strict=True)))
+    }
+    if len(found) < len(set(untimed)):
+        raise RedemptionNotSettled(f"{len(set(untimed)) - len(found)} reversal(s) wait for theirs")
+    return [
+        r if r.redeemed_at else replace(r, redeemed_at=found[r.campaign_id, r.serial, r.use_no])
+        for r in reversals
+    ]
 
 
 Poison = tuple[bytes, bytes, dict[bytes, bytes]]
 
 
-def _parse_all(entries: Entries) -> tuple[list[Row], list[Poison]]:
-    """The rows the entries settle into, and the entries no retry can settle."""
+def _parse_all(
+    entries: Entries, detached: frozenset[date] = frozenset()
+) -> tuple[list[Row], list[Poison]]:
+    """The rows the entries settle into, and the entries no retry can settle: malformed, or
+    of a detached month, which is never written again (most likely a replay of an entry
+    settled before the detach; a person looks at it in the dead-letter stream)."""
     rows: list[Row] = []
     poison: list[Poison] = []
     for stream, batch in entries:
         for entry_id, fields in batch:
             try:
-                rows.append(parse(entry_id.decode(), fields))
+                row = parse(entry_id.decode(), fields)
+                if _month_of(row) in detached:
+                    raise PoisonEntry(f"entry {entry_id.decode()}: its month was detached")
+                rows.append(row)
             except PoisonEntry as error:
                 log.error("dead-lettering %s", error)
                 poison.append((stream, entry_id, fields))
     return rows, poison
+
+
+def _month_of(row: Row) -> date | None:
+    """The month (partition) a row goes to, for the tables partitioned by month."""
+    if isinstance(row, RedemptionRow | ReversalRow) and row.redeemed_at is not None:
+        return month_of(row.redeemed_at)
+    return None
+
+
+def _months_of(rows: list[Row]) -> set[date]:
+    return {month for month in map(_month_of, rows) if month is not None}
 
 
 def _unnest_insert(table: str, columns: dict[str, str], settled_at: bool = False) -> str:
@@ -271,9 +344,11 @@ _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     ReversalRow: (
         _unnest_insert("reversals", {
             "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
-            "terminal_id": "bigint", "store_id": "bigint", "reversed_at": "timestamptz",
+            "redeemed_at": "timestamptz", "terminal_id": "bigint", "store_id": "bigint",
+            "reversed_at": "timestamptz",
         }, settled_at=True),
-        attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id", "reversed_at"),
+        attrgetter("campaign_id", "serial", "use_no", "redeemed_at", "terminal_id", "store_id",
+                   "reversed_at"),
     ),
     VoidRow: (
         _unnest_insert("voids", {
@@ -326,13 +401,19 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     consumers = settings.settlement_consumers
-    pool = await create_pool(settings.database_url, consumers + 3)
-    client = await connect(settings.redis_url, socket_timeout=BLOCK_MS / 1000 + 5)
+    pool = await create_pool(
+        settings.database_url, consumers + 3, statement_cache=settings.statement_cache
+    )
+    client = await connect(settings.redis_url, Tls.of(settings), socket_timeout=BLOCK_MS / 1000 + 5)
     process = f"{socket.gethostname()}-{os.getpid()}"
+    months = Months(pool, settings.partition_months_ahead)
     workers = [
-        Worker(pool, client, settings.partitions, settings.webhook_retry_seconds, f"{process}-{i}")
+        Worker(
+            pool, client, settings.partitions, settings.webhook_retry_seconds,
+            f"{process}-{i}", months,
+        )
         for i in range(consumers)
-    ]
+    ]  # fmt: skip
     dispatcher = Dispatcher(pool, settings)
     courier = Courier(pool, senders(settings))
     log.info(
@@ -348,6 +429,7 @@ async def serve(settings: Settings) -> None:
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
     tasks.append(asyncio.create_task(dispatcher.run(stop)))
     tasks.append(asyncio.create_task(courier.run(stop)))
+    tasks.append(asyncio.create_task(months.run(stop)))
     stopping = asyncio.create_task(stop.wait())
     # A task that ends before the stop signal has failed: exit, so the supervisor restarts us
     # rather than leave a live process that settles nothing.

@@ -8,6 +8,7 @@ merchants with an active endpoint subscribed to the type, one delivery per such 
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from asyncpg.pool import PoolConnectionProxy
@@ -55,15 +56,19 @@ SELECT m.merchant_id, jsonb_build_object(
     'store_id', r.store_id, 'terminal_id', r.terminal_id, 'redeemed_at', r.redeemed_at,
     'reversed_at', v.reversed_at
 ) AS data
-FROM ledger_transactions t
-JOIN redemptions r USING (campaign_id, serial, use_no)
+FROM unnest($1::bigint[], $4::timestamptz[]) AS booked (id, redeemed_at)
+JOIN ledger_transactions t USING (id, redeemed_at)
+JOIN redemptions r USING (campaign_id, serial, use_no, redeemed_at)
 JOIN campaigns c ON c.id = t.campaign_id
 LEFT JOIN reversals v ON t.kind = 'reversal'
-    AND (v.campaign_id, v.serial, v.use_no) = (t.campaign_id, t.serial, t.use_no)
+    AND (v.campaign_id, v.serial, v.use_no, v.redeemed_at)
+      = (t.campaign_id, t.serial, t.use_no, t.redeemed_at)
+    AND v.redeemed_at BETWEEN $5 AND $6
 CROSS JOIN LATERAL (
     SELECT DISTINCT unnest(ARRAY[c.merchant_id, r.accepting_merchant_id])
 ) AS m(merchant_id)
-WHERE t.id = ANY ($1::bigint[])
+-- The bookings' times bound every month read, however the planner joins.
+WHERE t.redeemed_at BETWEEN $5 AND $6 AND r.redeemed_at BETWEEN $5 AND $6
 """)
 
 _ORDER_DONE = _fan_out("""
@@ -82,12 +87,19 @@ _KIND_TO_TYPE = {
 
 
 async def settled(
-    connection: PoolConnectionProxy, kind: str, transaction_ids: list[int], retry_seconds: float
+    connection: PoolConnectionProxy,
+    kind: str,
+    transactions: list[tuple[int, datetime]],
+    retry_seconds: float,
 ) -> None:
-    """Events for the ledger transactions (redemptions or reversals) just booked."""
-    if transaction_ids:
+    """Events for the ledger transactions (redemptions or reversals) just booked, each named
+    by its id and its partition key (the redemption's time)."""
+    if transactions:
         event_type = _KIND_TO_TYPE[kind].value
-        await connection.execute(_SETTLED, transaction_ids, event_type, retry_seconds)
+        ids, times = (list(column) for column in zip(*transactions, strict=True))
+        await connection.execute(
+            _SETTLED, ids, event_type, retry_seconds, times, min(times), max(times)
+        )
 
 
 async def order_completed(
