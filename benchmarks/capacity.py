@@ -137,9 +137,10 @@ async def _fixture(connection: asyncpg.Connection) -> tuple[int, int, int]:
         "INSERT INTO stores (merchant_id, name) VALUES ($1, 'store') RETURNING id", merchant
     )
     terminal = await connection.fetchval(
-        "INSERT INTO terminals (store_id, name, secret_digest) VALUES ($1, 'till', $2)"
-        " RETURNING id",
+        "INSERT INTO terminals (store_id, merchant_id, name, secret_digest)"
+        " VALUES ($1, $2, 'till', $3) RETURNING id",
         store,
+        merchant,
         secrets.token_bytes(32),
     )
     await connection.execute(

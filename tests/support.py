@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import os
 import re
 import secrets
@@ -11,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -189,9 +192,9 @@ def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: f
     raise TimeoutError("qrloop serve did not become ready")
 
 
-# Redis db numbers free for a stack (0 is the session's stores'): Valkey has 16, so a number
-# goes back when its stack ends, and the suite can run more stacks than that in turn.
-_free_redis_dbs = list(range(15, 0, -1))
+# Lock files that hand out Redis db numbers 1-15 (0 is the session's stores'), one per server
+# and number: an exclusive flock, which the kernel drops when its holder dies.
+_REDIS_DB_LOCKS = Path(tempfile.gettempdir()) / "qrloop-test-redis-dbs"
 
 
 def _with_database(url: str, name: str) -> str:
@@ -202,6 +205,31 @@ def _with_redis_db(url: str, number: int) -> str:
     if url.startswith("unix://"):
         return f"{url.partition('?')[0]}?db={number}"
     return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+@contextmanager
+def _own_redis_db(server_url: str) -> Iterator[int]:
+    """A Redis db number that no other stack holds on this server, in any process.
+
+    pytest-xdist runs tests in several processes at once, so a list in one process cannot tell
+    which numbers another holds. Valkey has 16, so a number goes back when its stack ends, and
+    the suite can run more stacks than that in turn.
+    """
+    server = hashlib.sha256(_with_redis_db(server_url, 0).encode()).hexdigest()[:16]
+    _REDIS_DB_LOCKS.mkdir(exist_ok=True)
+    for number in range(1, 16):
+        handle = open(_REDIS_DB_LOCKS / f"{server}-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield number
+        finally:
+            handle.close()  # drops the lock
+        return
+    raise RuntimeError(f"every Redis db number 1-15 of {server_url} is held by a running stack")
 
 
 async def _admin(database_url: str, statement: str) -> None:
@@ -219,14 +247,11 @@ def own_stores(servers: Stores) -> Iterator[Stores]:
     Stacks never share state: processes of one stack would otherwise pick up another's
     orders and events, signed with another key ring.
     """
-    db = _free_redis_dbs.pop()
-    redis_url = _with_redis_db(servers.redis_url, db)
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
+    with _own_redis_db(servers.redis_url) as db:
+        redis_url = _with_redis_db(servers.redis_url, db)
+        redis.Redis.from_url(redis_url).flushdb()
         with fresh_database(servers.database_url) as database_url:
             yield Stores(database_url, redis_url)
-    finally:
-        _free_redis_dbs.append(db)
 
 
 @contextmanager

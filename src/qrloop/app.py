@@ -29,6 +29,7 @@ from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
+from qrloop.history.routes import HistoryController
 from qrloop.issuance import dependencies as issuance
 from qrloop.issuance.routes import IssuanceController
 from qrloop.keys import Keys
@@ -264,6 +265,7 @@ def create_app(
             PoolsController,
             SettlementController,
             WebhooksController,
+            HistoryController,
             live,
             ready,
             prometheus,

@@ -181,6 +181,11 @@ def invalid_scans(terminal_id: int, window: int) -> str:
     return f"qr:rl:{terminal_id}:{window}"
 
 
+def lookups(api_key_id: int, window: int) -> str:
+    """Code lookups made with one API key in one rate-limit window (a minute)."""
+    return f"qr:rl:lookup:{api_key_id}:{window}"
+
+
 BLOCKED_TERMINALS = "qr:blocked"
 """Sorted set: terminal id → until when (unix seconds) it is refused for too many invalid scans."""
 

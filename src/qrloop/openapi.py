@@ -27,7 +27,7 @@ from litestar.openapi.spec import (
 )
 from litestar.routes import HTTPRoute
 
-from qrloop.accounts.guards import current_merchant, current_terminal
+from qrloop.accounts.guards import current_key, current_merchant, current_terminal
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason, status_of
 from qrloop.web.docs import render_plugins
 
@@ -62,6 +62,7 @@ _SCHEMES = {
 # What each dependency that authenticates a caller stands for in the document.
 _SECURITY_BY_GUARD: dict[object, list[SecurityRequirement]] = {
     current_merchant: [{MERCHANT_SCHEME: []}],
+    current_key: [{MERCHANT_SCHEME: []}],
     current_terminal: [{TERMINAL_SCHEME: []}],
 }
 
@@ -72,6 +73,8 @@ _TAGS = [
     Tag(name="terminal", description="The till: a token for its secret, redeem, check, reverse."),
     Tag(name="claim", description="Pool links that hand codes out to consumers."),
     Tag(name="settlement", description="What a merchant owes and is owed, day by day."),
+    Tag(name="history", description="Settled redemptions a merchant issued or accepted."),
+    Tag(name="lookup", description="What became of one code, for its issuer and acceptors."),
     Tag(name="webhooks", description="Signed events POSTed to a merchant's endpoints."),
     Tag(name="operations", description="Liveness, readiness and Prometheus metrics."),
 ]
@@ -94,6 +97,7 @@ _BY_TAG = {
     "webhooks": {409},
     "accounts": {409},
     "agreements": {403, 409},
+    "lookup": {422, 429},
 }
 _UNAUTHENTICATED = ("/health/",)
 
@@ -108,6 +112,8 @@ def openapi_config() -> OpenAPIConfig:
         tags=_TAGS,
         components=Components(security_schemes=dict(_SCHEMES)),
         render_plugins=render_plugins(),
+        # A route's docstring is its operation's description: what a caller must know.
+        use_handler_docstrings=True,
     )
 
 
@@ -135,6 +141,22 @@ def answered(example: dict[str, Any] | str, media_type: str = JSON) -> dict[int,
             examples=[Example(value=example)],
         )
     }
+
+
+def json_or_csv(csv_example: str) -> type[Operation]:
+    """The operation class of a route that answers JSON or, with `format=csv`, CSV: its 200
+    lists both, the CSV with this example."""
+
+    @dataclass
+    class JsonOrCsv(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+                ok.content["text/csv"] = OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING), example=csv_example
+                )
+
+    return JsonOrCsv
 
 
 def _operations(app: Litestar, openapi: OpenAPI) -> list[tuple[str, Operation, HTTPRouteHandler]]:

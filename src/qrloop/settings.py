@@ -75,6 +75,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     otp_sends_per_pool_code_hour: Annotated[int, msgspec.Meta(ge=0, le=100)] = 2
     otp_sends_per_ip_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 30
     trusted_proxies: str | None = None
+    lookups_per_key_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 60
 
     @property
     def base_url(self) -> str:
@@ -145,6 +146,7 @@ ENVIRONMENT = {
     "QRLOOP_OTP_SENDS_PER_POOL_CODE_HOUR": "otp_sends_per_pool_code_hour",
     "QRLOOP_OTP_SENDS_PER_IP_HOUR": "otp_sends_per_ip_hour",
     "QRLOOP_TRUSTED_PROXIES": "trusted_proxies",
+    "QRLOOP_LOOKUPS_PER_KEY_MINUTE": "lookups_per_key_minute",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}

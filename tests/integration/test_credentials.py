@@ -40,10 +40,11 @@ def _new_key(merchant: Merchant, label: str) -> dict[str, Any]:
 
 
 def _keys(merchant: Merchant) -> list[dict[str, Any]]:
+    """The merchant's keys, oldest first (the API lists them newest first)."""
     response = merchant.get("/v1/api-keys")
     assert response.status_code == 200, response.text
-    listed: list[dict[str, Any]] = response.json()
-    return listed
+    listed: list[dict[str, Any]] = response.json()["items"]
+    return listed[::-1]
 
 
 def _authenticated(stack: Stack, api_key: str) -> bool:
@@ -67,7 +68,7 @@ def test_several_keys_listed_with_prefix_label_and_use_never_a_secret(stack: Sta
     response = merchant.get("/v1/api-keys")
     for secret in (merchant.api_key, till_key["api_key"], unused["api_key"]):
         assert secret not in response.text
-    listed = response.json()
+    listed = response.json()["items"][::-1]  # newest first
     assert [key["label"] for key in listed] == ["initial", "till software", "accounting"]
     for key in listed:
         assert key.keys() == {"id", "prefix", "label", "created_at", "last_used_at", "revoked_at"}
@@ -183,7 +184,7 @@ def test_other_merchant_cannot_list_or_revoke_my_keys(stack: Stack) -> None:
     my_key = _new_key(mine, "second")
     stranger = stack.new_merchant("Attacker")
     _new_key(stranger, "spare")  # so the last-live-key rule is not what answers
-    listed = stranger.get("/v1/api-keys").json()
+    listed = _keys(stranger)
     assert my_key["id"] not in {key["id"] for key in listed}
     assert {key["label"] for key in listed} == {"initial", "spare"}
     for key_id in (my_key["id"], _keys(mine)[0]["id"]):

@@ -72,7 +72,8 @@ def test_readme_walkthrough_redeems_once_then_refuses(output: str) -> None:
     one-time code `qrloop outbox tail` shows (development sender) and sees that code on the
     claimed page, redeems another code, is refused the replay, and counts one redemption;
     then a second merchant accepts the issuer's proposal and its till redeems a third code,
-    the answer naming the issuer."""
+    the answer naming the issuer; last, the issuer lists the campaign's two redemptions and
+    looks up the code it redeemed."""
     lines = output.splitlines()  # each redraw of the progress bar is a line here
     header = lines.index("code,typed,claim_url")
     bar, took = lines[header - 2 : header]
@@ -95,6 +96,15 @@ def test_readme_walkthrough_redeems_once_then_refuses(output: str) -> None:
     assert foreign["serial"] != redeemed["serial"]
     assert foreign["issuer_name"] == redeemed["issuer_name"] == "Cone & Co"
     assert "The API key is shown only this once" in output
+    # It ends with the campaign's redemptions, newest first, and the first code looked up.
+    listed, looked_up = answers[-2:]
+    assert [item["redemption_id"] for item in listed["items"]] == [
+        foreign["redemption_id"],
+        redeemed["redemption_id"],
+    ]
+    assert listed["items"][0]["accepting_merchant_id"] != redeemed["issuer_merchant_id"]
+    assert (looked_up["serial"], looked_up["state"]) == (redeemed["serial"], "redeemed")
+    assert [use["redemption_id"] for use in looked_up["uses"]] == [redeemed["redemption_id"]]
 
 
 # Sample values that legitimately differ from run to run: ids, keys, codes, times (all hold a

@@ -368,7 +368,7 @@ def test_endpoints_belong_to_their_merchant(hooks_stack: Stack, receiver: Receiv
     owner, other = hooks_stack.new_merchant(), hooks_stack.new_merchant()
     endpoint = _register(owner, receiver.url)
     base = f"/v1/webhooks/{endpoint['id']}"
-    assert other.get("/v1/webhooks").json() == []
+    assert other.get("/v1/webhooks").json() == {"items": [], "next_cursor": None}
     for response in (
         other.get(base),
         other.get(base + "/deliveries"),

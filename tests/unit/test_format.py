@@ -215,6 +215,30 @@ def test_verify_only_key_still_verifies(algorithm: Algorithm, campaign: int, ser
     assert VERIFIER.verify(code) == CodeRef(campaign, serial, key.id)
 
 
+@given(
+    algorithm=algorithms,
+    status=st.sampled_from(list(KeyStatus)),
+    campaign=campaigns,
+    serial=serials,
+)
+def test_identify_names_a_genuine_code_whatever_its_key_status(
+    algorithm: Algorithm, status: KeyStatus, campaign: int, serial: int
+) -> None:
+    """identify (for a code's history) names the code under a key of any status, revoked and
+    retired included; only verify refuses those."""
+    key = KEYS[status][algorithm]
+    code = Signer(_with_status(key, KeyStatus.ACTIVE)).sign(campaign, serial)
+    assert VERIFIER.identify(code) == CodeRef(campaign, serial, key.id)
+
+
+@given(code=codes())
+def test_identify_refuses_a_forgery_as_verify_does(code: str) -> None:
+    """A code with one character of its tag changed is InvalidCode to identify too."""
+    forged = code[:-1] + ("A" if code[-1] != "A" else "B")
+    with pytest.raises(InvalidCode):
+        VERIFIER.identify(forged)
+
+
 @given(code=codes(), data=st.data())
 def test_forgery_under_revoked_key_is_invalid_not_revoked(code: str, data: st.DataObject) -> None:
     """A bad tag naming a revoked key is InvalidCode: RevokedKey needs a valid tag."""

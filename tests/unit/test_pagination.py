@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qrloop.errors import Problem, Reason
-from qrloop.pagination import decode_cursor, encode_cursor, page_of
+from qrloop.pagination import decode_cursor, encode_cursor, newest_first, page_of, start_below
 
 
 def test_a_cursor_reads_back_as_the_key_it_was_made_from() -> None:
@@ -47,3 +47,19 @@ def test_the_extra_row_decides_whether_there_is_a_next_page() -> None:
     last = page_of(rows[:2], 2, lambda row: (row,))
     assert last.items == [5, 4]
     assert last.next_cursor is None
+
+
+def test_a_newest_first_list_starts_above_every_id_then_below_its_cursor() -> None:
+    """The first page's bound lies above every bigint id (so `id < bound` holds for all), and
+    a next page starts below the id its cursor names."""
+    assert start_below(None) == 2**63 - 1
+    assert start_below(encode_cursor((42,))) == 42
+
+
+def test_a_newest_first_page_is_cursored_by_its_key_column() -> None:
+    """Rows become items through `out`; the cursor names the last item's key column (pools
+    page by their creation sequence, not their text id)."""
+    rows = [{"id": "c", "seq": 9}, {"id": "b", "seq": 7}, {"id": "a", "seq": 4}]
+    page = newest_first(rows, 2, lambda row: row["id"], key_column="seq")
+    assert page.items == ["c", "b"]
+    assert start_below(page.next_cursor) == 7

@@ -3,12 +3,15 @@ one by one. Every call authenticated by a key reads PostgreSQL, so a revocation 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from qrloop.accounts.schemas import ApiKeyOut, NewApiKey
 from qrloop.accounts.secrets import API_KEY_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
+from qrloop.pagination import Page, newest_page, page_sql
 
 INITIAL_LABEL = "initial"
 # Shown to people to tell keys apart: the fixed prefix and 7 random characters (42 of the 256
@@ -38,32 +41,52 @@ async def create(
     )
 
 
-async def merchant_for(pool: asyncpg.Pool, api_key: str) -> int | None:
-    """The merchant owning this live API key, if any.
+class KeyHolder(NamedTuple):
+    """A live API key (by id, never its secret) and the merchant it speaks for."""
+
+    key_id: int
+    merchant_id: int
+
+
+async def holder_of(pool: asyncpg.Pool, api_key: str) -> KeyHolder | None:
+    """This live API key and its merchant, if the key is one.
 
     The same statement stamps the key's `last_used_at`, but only when the stamp is a minute
     old: a busy key costs one row write a minute, not one per request. The condition is on the
     updated row, so concurrent requests re-check it after the first one's write and skip.
     """
-    merchant_id: int | None = await pool.fetchval(
+    row = await pool.fetchrow(
         "WITH live AS ("
         "  SELECT id, merchant_id FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
         "), touched AS ("
         "  UPDATE api_keys k SET last_used_at = now() FROM live WHERE k.id = live.id"
         "  AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute')"
-        ") SELECT merchant_id FROM live",
+        ") SELECT id, merchant_id FROM live",
         digest(api_key),
     )
-    return merchant_id
+    return None if row is None else KeyHolder(row["id"], row["merchant_id"])
 
 
 async def listed(pool: asyncpg.Pool, merchant_id: int) -> list[ApiKeyOut]:
-    """The merchant's keys, oldest first, revoked ones included; never a key or its digest."""
+    """All the merchant's keys, oldest first, revoked ones included; never a key or its digest
+    (the operator's `qrloop merchants keys list`)."""
     rows = await pool.fetch(
         f"SELECT {_COLUMNS} FROM api_keys WHERE merchant_id = $1 ORDER BY id",
         merchant_id,
     )
     return [ApiKeyOut(**row) for row in rows]
+
+
+API_KEYS_PAGE = page_sql(f"SELECT {_COLUMNS} FROM api_keys")
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
+) -> Page[ApiKeyOut]:
+    """A page of the merchant's keys, newest first, revoked ones included."""
+    return await newest_page(
+        pool, API_KEYS_PAGE, merchant_id, cursor, limit, out=lambda row: ApiKeyOut(**row)
+    )
 
 
 async def owner_of(pool: asyncpg.Pool, key_id: int) -> int | None:

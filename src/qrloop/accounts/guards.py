@@ -32,12 +32,17 @@ def bearer(request: Request[Any, Any, Any]) -> str:
     return credential
 
 
+async def current_key(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> api_keys.KeyHolder:
+    """The API key the request carries and its merchant, or 401."""
+    holder = await api_keys.holder_of(pool, bearer(request))
+    if holder is None:
+        raise Problem(Reason.UNAUTHORIZED, "Unknown or revoked API key.", headers=_CHALLENGE)
+    return holder
+
+
 async def current_merchant(request: Request[Any, Any, Any], pool: asyncpg.Pool) -> int:
     """The merchant id behind the API key, or 401."""
-    merchant_id = await api_keys.merchant_for(pool, bearer(request))
-    if merchant_id is None:
-        raise Problem(Reason.UNAUTHORIZED, "Unknown or revoked API key.", headers=_CHALLENGE)
-    return merchant_id
+    return (await current_key(request, pool)).merchant_id
 
 
 def current_terminal(request: Request[Any, Any, Any], keys: Keys) -> TerminalClaims:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
+from typing import Annotated
 
 import asyncpg
 from litestar import Controller, get, post
@@ -14,18 +15,25 @@ from qrloop.accounts.guards import current_merchant
 from qrloop.accounts.schemas import (
     ApiKeyIn,
     ApiKeyOut,
+    ApiKeyPage,
     NewApiKey,
     StoreIn,
     StoreOut,
+    StorePage,
     Switched,
     TerminalIn,
     TerminalOut,
+    TerminalPage,
+    TerminalSecret,
     TokenIn,
     TokenOut,
 )
 from qrloop.accounts.tokens import TerminalClaims, epoch_ms, mint
 from qrloop.keys import Keys
+from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit, by_id
 from qrloop.settings import Settings
+
+StoreFilter = Annotated[int | None, by_id("Only this store's terminals")]
 
 
 class Action(StrEnum):
@@ -45,8 +53,16 @@ class AccountsController(Controller):
         return await api_keys.create(pool, merchant_id, data.label)
 
     @get("/api-keys", summary="The account's API keys: prefix and label, never the key")
-    async def list_api_keys(self, merchant_id: int, pool: asyncpg.Pool) -> list[ApiKeyOut]:
-        return await api_keys.listed(pool, merchant_id)
+    async def list_api_keys(
+        self,
+        merchant_id: int,
+        pool: asyncpg.Pool,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> ApiKeyPage:
+        """Newest first, revoked keys included; pass `next_cursor` back as `cursor` for the
+        next page."""
+        return await api_keys.page(pool, merchant_id, cursor, limit)
 
     @post("/api-keys/{key_id:int}/revoke", status_code=200, summary="Revoke an API key")
     async def revoke_api_key(self, key_id: int, merchant_id: int, pool: asyncpg.Pool) -> ApiKeyOut:
@@ -56,17 +72,47 @@ class AccountsController(Controller):
 
     @post("/stores", status_code=201, summary="Create a store")
     async def create_store(self, data: StoreIn, merchant_id: int, pool: asyncpg.Pool) -> StoreOut:
-        store_id = await service.create_store(pool, merchant_id, data.name)
-        return StoreOut(id=store_id, name=data.name)
+        return await service.create_store(pool, merchant_id, data.name)
+
+    @get("/stores", summary="The account's stores, newest first")
+    async def list_stores(
+        self,
+        merchant_id: int,
+        pool: asyncpg.Pool,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> StorePage:
+        """Disabled stores included; pass `next_cursor` back as `cursor` for the next page."""
+        return await service.stores(pool, merchant_id, cursor, limit)
+
+    @get("/stores/{store_id:int}", summary="Read a store")
+    async def get_store(self, store_id: int, merchant_id: int, pool: asyncpg.Pool) -> StoreOut:
+        return await service.store(pool, merchant_id, store_id)
 
     @post("/terminals", status_code=201, summary="Create a terminal; its secret is shown once")
     async def create_terminal(
         self, data: TerminalIn, merchant_id: int, pool: asyncpg.Pool
+    ) -> TerminalSecret:
+        return await service.create_terminal(pool, merchant_id, data.store_id, data.name)
+
+    @get("/terminals", summary="The account's terminals, newest first; never their secrets")
+    async def list_terminals(
+        self,
+        merchant_id: int,
+        pool: asyncpg.Pool,
+        store_id: StoreFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> TerminalPage:
+        """All the account's terminals, or one store's (another merchant's store id lists
+        none); pass `next_cursor` back as `cursor` for the next page."""
+        return await service.terminals(pool, merchant_id, store_id, cursor, limit)
+
+    @get("/terminals/{terminal_id:int}", summary="Read a terminal; never its secret")
+    async def get_terminal(
+        self, terminal_id: int, merchant_id: int, pool: asyncpg.Pool
     ) -> TerminalOut:
-        terminal_id, secret = await service.create_terminal(
-            pool, merchant_id, data.store_id, data.name
-        )
-        return TerminalOut(id=terminal_id, store_id=data.store_id, name=data.name, secret=secret)
+        return await service.terminal(pool, merchant_id, terminal_id)
 
     @post(
         "/stores/{store_id:int}/{action:str}", status_code=200, summary="Disable or enable a store"
@@ -86,13 +132,10 @@ class AccountsController(Controller):
     )
     async def rotate_terminal_secret(
         self, terminal_id: int, merchant_id: int, pool: asyncpg.Pool
-    ) -> TerminalOut:
+    ) -> TerminalSecret:
         """The old secret is refused by the token exchange at once, and access tokens exchanged
         for it are refused within a second on every API process."""
-        store_id, name, secret = await service.rotate_terminal_secret(
-            pool, merchant_id, terminal_id
-        )
-        return TerminalOut(id=terminal_id, store_id=store_id, name=name, secret=secret)
+        return await service.rotate_terminal_secret(pool, merchant_id, terminal_id)
 
     @post(
         "/terminals/{terminal_id:int}/{action:str}",

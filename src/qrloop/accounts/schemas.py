@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from qrloop.pagination import Page, schema_name
 from qrloop.text import text
 
 Name = Annotated[str, text(max_length=200)]
@@ -20,10 +21,19 @@ class StoreIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class StoreOut(msgspec.Struct):
+    """`disabled`: its terminals are refused at the till."""
+
     id: int
     name: str
+    disabled: bool
+    created_at: datetime
 
-    EXAMPLE: ClassVar[dict[str, Any]] = {"id": 1, "name": "Flagship"}
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        "id": 1,
+        "name": "Flagship",
+        "disabled": False,
+        "created_at": "2026-12-02T03:59:14.614687Z",
+    }
 
 
 class TerminalIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,15 +44,31 @@ class TerminalIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TerminalOut(msgspec.Struct):
+    """A terminal as read or listed: never its secret. `disabled` is the terminal's own switch
+    (a disabled store's terminals are refused too)."""
+
     id: int
     store_id: int
     name: str
-    secret: str
+    disabled: bool
+    created_at: datetime
 
     EXAMPLE: ClassVar[dict[str, Any]] = {
         "id": 1,
         "store_id": 1,
         "name": "Till 1",
+        "disabled": False,
+        "created_at": "2026-12-02T03:59:14.614687Z",
+    }
+
+
+class TerminalSecret(TerminalOut):
+    """A terminal just created or rotated: `secret` is shown this once."""
+
+    secret: str
+
+    EXAMPLE: ClassVar[dict[str, Any]] = {
+        **TerminalOut.EXAMPLE,
         "secret": "qrl_term_4cQz0aV3mRkLx8pNw2sEy7uHt1bJf9gD5oKi6nTrMe",
     }
 
@@ -121,3 +147,8 @@ class NewApiKey(msgspec.Struct):
         "created_at": "2026-12-02T03:59:14.614687Z",
         "api_key": "qrl_live_Xb3kP9wQ2mZr7LsT0vNc4yHa8dUe1fJg6iKo5pRbE",
     }
+
+
+StorePage = Annotated[Page[StoreOut], schema_name("StorePage")]
+TerminalPage = Annotated[Page[TerminalOut], schema_name("TerminalPage")]
+ApiKeyPage = Annotated[Page[ApiKeyOut], schema_name("ApiKeyPage")]

@@ -9,8 +9,21 @@ from typing import NamedTuple
 import asyncpg
 
 from qrloop.accounts import api_keys
+from qrloop.accounts.schemas import StoreOut, TerminalOut, TerminalSecret
 from qrloop.accounts.secrets import TERMINAL_SECRET_PREFIX, digest, new_secret
 from qrloop.errors import Problem, Reason
+from qrloop.pagination import Page, newest_page, page_sql
+
+_STORE = "id, name, disabled_at IS NOT NULL AS disabled, created_at"
+_TERMINAL = "id, store_id, name, disabled_at IS NOT NULL AS disabled, created_at"
+
+
+def _no_store(store_id: int) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"No store {store_id} in this account.")
+
+
+def _no_terminal(terminal_id: int) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")
 
 
 async def create_merchant(pool: asyncpg.Pool, name: str) -> tuple[int, str]:
@@ -24,30 +37,79 @@ async def create_merchant(pool: asyncpg.Pool, name: str) -> tuple[int, str]:
     return merchant_id, first_key.api_key
 
 
-async def create_store(pool: asyncpg.Pool, merchant_id: int, name: str) -> int:
-    store_id: int = await pool.fetchval(
-        "INSERT INTO stores (merchant_id, name) VALUES ($1, $2) RETURNING id", merchant_id, name
+async def create_store(pool: asyncpg.Pool, merchant_id: int, name: str) -> StoreOut:
+    row = await pool.fetchrow(
+        f"INSERT INTO stores (merchant_id, name) VALUES ($1, $2) RETURNING {_STORE}",
+        merchant_id,
+        name,
     )
-    return store_id
+    assert row is not None  # INSERT ... RETURNING always returns the row
+    return StoreOut(**row)
 
 
 async def create_terminal(
     pool: asyncpg.Pool, merchant_id: int, store_id: int, name: str
-) -> tuple[int, str]:
+) -> TerminalSecret:
     """A terminal in one of the merchant's own stores, with its secret (returned once)."""
     secret, secret_digest = new_secret(TERMINAL_SECRET_PREFIX)
-    terminal_id: int | None = await pool.fetchval(
-        "INSERT INTO terminals (store_id, name, secret_digest)"
-        " SELECT id, $3, $4 FROM stores WHERE id = $1 AND merchant_id = $2 AND disabled_at IS NULL"
-        " RETURNING id",
+    row = await pool.fetchrow(
+        "INSERT INTO terminals (store_id, merchant_id, name, secret_digest)"
+        " SELECT id, merchant_id, $3, $4 FROM stores"
+        " WHERE id = $1 AND merchant_id = $2 AND disabled_at IS NULL"
+        f" RETURNING {_TERMINAL}",
         store_id,
         merchant_id,
         name,
         secret_digest,
     )
-    if terminal_id is None:
-        raise Problem(Reason.NOT_FOUND, f"No store {store_id} in this account.")
-    return terminal_id, secret
+    if row is None:
+        raise _no_store(store_id)
+    return TerminalSecret(**row, secret=secret)
+
+
+STORES_PAGE = page_sql(f"SELECT {_STORE} FROM stores")
+TERMINALS_PAGE = page_sql(f"SELECT {_TERMINAL} FROM terminals")
+TERMINALS_OF_STORE_PAGE = page_sql(f"SELECT {_TERMINAL} FROM terminals", " AND store_id = $4")
+
+
+async def stores(
+    pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
+) -> Page[StoreOut]:
+    return await newest_page(
+        pool, STORES_PAGE, merchant_id, cursor, limit, out=lambda row: StoreOut(**row)
+    )
+
+
+async def store(pool: asyncpg.Pool, merchant_id: int, store_id: int) -> StoreOut:
+    row = await pool.fetchrow(
+        f"SELECT {_STORE} FROM stores WHERE id = $1 AND merchant_id = $2", store_id, merchant_id
+    )
+    if row is None:
+        raise _no_store(store_id)
+    return StoreOut(**row)
+
+
+async def terminals(
+    pool: asyncpg.Pool, merchant_id: int, store_id: int | None, cursor: str | None, limit: int
+) -> Page[TerminalOut]:
+    """The merchant's terminals, or those of one of its stores (another's store: none)."""
+    query, filters = (
+        (TERMINALS_PAGE, ()) if store_id is None else (TERMINALS_OF_STORE_PAGE, (store_id,))
+    )
+    return await newest_page(
+        pool, query, merchant_id, cursor, limit, *filters, out=lambda row: TerminalOut(**row)
+    )
+
+
+async def terminal(pool: asyncpg.Pool, merchant_id: int, terminal_id: int) -> TerminalOut:
+    row = await pool.fetchrow(
+        f"SELECT {_TERMINAL} FROM terminals WHERE id = $1 AND merchant_id = $2",
+        terminal_id,
+        merchant_id,
+    )
+    if row is None:
+        raise _no_terminal(terminal_id)
+    return TerminalOut(**row)
 
 
 class TerminalCredentials(NamedTuple):
@@ -81,8 +143,8 @@ async def authenticate_terminal(
 
 async def rotate_terminal_secret(
     pool: asyncpg.Pool, merchant_id: int, terminal_id: int
-) -> tuple[int, str, str]:
-    """Replace the secret of one of the merchant's terminals: (store_id, name, new secret).
+) -> TerminalSecret:
+    """Replace the secret of one of the merchant's terminals; the new one is in the answer.
 
     The old secret stops working for the exchange at once; tokens exchanged for it are refused
     once every API process has read the new `credentials_since` (TerminalGate). Each rotation
@@ -90,17 +152,16 @@ async def rotate_terminal_secret(
     """
     secret, secret_digest = new_secret(TERMINAL_SECRET_PREFIX)
     row = await pool.fetchrow(
-        "UPDATE terminals t SET secret_digest = $3, credentials_since ="
-        " greatest(clock_timestamp(), t.credentials_since + interval '1 millisecond')"
-        " FROM stores s WHERE t.id = $1 AND s.id = t.store_id AND s.merchant_id = $2"
-        " RETURNING t.store_id, t.name",
+        "UPDATE terminals SET secret_digest = $3, credentials_since ="
+        " greatest(clock_timestamp(), credentials_since + interval '1 millisecond')"
+        f" WHERE id = $1 AND merchant_id = $2 RETURNING {_TERMINAL}",
         terminal_id,
         merchant_id,
         secret_digest,
     )
     if row is None:
-        raise Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")
-    return row["store_id"], row["name"], secret
+        raise _no_terminal(terminal_id)
+    return TerminalSecret(**row, secret=secret)
 
 
 async def set_store_disabled(
@@ -115,7 +176,7 @@ async def set_store_disabled(
         disabled,
     )
     if found is None:
-        raise Problem(Reason.NOT_FOUND, f"No store {store_id} in this account.")
+        raise _no_store(store_id)
 
 
 async def set_terminal_disabled(
@@ -123,12 +184,11 @@ async def set_terminal_disabled(
 ) -> None:
     """Disable (or enable) a terminal in one of the merchant's stores."""
     found = await pool.fetchval(
-        "UPDATE terminals t SET disabled_at = CASE WHEN $3 THEN coalesce(t.disabled_at, now()) END"
-        " FROM stores s WHERE t.id = $1 AND s.id = t.store_id AND s.merchant_id = $2"
-        " RETURNING t.id",
+        "UPDATE terminals SET disabled_at = CASE WHEN $3 THEN coalesce(disabled_at, now()) END"
+        " WHERE id = $1 AND merchant_id = $2 RETURNING id",
         terminal_id,
         merchant_id,
         disabled,
     )
     if found is None:
-        raise Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")
+        raise _no_terminal(terminal_id)

@@ -26,6 +26,7 @@ from qrloop.codes.render import svg_markup
 from qrloop.errors import Problem, Reason
 from qrloop.messages import outbox
 from qrloop.messages.catalogue import language_of
+from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, schema_name
 from qrloop.runtime import Runtime
 from qrloop.text import text
 
@@ -79,6 +80,9 @@ class PoolOut(msgspec.Struct):
         "verification": "otp",
         "handed_out": 37,
     }
+
+
+PoolPage = Annotated[Page[PoolOut], schema_name("PoolPage")]
 
 
 def _html(body: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:
@@ -451,14 +455,33 @@ class PoolsController(Controller):
             data.per_consumer,
             data.verification,
         )
-        return await _pool_out(found, runtime)
+        return _pool_out(found, 0, runtime)
+
+    @get("/pools", summary="The account's pool links, newest first")
+    async def list_pools(
+        self,
+        merchant_id: int,
+        runtime: Runtime,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> PoolPage:
+        """Each with how many codes it handed out; pass `next_cursor` back as `cursor` for the
+        next page."""
+        page = await service.pools(runtime.pool, merchant_id, cursor, limit)
+        counts = await state.handed_out_each(runtime.redis, [found.id for found in page.items])
+        items = [
+            _pool_out(found, count, runtime)
+            for found, count in zip(page.items, counts, strict=True)
+        ]
+        return Page(items=items, next_cursor=page.next_cursor)
 
     @get("/pools/{pool_id:str}", summary="A pool and how many codes it handed out")
     async def get_pool(self, pool_id: str, merchant_id: int, runtime: Runtime) -> PoolOut:
-        return await _pool_out(await service.find_pool(runtime.pool, pool_id, merchant_id), runtime)
+        found = await service.find_pool(runtime.pool, pool_id, merchant_id)
+        return _pool_out(found, await state.handed_out(runtime.redis, found.id), runtime)
 
 
-async def _pool_out(found: service.Pool, runtime: Runtime) -> PoolOut:
+def _pool_out(found: service.Pool, handed_out: int, runtime: Runtime) -> PoolOut:
     return PoolOut(
         id=found.id,
         url=f"{runtime.settings.base_url}/p/{found.id}",
@@ -466,5 +489,5 @@ async def _pool_out(found: service.Pool, runtime: Runtime) -> PoolOut:
         size=found.size,
         per_consumer=found.per_consumer,
         verification=found.verification,
-        handed_out=min(found.size, await state.handed_out(runtime.redis, found.id)),
+        handed_out=min(found.size, handed_out),
     )

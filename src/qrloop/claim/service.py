@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,6 +16,7 @@ from qrloop.claim.consumers import Consumer
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.redis_client import Client
 from qrloop.rows import CAMPAIGN_COLUMNS, ORDER_COLUMNS, campaign_of, order_of
 
@@ -217,17 +218,32 @@ async def create_pool(
     )
 
 
+_POOL = "p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id, p.verification"
+_POOLS = "pools p JOIN orders o ON o.id = p.order_id"
+# Paged by creation sequence: pool ids are random text.
+POOLS_PAGE = page_sql(f"SELECT {_POOL}, p.seq FROM {_POOLS}", owner="p.merchant_id", key="p.seq")
+
+
+def _pool(row: asyncpg.Record) -> Pool:
+    return Pool(**{field.name: row[field.name] for field in fields(Pool)})
+
+
 async def find_pool(pool: asyncpg.Pool, pool_id: str, merchant_id: int | None = None) -> Pool:
     if not _POOL_ID.fullmatch(pool_id):  # not one we made; may hold what PostgreSQL refuses
         raise Problem(Reason.NOT_FOUND, "This link is not valid.")
     row = await pool.fetchrow(
-        "SELECT p.id, p.campaign_id, p.first_serial, p.size, p.per_consumer, o.key_id,"
-        " p.verification"
-        " FROM pools p JOIN orders o ON o.id = p.order_id"
+        f"SELECT {_POOL} FROM {_POOLS}"
         " WHERE p.id = $1 AND ($2::bigint IS NULL OR p.merchant_id = $2)",
         pool_id,
         merchant_id,
     )
     if row is None:
         raise Problem(Reason.NOT_FOUND, "This link is not valid.")
-    return Pool(**dict(row.items()))
+    return _pool(row)
+
+
+async def pools(pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int) -> Page[Pool]:
+    """A page of the merchant's pools, newest first."""
+    return await newest_page(
+        pool, POOLS_PAGE, merchant_id, cursor, limit, out=_pool, key_column="seq"
+    )

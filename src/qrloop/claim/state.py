@@ -90,3 +90,13 @@ async def held_in_pool(client: Client, pool_id: str, consumer: Consumer) -> list
 
 async def handed_out(client: Client, pool_id: str) -> int:
     return int(await client.get(keyspace.pool_keys(pool_id).counter) or 0)
+
+
+async def handed_out_each(client: Client, pool_ids: list[str]) -> list[int]:
+    """How many codes each pool has handed out, in one round trip (each key in its own slot,
+    so a pipeline, never one multi-key command)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for pool_id in pool_ids:
+            pipe.get(keyspace.pool_keys(pool_id).counter)
+        counts: list[bytes | None] = await pipe.execute()
+    return [int(count or 0) for count in counts]

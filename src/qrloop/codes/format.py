@@ -212,11 +212,21 @@ class Verifier:
 
     def verify(self, text: str) -> CodeRef:
         """Check a canonical code text and say what it names."""
+        data, key = self._checked(text)
+        return _code_ref(data, key.status)
+
+    def identify(self, text: str) -> CodeRef:
+        """What a canonical code text names, once its tag checks out, whatever its key's status
+        is now: a code signed under a key since retired or revoked still has a history."""
+        data, _ = self._checked(text)
+        return _ref(data)
+
+    def _checked(self, text: str) -> tuple[bytes, _VerifyKey]:
         data = _decode(text)
         key = self._key(data)
         if key.code_len != len(text) or not key.check_tag(data[:HEADER_LEN], data[HEADER_LEN:]):
             raise InvalidCode
-        return _code_ref(data, key.status)
+        return data, key
 
     def verify_claim_token(self, text: str) -> CodeRef:
         """Check a claim token and say which code it names."""
@@ -242,6 +252,10 @@ def _code_ref(data: bytes, status: KeyStatus) -> CodeRef:
         raise RevokedKey(f"key {data[1]} is revoked")
     if status is KeyStatus.RETIRED:
         raise RetiredKey(f"key {data[1]} is retired")
+    return _ref(data)
+
+
+def _ref(data: bytes) -> CodeRef:
     return CodeRef(
         campaign_id=int.from_bytes(data[2:6], "big"),
         serial=int.from_bytes(data[6:HEADER_LEN], "big"),

@@ -13,15 +13,24 @@ from asyncpg.pool import PoolConnectionProxy
 from qrloop import keyspace
 from qrloop.agreements import service as agreements
 from qrloop.errors import Problem, Reason
-from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, CampaignStats
+from qrloop.issuance.schemas import (
+    CampaignIn,
+    CampaignOut,
+    CampaignPatch,
+    CampaignStats,
+    CampaignStatus,
+)
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.redemption.rules import parse_hours
 from qrloop.redis_client import Client
 from qrloop.rows import CAMPAIGN_COLUMNS, campaign_of
 
+# Ended wins over paused: an ended campaign cannot be resumed into accepting codes.
+_STATUS = "CASE WHEN valid_until <= now() THEN 'ended' WHEN paused THEN 'paused' ELSE 'active' END"
 # Allies are read from the acceptance agreements: accepted_merchants are the acceptors that
 # consented, proposed_merchants those that have not (yet).
 _WITH_ALLIES = (
-    f"SELECT {CAMPAIGN_COLUMNS},"
+    f"SELECT {CAMPAIGN_COLUMNS}, {_STATUS} AS status,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
     "  WHERE campaign_id = campaigns.id AND status = 'active' ORDER BY 1) AS accepted_merchants,"
     " ARRAY(SELECT acceptor_merchant_id FROM acceptance_agreements"
@@ -66,11 +75,16 @@ def _allies(merchant_id: int, ids: list[int]) -> list[int]:
     return sorted(set(ids) - {merchant_id})
 
 
+def _no_campaign(campaign_id: int) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+
+
 def _out(row: asyncpg.Record) -> CampaignOut:
     """A campaign read with `_WITH_ALLIES`, as the API shows it."""
     campaign = campaign_of(row)
     return CampaignOut(
         id=campaign.id,
+        status=row["status"],
         name=campaign.name,
         face_value=campaign.face_value,
         currency=campaign.currency,
@@ -125,7 +139,7 @@ async def update(
             merchant_id,
         )
         if row is None:
-            raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+            raise _no_campaign(campaign_id)
         current = campaign_of(row)
         changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
         rules = {name: changes.get(name, getattr(current, name)) for name in _MUTABLE}
@@ -153,8 +167,56 @@ async def get(
         merchant_id,
     )
     if row is None:
-        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+        raise _no_campaign(campaign_id)
     return _out(row)
+
+
+def page_query(status: CampaignStatus | None, name_has: str | None) -> tuple[str, list[str]]:
+    """A page's query (`page_sql`), newest first, and the values of its filters ($4 on).
+
+    Filters not asked for are left out of the text (not `$4 IS NULL OR ...`), so the unfiltered
+    list is a plain ordered index range under a generic plan too. Filtered, a page reads the
+    merchant's campaigns below the cursor by its (merchant_id, id) index and sorts those that
+    match: a merchant holds thousands of campaigns, not millions.
+    """
+    conditions: list[str] = []
+    values: list[str] = []
+    if status is not None:
+        values.append(status)
+        conditions.append(f" AND {_STATUS} = ${3 + len(values)}")
+    if name_has is not None:
+        values.append(containing(name_has))
+        conditions.append(f" AND name ILIKE ${3 + len(values)} ESCAPE '\\'")
+    return page_sql(_WITH_ALLIES, "".join(conditions)), values
+
+
+def containing(words: str) -> str:
+    """The ILIKE pattern for names containing `words` as typed: % and _ match themselves."""
+    escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def page(
+    pool: asyncpg.Pool,
+    merchant_id: int,
+    *,
+    status: CampaignStatus | None,
+    name_has: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[CampaignOut]:
+    """A page of the merchant's campaigns, newest first, with this status and name part."""
+    query, filters = page_query(status, name_has)
+    return await newest_page(pool, query, merchant_id, cursor, limit, *filters, out=_out)
+
+
+async def owned(pool: asyncpg.Pool, merchant_id: int, campaign_id: int) -> None:
+    """Nothing if the campaign is the merchant's; else 404, as for a campaign nobody has."""
+    found = await pool.fetchval(
+        "SELECT true FROM campaigns WHERE id = $1 AND merchant_id = $2", campaign_id, merchant_id
+    )
+    if not found:
+        raise _no_campaign(campaign_id)
 
 
 # Settled = redemptions booked in the ledger, reversed = reversals booked; the amounts are the
@@ -193,7 +255,7 @@ async def stats(
     (PostgreSQL), so they agree with the settlement reports to the unit."""
     row = await pool.fetchrow(_STATS, campaign_id, merchant_id)
     if row is None:
-        raise Problem(Reason.NOT_FOUND, f"No campaign {campaign_id} in this account.")
+        raise _no_campaign(campaign_id)
     redeemed, voided, claimed = await _bit_counts(
         client, partitions, campaign_id, row["next_serial"]
     )

@@ -9,6 +9,7 @@ from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import OrderOut
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.rows import ORDER_COLUMNS, Order, order_of
 
 # Signers LISTEN here; a new order wakes one at once instead of at its next poll.
@@ -156,6 +157,22 @@ async def find(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> Order:
 
 async def get(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:
     return _out(await find(pool, merchant_id, order_id))
+
+
+ORDERS_PAGE = page_sql(f"SELECT {ORDER_COLUMNS} FROM orders")
+ORDERS_OF_CAMPAIGN_PAGE = page_sql(f"SELECT {ORDER_COLUMNS} FROM orders", " AND campaign_id = $4")
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, campaign_id: int | None, cursor: str | None, limit: int
+) -> Page[OrderOut]:
+    """A page of the merchant's orders, or of one campaign's, newest first."""
+    query, filters = (
+        (ORDERS_PAGE, ()) if campaign_id is None else (ORDERS_OF_CAMPAIGN_PAGE, (campaign_id,))
+    )
+    return await newest_page(
+        pool, query, merchant_id, cursor, limit, *filters, out=lambda row: _out(order_of(row))
+    )
 
 
 async def cancel(pool: asyncpg.Pool, merchant_id: int, order_id: int) -> OrderOut:

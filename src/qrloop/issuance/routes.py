@@ -25,15 +25,20 @@ from qrloop.issuance import campaigns, exports, orders, voids
 from qrloop.issuance.dependencies import provide_verifiers
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
+    STATUS_RULE,
     CampaignIn,
     CampaignOut,
+    CampaignPage,
     CampaignPatch,
     CampaignStats,
+    CampaignStatus,
     OrderIn,
     OrderOut,
+    OrderPage,
     VoidIn,
     VoidOut,
 )
+from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit, by_id
 from qrloop.runtime import Runtime
 from qrloop.text import NO_NUL
 
@@ -47,6 +52,21 @@ IdempotencyKey = Annotated[
         description="Retry-safe order",
     ),
 ]
+
+StatusFilter = Annotated[
+    CampaignStatus | None,
+    Parameter(required=False, description=f"Only campaigns with this status: {STATUS_RULE}"),
+]
+NameFilter = Annotated[
+    str | None,
+    Parameter(
+        required=False,
+        max_length=200,
+        pattern=NO_NUL,
+        description="Only campaigns whose name contains this, ignoring case (% and _ are literal)",
+    ),
+]
+CampaignFilter = Annotated[int | None, by_id("Only this campaign's orders")]
 
 
 @dataclass
@@ -107,6 +127,24 @@ class IssuanceController(Controller):
         patch = CampaignPatch(paused=False)
         return await campaigns.update(runtime.pool, merchant_id, campaign_id, patch)
 
+    @get("/campaigns", summary="The account's campaigns, newest first")
+    async def list_campaigns(
+        self,
+        merchant_id: int,
+        runtime: Runtime,
+        status: StatusFilter = None,
+        q: NameFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> CampaignPage:
+        """Filtered by `status` (`ended` once `valid_until` has passed, paused or not; else
+        `paused` while paused; else `active`) and by a part of the name (`q`, any case; `%`
+        and `_` are plain characters). Pass `next_cursor` back as `cursor`, with the same
+        filters, for the next page."""
+        return await campaigns.page(
+            runtime.pool, merchant_id, status=status, name_has=q, cursor=cursor, limit=limit
+        )
+
     @get("/campaigns/{campaign_id:int}", summary="Read a campaign")
     async def get_campaign(
         self, campaign_id: int, merchant_id: int, runtime: Runtime
@@ -140,6 +178,34 @@ class IssuanceController(Controller):
             quotas=Quotas.of(runtime.settings),
             claim_base=orders.claim_links_base(runtime.settings.base_url),
         )
+
+    @get("/campaigns/{campaign_id:int}/orders", summary="A campaign's orders, newest first")
+    async def list_campaign_orders(
+        self,
+        campaign_id: int,
+        merchant_id: int,
+        runtime: Runtime,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> OrderPage:
+        """Each with its progress (`status`, `done` of `quantity`); pass `next_cursor` back as
+        `cursor` for the next page."""
+        await campaigns.owned(runtime.pool, merchant_id, campaign_id)
+        return await orders.page(runtime.pool, merchant_id, campaign_id, cursor, limit)
+
+    @get("/orders", summary="The account's orders, newest first")
+    async def list_orders(
+        self,
+        merchant_id: int,
+        runtime: Runtime,
+        campaign_id: CampaignFilter = None,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> OrderPage:
+        """Each with its progress (`status`, `done` of `quantity`), of every campaign or of one
+        (another merchant's campaign id lists none); pass `next_cursor` back as `cursor` for
+        the next page."""
+        return await orders.page(runtime.pool, merchant_id, campaign_id, cursor, limit)
 
     @get("/orders/{order_id:int}", summary="An order's progress")
     async def get_order(self, order_id: int, merchant_id: int, runtime: Runtime) -> OrderOut:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 
 from qrloop.accounts.schemas import Id, Name
+from qrloop.pagination import Page, schema_name
 from qrloop.text import text
 
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
@@ -61,11 +62,19 @@ class CampaignPatch(msgspec.Struct, forbid_unknown_fields=True):
     EXAMPLE: ClassVar[dict[str, Any]] = {"hours": None, "paused": True}
 
 
+CampaignStatus = Literal["active", "paused", "ended"]
+STATUS_RULE = (
+    "`ended` once `valid_until` has passed, paused or not (it cannot be resumed into accepting"
+    " codes); else `paused` while paused; else `active`, also before `valid_from`"
+)
+
+
 class CampaignOut(msgspec.Struct):
     """`accepted_merchants`: merchants whose stores accept the codes under an active
     agreement; `proposed_merchants`: those proposed one that have not accepted it."""
 
     id: int
+    status: Annotated[CampaignStatus, msgspec.Meta(description=STATUS_RULE)]
     name: str
     face_value: int
     currency: str
@@ -82,6 +91,7 @@ class CampaignOut(msgspec.Struct):
 
     EXAMPLE: ClassVar[dict[str, Any]] = {
         "id": 1,
+        "status": "active",
         "name": "Free cone",
         "face_value": 500,
         "currency": "CNY",
@@ -179,3 +189,7 @@ class CampaignStats(msgspec.Struct):
         "settled_value": 43500,
         "platform_fees": 0,
     }
+
+
+CampaignPage = Annotated[Page[CampaignOut], schema_name("CampaignPage")]
+OrderPage = Annotated[Page[OrderOut], schema_name("OrderPage")]

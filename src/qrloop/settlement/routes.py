@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import Provide
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 
 from qrloop.accounts.guards import current_merchant
+from qrloop.openapi import json_or_csv
 from qrloop.runtime import Runtime
 from qrloop.settlement import reports
 
@@ -21,18 +20,8 @@ class ReportFormat(StrEnum):
     CSV = "csv"
 
 
-@dataclass
-class _JsonOrCsv(Operation):
-    """The report's OpenAPI entry: its CSV form is listed beside the JSON one, the example
-    report in both forms."""
-
-    def __post_init__(self) -> None:
-        ok = (self.responses or {}).get("200")
-        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
-            example = msgspec.convert(reports.Settlement.EXAMPLE, reports.Settlement)
-            ok.content["text/csv"] = OpenAPIMediaType(
-                schema=Schema(type=OpenAPIType.STRING), example=reports.as_csv(example)
-            )
+# The example report in both forms.
+_EXAMPLE = reports.as_csv(msgspec.convert(reports.Settlement.EXAMPLE, reports.Settlement))
 
 
 class SettlementController(Controller):
@@ -43,7 +32,7 @@ class SettlementController(Controller):
     @get(
         "/settlements",
         summary="What the merchant owes and is owed on a day, by counterparty",
-        operation_class=_JsonOrCsv,
+        operation_class=json_or_csv(_EXAMPLE),
     )
     async def settlements(
         self,

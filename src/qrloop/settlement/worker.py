@@ -249,14 +249,24 @@ class Worker:
         by_type: dict[type, list[Any]] = {row_type: [] for row_type in _INSERTS}
         for row in rows:
             by_type[type(row)].append(row)
+        inserted: list[tuple[Any, ...]] = []
         for row_type, (statement, values) in _INSERTS.items():
             if row_type is ReversalRow:
                 by_type[row_type] = await _with_redemption_times(connection, by_type[row_type])
-            if by_type[row_type]:
-                columns = zip(*map(values, by_type[row_type]), strict=True)
-                await connection.execute(statement, *map(list, columns))
-        for kind, row_type in (("redemption", RedemptionRow), ("reversal", ReversalRow)):
-            keys = [(r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[row_type]]
+            if not by_type[row_type]:
+                continue
+            columns = [list(column) for column in zip(*map(values, by_type[row_type]), strict=True)]
+            if row_type is RedemptionRow:
+                inserted = [tuple(row) for row in await connection.fetch(statement, *columns)]
+            else:
+                await connection.execute(statement, *columns)
+        booked = {
+            "redemption": inserted,
+            "reversal": [
+                (r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[ReversalRow]
+            ],
+        }
+        for kind, keys in booked.items():
             transactions = await ledger.post(connection, kind, keys)
             await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
 
@@ -339,15 +349,34 @@ def _unnest_insert(table: str, columns: dict[str, str], settled_at: bool = False
     )
 
 
+# A redemption is one (campaign, serial, use): the table's key also holds its time (the month
+# it is stored in), so the key alone is checked here. A use can reach settlement twice with two
+# times only when a Redis failover lost a consume that was already settled and the code was
+# consumed again (see "replicated" in docs/design.md); the first row stands, and only rows
+# inserted now are booked. The time bound keeps the check on one or two months.
+_SETTLE_REDEMPTIONS = """
+INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,
+                         accepting_merchant_id, redeemed_at, stream_entry, settled_at)
+SELECT DISTINCT ON (k.campaign_id, k.serial, k.use_no) k.*, clock_timestamp()
+FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[], $5::bigint[],
+            $6::bigint[], $7::timestamptz[], $8::text[])
+  AS k (campaign_id, serial, use_no, terminal_id, store_id, accepting_merchant_id,
+        redeemed_at, stream_entry)
+WHERE NOT EXISTS (
+  SELECT 1 FROM redemptions r
+  WHERE r.campaign_id = k.campaign_id AND r.serial = k.serial AND r.use_no = k.use_no
+    AND r.redeemed_at BETWEEN k.redeemed_at - interval '25 hours'
+                          AND k.redeemed_at + interval '25 hours')
+ORDER BY k.campaign_id, k.serial, k.use_no, k.stream_entry
+ON CONFLICT DO NOTHING
+RETURNING campaign_id, serial, use_no, redeemed_at
+"""
+
 # Row type → (its INSERT, its values in the statement's column order). Redemptions go first:
 # a reversal's row refers to its redemption's.
 _INSERTS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
     RedemptionRow: (
-        _unnest_insert("redemptions", {
-            "campaign_id": "bigint", "serial": "bigint", "use_no": "integer",
-            "terminal_id": "bigint", "store_id": "bigint", "accepting_merchant_id": "bigint",
-            "redeemed_at": "timestamptz", "stream_entry": "text",
-        }, settled_at=True),
+        _SETTLE_REDEMPTIONS,
         attrgetter("campaign_id", "serial", "use_no", "terminal_id", "store_id",
                    "merchant_id", "redeemed_at", "stream_entry"),
     ),

@@ -9,11 +9,12 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from qrloop.accounts.guards import current_merchant
+from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit
 from qrloop.runtime import Runtime
 from qrloop.webhooks import service
-from qrloop.webhooks.schemas import Delivery, EndpointIn, EndpointOut, EndpointSecret
+from qrloop.webhooks.schemas import Delivery, EndpointIn, EndpointOut, EndpointPage, EndpointSecret
 
-Limit = Annotated[int, Parameter(ge=1, le=service.DELIVERY_LOG_LIMIT)]
+DeliveryLimit = Annotated[int, Parameter(ge=1, le=service.DELIVERY_LOG_LIMIT)]
 
 
 class WebhooksController(Controller):
@@ -35,9 +36,17 @@ class WebhooksController(Controller):
             runtime.settings.webhook_private_networks,
         )
 
-    @get("/", summary="The merchant's endpoints")
-    async def listed(self, merchant_id: int, runtime: Runtime) -> list[EndpointOut]:
-        return await service.listed(runtime.pool, merchant_id)
+    @get("/", summary="The merchant's endpoints, newest first")
+    async def listed(
+        self,
+        merchant_id: int,
+        runtime: Runtime,
+        cursor: Cursor = None,
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> EndpointPage:
+        """Removed endpoints included (`active: false`); pass `next_cursor` back as `cursor`
+        for the next page."""
+        return await service.page(runtime.pool, merchant_id, cursor, limit)
 
     @get("/{endpoint_id:int}", summary="One endpoint")
     async def one(self, endpoint_id: int, merchant_id: int, runtime: Runtime) -> EndpointOut:
@@ -55,7 +64,7 @@ class WebhooksController(Controller):
 
     @get("/{endpoint_id:int}/deliveries", summary="Delivery log: newest first, with attempts")
     async def deliveries(
-        self, endpoint_id: int, merchant_id: int, runtime: Runtime, limit: Limit = 50
+        self, endpoint_id: int, merchant_id: int, runtime: Runtime, limit: DeliveryLimit = 50
     ) -> list[Delivery]:
         return await service.deliveries(runtime.pool, merchant_id, endpoint_id, limit)
 

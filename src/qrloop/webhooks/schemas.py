@@ -7,6 +7,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from qrloop.pagination import Page, schema_name
 from qrloop.text import text
 from qrloop.webhooks.outbox import EventType
 
@@ -38,6 +39,9 @@ class EndpointOut(msgspec.Struct):
         "active": True,
         "created_at": "2026-12-02T03:59:14.614687Z",
     }
+
+
+EndpointPage = Annotated[Page[EndpointOut], schema_name("EndpointPage")]
 
 
 class EndpointSecret(EndpointOut):

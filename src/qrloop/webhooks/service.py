@@ -9,6 +9,7 @@ import msgspec
 
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyRingError, Purpose
 from qrloop.errors import Problem, Reason
+from qrloop.pagination import Page, newest_page, page_sql
 from qrloop.webhooks.destinations import Refused, destination
 from qrloop.webhooks.outbox import EventType, public_event_id
 from qrloop.webhooks.schemas import Attempt, Delivery, EndpointIn, EndpointOut, EndpointSecret
@@ -68,12 +69,14 @@ async def create(
     return _with_secret(row, key_secret, salt)
 
 
-async def listed(pool: asyncpg.Pool, merchant_id: int) -> list[EndpointOut]:
-    rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY id",
-        merchant_id,
-    )
-    return [_out(row) for row in rows]
+ENDPOINTS_PAGE = page_sql(f"SELECT {_COLUMNS} FROM webhook_endpoints")
+
+
+async def page(
+    pool: asyncpg.Pool, merchant_id: int, cursor: str | None, limit: int
+) -> Page[EndpointOut]:
+    """A page of the merchant's endpoints, newest first, removed ones included."""
+    return await newest_page(pool, ENDPOINTS_PAGE, merchant_id, cursor, limit, out=_out)
 
 
 async def get(pool: asyncpg.Pool, merchant_id: int, endpoint_id: int) -> EndpointOut:
