@@ -94,6 +94,7 @@ class Run:
     codes: int
     seconds: float
     cpu_seconds: float
+    api_cpu_seconds: float  # of which the reading process's own (all its threads)
     extra: dict[str, float]
 
     @property
@@ -135,13 +136,14 @@ def _derived_rows(key: KeyEntry, codes: int) -> Iterator[bytes]:
 
 def _measure(
     roots: Callable[[], list[psutil.Process]], work: Callable[[], object]
-) -> tuple[float, float, object]:
+) -> tuple[float, float, float, object]:
+    """Wall seconds, CPU seconds of the trees, CPU seconds of this process, and the result."""
     meter = CpuMeter(roots)
     meter.start()
-    start = time.perf_counter()
+    own, start = time.process_time(), time.perf_counter()
     result = work()
-    elapsed = time.perf_counter() - start
-    return elapsed, meter.seconds(), result
+    elapsed, own = time.perf_counter() - start, time.process_time() - own
+    return elapsed, meter.seconds(), own, result
 
 
 def file_run(folder: Path, key: KeyEntry, codes: int) -> Run:
@@ -149,15 +151,15 @@ def file_run(folder: Path, key: KeyEntry, codes: int) -> Run:
     if not path.exists():
         _write_file(path, key, codes)
     me = psutil.Process()
-    seconds, cpu, size = _measure(lambda: [me], lambda: asyncio.run(_drain(_file_chunks(path))))
-    return Run("file", key.algorithm.value, codes, seconds, cpu, {"bytes": float(str(size))})
+    *times, size = _measure(lambda: [me], lambda: asyncio.run(_drain(_file_chunks(path))))
+    return Run("file", key.algorithm.value, codes, *times, {"bytes": float(str(size))})
 
 
 def derived_run(key: KeyEntry, codes: int) -> Run:
     me = psutil.Process()
     stream = lambda: in_worker_process(_derived_rows, key, codes)  # noqa: E731
-    seconds, cpu, size = _measure(lambda: [me], lambda: asyncio.run(_drain(stream())))
-    return Run("derived", key.algorithm.value, codes, seconds, cpu, {"bytes": float(str(size))})
+    *times, size = _measure(lambda: [me], lambda: asyncio.run(_drain(stream())))
+    return Run("derived", key.algorithm.value, codes, *times, {"bytes": float(str(size))})
 
 
 _TABLE = """CREATE TABLE IF NOT EXISTS export_blocks
@@ -211,13 +213,13 @@ def postgres_run(database_url: str, server: psutil.Process, key: KeyEntry, codes
     order_id = time.monotonic_ns()
     me = psutil.Process()
     roots = lambda: [me, server]  # noqa: E731
-    _, write_cpu, written = _measure(
+    _, write_cpu, _, written = _measure(
         roots, lambda: asyncio.run(_pg_write(database_url, order_id, blocks))
     )
-    seconds, cpu, size = _measure(roots, lambda: asyncio.run(_pg_read(database_url, order_id)))
+    *times, size = _measure(roots, lambda: asyncio.run(_pg_read(database_url, order_id)))
     assert isinstance(written, dict)
     extra = {**written, "write_cpu": write_cpu, "bytes": float(str(size))}
-    return Run("postgres", key.algorithm.value, codes, seconds, cpu, extra)
+    return Run("postgres", key.algorithm.value, codes, *times, extra)
 
 
 def _postmaster(database_url: str) -> psutil.Process:
@@ -284,6 +286,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             codes = cell[0].codes
             rate = _median(cell, lambda r: r.rate)
             cpu_us = _median(cell, lambda r: r.cpu_seconds / r.codes * 1e6)
+            api_us = _median(cell, lambda r: r.api_cpu_seconds / r.codes * 1e6)
             row_bytes = cell[0].extra["bytes"] / codes
             stored = write = wal = "0"
             if variant == "file":
@@ -298,7 +301,7 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
                 wal = f"{_median(cell, lambda r: r.extra['wal_bytes']) / codes:.0f}"
             rows.append(
                 f"| {algorithm} | {codes:,} | {variant} | {rate:,.0f} | {codes / rate:.2f} s"
-                f" | {cpu_us:.2f} | {row_bytes:.0f} | {stored} | {write} | {wal} |"
+                f" | {cpu_us:.2f} | {api_us:.2f} | {row_bytes:.0f} | {stored} | {write} | {wal} |"
             )
     return "\n".join(
         [
@@ -312,13 +315,14 @@ def report(runs: list[Run], args: argparse.Namespace) -> str:
             "",
             "Medians of the rounds. *Read*: from the first byte asked for to the last byte of the"
             " CSV in the API process. *CPU*: every process involved (the reader and its worker"
-            " process; for postgres also the server), per code. *Stored*: bytes per code kept"
+            " process; for postgres also the server), per code; *API*: the reading process's"
+            " own share, which competes with the tills. *Stored*: bytes per code kept"
             " (the file; PostgreSQL's column after TOAST compression); *write* and *WAL*: what"
             " putting the CSV into PostgreSQL costs at signing time.",
             "",
             "| codes | count | source | codes/s read | read time | CPU µs/code read"
-            " | CSV bytes/code | stored bytes/code | write | WAL bytes/code |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---|---:|",
+            " | API µs/code | CSV bytes/code | stored bytes/code | write | WAL bytes/code |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
             *rows,
             "",
         ]

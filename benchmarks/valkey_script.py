@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,9 +57,11 @@ def start_valkey(folder: Path, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
 
 
-def redeem_call(offset: int) -> Call:
+def redeem_call(offset: int, campaigns: Sequence[int] = (1,)) -> Call:
+    """Call n redeems serial offset + n of campaigns[n % len(campaigns)]."""
+
     def call(n: int) -> tuple[list[str], list[str | int]]:
-        campaign, serial = 1, offset + n
+        campaign, serial = campaigns[n % len(campaigns)], offset + n
         p = keyspace.partition_of(campaign, serial, PARTITIONS)
         keys = list(keyspace.redeem_keys(p, campaign, serial))
         now = int(time.time() * 1000)
