@@ -56,7 +56,7 @@ _LOAD = """
 SET session_replication_role = replica;
 INSERT INTO merchants (name) VALUES ('Bench');
 INSERT INTO stores (merchant_id, name) VALUES (1, 'S');
-INSERT INTO terminals (store_id, name, secret_digest) VALUES (1, 'T', '');
+INSERT INTO terminals (merchant_id, store_id, name, secret_digest) VALUES (1, 1, 'T', '');
 INSERT INTO campaigns (merchant_id, name, face_value, currency, algorithm, created_at)
 SELECT 1, 'C' || k, 500, 'CNY', 'hmac-sha256', now() - make_interval(months => k)
 FROM generate_series(0, {months} - 1) k ORDER BY k;

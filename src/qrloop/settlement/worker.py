@@ -366,7 +366,10 @@ WHERE NOT EXISTS (
   SELECT 1 FROM redemptions r
   WHERE r.campaign_id = k.campaign_id AND r.serial = k.serial AND r.use_no = k.use_no
     AND r.redeemed_at BETWEEN k.redeemed_at - interval '25 hours'
-                          AND k.redeemed_at + interval '25 hours')
+                          AND k.redeemed_at + interval '25 hours'
+    -- The batch's bounds too, as one value each: they prune the months before the scan.
+    AND r.redeemed_at >= (SELECT min(t) FROM unnest($7::timestamptz[]) t) - interval '25 hours'
+    AND r.redeemed_at <= (SELECT max(t) FROM unnest($7::timestamptz[]) t) + interval '25 hours')
 ORDER BY k.campaign_id, k.serial, k.use_no, k.stream_entry
 ON CONFLICT DO NOTHING
 RETURNING campaign_id, serial, use_no, redeemed_at
