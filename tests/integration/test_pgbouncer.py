@@ -224,7 +224,11 @@ def test_the_closed_loop_behind_pgbouncer(direct: Stores, scratch_dir: Path) -> 
 def test_a_signer_behind_it_listens_on_the_direct_url(direct: Stores) -> None:
     """With QRLOOP_DATABASE_LISTEN_URL, a signer behind PgBouncer LISTENs for new orders on a
     connection of its own straight to PostgreSQL (a pooled one would be handed to others)."""
-    listening = "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN \"qrloop_orders\"'"
+    # Only this test's database: a shared server may hold other listeners (other tests, runs).
+    listening = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query = 'LISTEN \"qrloop_orders\"'"
+    )
     asyncio.run(db.migrate(direct.database_url, progress=lambda _: None))
     with pgbouncer(direct.database_url) as url:
         env = {
