@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from order import machine, wait_ready
+from machine import describe
+from order import wait_ready
 from ports import free_port
 from results import write_section
 
@@ -292,7 +293,7 @@ def main() -> None:
             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `.venv/bin/python {command}`;"
             " stores: embedded PostgreSQL and Valkey (AOF, appendfsync always); one API process.",
             "",
-            *machine(),
+            *describe(),
             "",
             f"{TERMINALS} terminals each send {RATE_PER_TERMINAL} requests/s, alternating"
             " `POST /v1/check` and `POST /v1/redeem` of fresh HMAC codes (a steady till load)."
