@@ -249,7 +249,7 @@ class Worker:
         by_type: dict[type, list[Any]] = {row_type: [] for row_type in _INSERTS}
         for row in rows:
             by_type[type(row)].append(row)
-        inserted: list[tuple[Any, ...]] = []
+        inserted: list[ledger.Settled] = []
         for row_type, (statement, values) in _INSERTS.items():
             if row_type is ReversalRow:
                 by_type[row_type] = await _with_redemption_times(connection, by_type[row_type])
@@ -257,18 +257,19 @@ class Worker:
                 continue
             columns = [list(column) for column in zip(*map(values, by_type[row_type]), strict=True)]
             if row_type is RedemptionRow:
-                inserted = [tuple(row) for row in await connection.fetch(statement, *columns)]
+                fetched = await connection.fetch(statement, *columns)
+                inserted = [ledger.Settled(*row) for row in fetched]
             else:
                 await connection.execute(statement, *columns)
-        booked = {
-            "redemption": inserted,
-            "reversal": [
-                (r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[ReversalRow]
-            ],
-        }
-        for kind, keys in booked.items():
-            transactions = await ledger.post(connection, kind, keys)
-            await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
+        retry = self._webhook_retry_seconds
+        booked = await ledger.post_redemptions(connection, inserted)
+        await outbox.redemptions_created(connection, booked, retry)
+        reversals = [
+            (r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[ReversalRow]
+        ]
+        await outbox.reversals_booked(
+            connection, await ledger.post_reversals(connection, reversals), retry
+        )
 
 
 # Reversal entries written before migration 013 lack their redemption's time; it is read from
@@ -373,7 +374,8 @@ SELECT DISTINCT ON (k.campaign_id, k.serial, k.use_no) k.*, clock_timestamp()
 FROM k JOIN first_uses USING (campaign_id, serial, use_no)
 ORDER BY k.campaign_id, k.serial, k.use_no, k.stream_entry
 ON CONFLICT DO NOTHING
-RETURNING campaign_id, serial, use_no, redeemed_at
+RETURNING campaign_id, serial, use_no, redeemed_at, accepting_merchant_id, store_id,
+          terminal_id
 """
 
 # Row type → (its INSERT, its values in the statement's column order). Redemptions go first:
