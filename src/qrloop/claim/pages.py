@@ -127,7 +127,7 @@ def identifier_form(
     return (
         f'<form method="post" action="{escape(action)}">{_error(error)}'
         f'<label for="identifier">{escape(text(language, "identifier.label"))}</label>'
-        '<input id="identifier" name="identifier" required autocomplete="email tel"'
+        '<input id="identifier" name="identifier" required autocomplete="email"'
         f' placeholder="{escape(text(language, "identifier.placeholder"))}">'
         f'<button type="submit">{escape(text(language, button))}</button>'
         f'<p class="muted">{escape(text(language, note))}</p>'
