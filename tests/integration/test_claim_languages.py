@@ -50,11 +50,13 @@ def test_the_switch_is_remembered_and_the_code_goes_in_the_pages_language(shop: 
     """A browser asking for English follows the switch to Chinese: the page answers in
     Chinese and sets a site-wide, HttpOnly, SameSite cookie, so its next pages (the pool's
     too) are Chinese without `?lang=`, and the one-time code it asks for is sent in Chinese.
-    A `?lang=` that is not one of ours changes nothing and sets nothing."""
+    A `?lang=` that is not one of ours changes nothing, sets nothing and is never echoed."""
     with httpx.Client(timeout=30, headers=EN) as browser:
-        bogus = browser.get(shop.links[1], params={"lang": "fr"})
-        assert _lang(bogus) == "en"
-        assert "set-cookie" not in bogus.headers
+        for bogus_lang in ("fr", '"><script>alert(1)</script>', "zh-cn"):
+            bogus = browser.get(shop.links[1], params={"lang": bogus_lang})
+            assert _lang(bogus) == "en"
+            assert "set-cookie" not in bogus.headers
+            assert bogus_lang not in bogus.text
         switched = browser.get(shop.links[1], params={"lang": "zh-CN"})
         cookie = switched.headers["set-cookie"]
         assert _lang(switched) == "zh-CN"
