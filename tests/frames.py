@@ -4,6 +4,7 @@ draws it, on a grey background the size of a phone camera's preview."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image
 
@@ -31,3 +32,16 @@ def blank_frame(size: tuple[int, int] = (640, 480)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, (90, 120, 150)).save(out, format="JPEG")
     return out.getvalue()
+
+
+def write_y4m(path: Path, image: Image.Image, frames: int = 4, fps: int = 10) -> None:
+    """`image` as a short YUV 4:2:0 video for Chromium's fake camera
+    (`--use-file-for-fake-video-capture`), which loops it."""
+    width, height = image.size
+    y, cb, cr = image.convert("YCbCr").split()
+    half = (width // 2, height // 2)
+    planes = y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(b"FRAME\n" + planes)

@@ -108,14 +108,20 @@ def _html(body: str, headers: dict[str, str], status: int = 200) -> Response[str
 
 def _same_origin(request: AnyRequest) -> None:
     """Refuse a form posted from another site: it could pair this phone with a stranger's
-    terminal (the browser says where a request comes from in Sec-Fetch-Site or Origin)."""
+    terminal. Browsers say where a request comes from in Sec-Fetch-Site, older ones in Origin
+    (which the pairing page's referrer policy lets them send)."""
     site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.url.netloc}"
-    if (site is not None and site not in ("same-origin", "none")) or (
-        origin is not None and origin != own
-    ):
+    allowed = site in ("same-origin", "none") if site is not None else origin in (None, own)
+    if not allowed:
         raise Problem(Reason.FORBIDDEN, "Pair from the pairing page itself.")
+
+
+def _pairing_headers() -> dict[str, str]:
+    """The consumer pages' policy; the Origin of its form's POST is sent (no-referrer would
+    make it `null`), while the link's token still never leaves for another site."""
+    return {**security_headers(), "Referrer-Policy": "same-origin"}
 
 
 class TillPages(Controller):
@@ -132,8 +138,8 @@ class TillPages(Controller):
         """Says which till the link pairs; spends nothing (link previews open links too)."""
         target = await service.pairing_target(pool, token)
         if target is None:
-            return _html(pages.pair_spent(), security_headers(), status=410)
-        return _html(pages.pair_offer(target.terminal_name, target.store_name), security_headers())
+            return _html(pages.pair_spent(), _pairing_headers(), status=410)
+        return _html(pages.pair_offer(target.terminal_name, target.store_name), _pairing_headers())
 
     @post("/till/pair/{token:str}", status_code=303)
     async def pair(
@@ -144,7 +150,7 @@ class TillPages(Controller):
         label = request.headers.get("user-agent", "") or "unknown browser"
         credential = await service.consume_pairing(pool, token, label)
         if credential is None:
-            return _html(pages.pair_spent(), security_headers(), status=410)
+            return _html(pages.pair_spent(), _pairing_headers(), status=410)
         cookie = Cookie(
             key=COOKIE,
             value=credential,
