@@ -210,3 +210,16 @@ def test_the_till_page_runs_only_its_own_script(stack: Stack) -> None:
     scripts = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
     assert len(scripts) == 1 and "getUserMedia" in scripts[0]
     assert "script-src 'sha256-" in policy and "http" not in policy
+
+
+def test_a_rotated_secret_leaves_the_phone_paired(stack: Stack, merchant: Merchant) -> None:
+    """Rotating the terminal's secret ends the token the phone holds (it was minted under the
+    old secret's time), but the phone's cookie still buys a new one that scans."""
+    terminal = Terminal(stack, merchant)
+    code = merchant.codes(terminal.campaign, 1)[0]
+    with phone(stack) as browser:
+        assert pair(browser, terminal.pairing()["url"]).status_code == 303
+        token = access_token(browser)
+        assert merchant.post(f"/v1/terminals/{terminal.id}/rotate-secret", {}).status_code == 200
+        eventually(lambda: till(stack, "/v1/check", token, {"code": code}).status_code == 401, 5)
+        assert redeem(stack, access_token(browser), code).status_code == 200
