@@ -87,7 +87,8 @@ def test_a_pairing_link_pairs_one_phone_once(stack: Stack, merchant: Merchant) -
 
 
 def test_an_expired_link_pairs_nothing(stack: Stack, merchant: Merchant) -> None:
-    """Ten minutes after it was made, the link shows the 'spent' page and pairs nothing."""
+    """Ten minutes after it was made, the link shows the 'spent' page and pairs nothing, and
+    is deleted when the terminal's next link is made."""
     terminal = Terminal(stack, merchant)
     pairing = terminal.pairing()
     fetchval(
@@ -101,6 +102,12 @@ def test_an_expired_link_pairs_nothing(stack: Stack, merchant: Merchant) -> None
         assert pair(browser, pairing["url"]).status_code == 410
         assert browser.post("/till/token", headers=EXCHANGE).status_code == 401
     assert merchant.get(f"/v1/terminals/{terminal.id}/devices").json()["items"] == []
+    # The terminal's next link deletes the expired one, which still reads as spent.
+    terminal.pairing()
+    kept = "SELECT count(*) FROM till_pairings WHERE terminal_id = $1"
+    assert fetchval(stack, kept, terminal.id) == 1
+    with phone(stack) as browser:
+        assert pair(browser, pairing["url"]).status_code == 410
 
 
 def test_a_link_expires_ten_minutes_after_it_is_made(stack: Stack, merchant: Merchant) -> None:

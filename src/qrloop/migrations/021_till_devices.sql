@@ -15,7 +15,8 @@ CREATE TABLE till_pairings (
     used_at      timestamptz,
     FOREIGN KEY (terminal_id) REFERENCES terminals (id)
 );
-CREATE INDEX till_pairings_expiry ON till_pairings (expires_at);
+-- A new link of a terminal deletes its expired ones, through this index.
+CREATE INDEX till_pairings_of_terminal ON till_pairings (terminal_id, expires_at);
 
 -- A paired phone. Its credential (an HttpOnly cookie on the phone) is likewise a digest;
 -- `revoked_at` ends it: the exchange refuses it at once, and every API process refuses its

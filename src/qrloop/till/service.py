@@ -39,10 +39,13 @@ async def start_pairing(
     pool: asyncpg.Pool, base_url: str, merchant_id: int, terminal_id: int
 ) -> PairingOut:
     """A one-time pairing link (and its QR) for one of the merchant's enabled terminals; only
-    its digest is stored."""
+    its digest is stored. The terminal's expired links go meanwhile: a link unknown reads as
+    one spent, so nothing but a terminal's few live links is ever kept."""
     token, token_digest = new_secret(PAIRING_PREFIX)
     expires_at = await pool.fetchval(
-        "INSERT INTO till_pairings (merchant_id, terminal_id, digest, expires_at)"
+        "WITH expired AS (DELETE FROM till_pairings"
+        " WHERE terminal_id = $1 AND merchant_id = $2 AND expires_at <= now())"
+        " INSERT INTO till_pairings (merchant_id, terminal_id, digest, expires_at)"
         " SELECT merchant_id, id, $3, now() + $4::interval FROM terminals"
         " WHERE id = $1 AND merchant_id = $2 AND disabled_at IS NULL"
         " RETURNING expires_at",
