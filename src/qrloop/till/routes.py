@@ -106,14 +106,15 @@ def _html(body: str, headers: dict[str, str], status: int = 200) -> Response[str
     return Response(body, media_type=MediaType.HTML, status_code=status, headers=headers)
 
 
-def _same_origin(request: AnyRequest) -> None:
+def _same_origin(request: AnyRequest, base_url: str) -> None:
     """Refuse a form posted from another site: it could pair this phone with a stranger's
     terminal. Browsers say where a request comes from in Sec-Fetch-Site, older ones in Origin
-    (which the pairing page's referrer policy lets them send)."""
+    (which the pairing page's referrer policy lets them send): this server as it was reached,
+    or as QRLOOP_PUBLIC_URL names it (behind a proxy that ends TLS)."""
     site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    allowed = site in ("same-origin", "none") if site is not None else origin in (None, own)
+    own = (None, f"{request.url.scheme}://{request.url.netloc}", base_url)
+    allowed = site in ("same-origin", "none") if site is not None else origin in own
     if not allowed:
         raise Problem(Reason.FORBIDDEN, "Pair from the pairing page itself.")
 
@@ -146,7 +147,7 @@ class TillPages(Controller):
         self, token: str, request: AnyRequest, pool: asyncpg.Pool, settings: Settings
     ) -> Response[str]:
         """Spend the link: this phone gets a credential of its own, in a cookie, and the till."""
-        _same_origin(request)
+        _same_origin(request, settings.base_url)
         label = request.headers.get("user-agent", "") or "unknown browser"
         credential = await service.consume_pairing(pool, token, label)
         if credential is None:
