@@ -22,7 +22,6 @@ from qrloop import metrics
 from qrloop.accounts.guards import current_merchant, current_terminal
 from qrloop.accounts.schemas import TokenOut
 from qrloop.accounts.tokens import TerminalClaims, mint
-from qrloop.claim.pages import security_headers
 from qrloop.errors import Problem, Reason
 from qrloop.keys import Keys
 from qrloop.openapi import raw_body
@@ -119,12 +118,6 @@ def _same_origin(request: AnyRequest, base_url: str) -> None:
         raise Problem(Reason.FORBIDDEN, "Pair from the pairing page itself.")
 
 
-def _pairing_headers() -> dict[str, str]:
-    """The consumer pages' policy; the Origin of its form's POST is sent (no-referrer would
-    make it `null`), while the link's token still never leaves for another site."""
-    return {**security_headers(), "Referrer-Policy": "same-origin"}
-
-
 class TillPages(Controller):
     """What the phone opens: the pairing link, then the till page."""
 
@@ -139,8 +132,10 @@ class TillPages(Controller):
         """Says which till the link pairs; spends nothing (link previews open links too)."""
         target = await service.pairing_target(pool, token)
         if target is None:
-            return _html(pages.pair_spent(), _pairing_headers(), status=410)
-        return _html(pages.pair_offer(target.terminal_name, target.store_name), _pairing_headers())
+            return _html(pages.pair_spent(), pages.pairing_headers(), status=410)
+        return _html(
+            pages.pair_offer(target.terminal_name, target.store_name), pages.pairing_headers()
+        )
 
     @post("/till/pair/{token:str}", status_code=303)
     async def pair(
@@ -151,7 +146,7 @@ class TillPages(Controller):
         label = request.headers.get("user-agent", "") or "unknown browser"
         credential = await service.consume_pairing(pool, token, label)
         if credential is None:
-            return _html(pages.pair_spent(), _pairing_headers(), status=410)
+            return _html(pages.pair_spent(), pages.pairing_headers(), status=410)
         cookie = Cookie(
             key=COOKIE,
             value=credential,
