@@ -44,6 +44,7 @@ from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 from qrloop.settlement.worker import settlement_gauges
+from qrloop.till.routes import TillPages, TillPairingController, redeem_frame
 from qrloop.web.docs import static_files
 from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
@@ -266,6 +267,9 @@ def create_app(
             SettlementController,
             WebhooksController,
             HistoryController,
+            TillPairingController,
+            TillPages,
+            redeem_frame,
             live,
             ready,
             prometheus,
