@@ -154,6 +154,7 @@ async def _fixture(connection: asyncpg.Connection) -> tuple[int, int, int]:
 
 _GROWING = (
     "redemptions",
+    "redemption_uses",
     "ledger_transactions",
     "ledger_entries",
     "webhook_events",
