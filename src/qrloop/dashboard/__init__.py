@@ -1,0 +1,1 @@
+"""The merchant dashboard: pages for people, signed in with a password."""
