@@ -93,10 +93,17 @@ class Stack:
         )
 
     def new_merchant(self, name: str = "Cone & Co") -> Merchant:
-        lines = dict(
-            line.split("=", 1) for line in self.cli("merchants", "create", name).stdout.split()
+        """A new merchant, its API key, and its dashboard owner's email and invitation."""
+        email = f"owner-{secrets.token_hex(6)}@example.com"
+        created = self.cli("merchants", "create", name, "--owner-email", email).stdout
+        lines = dict(line.split("=", 1) for line in created.split())
+        return Merchant(
+            self,
+            int(lines["merchant_id"]),
+            lines["api_key"],
+            lines["owner_email"],
+            lines["owner_invite_url"],
         )
-        return Merchant(self, int(lines["merchant_id"]), lines["api_key"])
 
 
 @dataclass
@@ -104,6 +111,8 @@ class Merchant:
     stack: Stack
     id: int
     api_key: str
+    owner_email: str = ""
+    owner_invite_url: str = ""  # the one-time link to set the owner's dashboard password
 
     @property
     def headers(self) -> dict[str, str]:

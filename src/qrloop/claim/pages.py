@@ -33,8 +33,13 @@ def _template(name: str) -> Template:
     return Template(resources.files("qrloop.web").joinpath("templates", name).read_text())
 
 
+def exponent_of(currency: str) -> int:
+    """Digits after the point in the currency's major unit (ISO 4217's minor unit)."""
+    return _EXPONENTS.get(currency, 2)
+
+
 def money(minor_units: int, currency: str) -> str:
-    exponent = _EXPONENTS.get(currency, 2)
+    exponent = exponent_of(currency)
     if exponent == 0:
         return f"{minor_units:,} {currency}"
     return f"{minor_units / 10**exponent:,.{exponent}f} {currency}"

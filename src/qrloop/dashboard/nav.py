@@ -1,0 +1,28 @@
+"""The dashboard's navigation: one entry per section, shown to the roles that may open it.
+
+A module that adds a section adds its entry here and its controller to `routes.PAGES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qrloop.dashboard.users import Role
+
+
+@dataclass(frozen=True, slots=True)
+class NavEntry:
+    label: str
+    href: str  # the section's first page; a page whose path starts with it is "in" the section
+    role: Role  # the least role that sees the entry (the pages check it again)
+
+
+ENTRIES: tuple[NavEntry, ...] = (
+    NavEntry("Campaigns", "/dashboard/campaigns", Role.VIEWER),
+    NavEntry("API keys", "/dashboard/api-keys", Role.OWNER),
+    NavEntry("Users", "/dashboard/users", Role.OWNER),
+)
+
+
+def entries_for(role: Role) -> list[NavEntry]:
+    return [entry for entry in ENTRIES if role.covers(entry.role)]

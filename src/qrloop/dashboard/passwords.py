@@ -1,0 +1,60 @@
+"""Dashboard passwords: argon2id (RFC 9106's second recommended parameters: 64 MiB, 3 passes,
+4 lanes), hashed in a thread, at most two at a time per process.
+
+A password is chosen by a person, so unlike API keys (256 random bits, a plain SHA-256) it
+needs a slow, memory-hard hash. Each hash takes 64 MiB and tens of milliseconds of CPU: in
+the event loop it would stall the tills served by the same process, and unbounded it would let
+a flood of logins take the host's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+MIN_LENGTH = 12
+MAX_LENGTH = 256  # hashing cost does not grow with length, but a form field is no file
+_HASHER = PasswordHasher()
+_AT_ONCE = asyncio.Semaphore(2)
+# Checked against when the email names nobody, so an unknown email takes as long to refuse
+# as a wrong password (made once, at import, with the same parameters).
+_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+def weakness(password: str, email: str) -> str | None:
+    """Why this password is refused, or None. Length is what matters (NIST SP 800-63B): no
+    composition rules, but not the email itself."""
+    if len(password) < MIN_LENGTH:
+        return f"Choose a password of at least {MIN_LENGTH} characters."
+    if len(password) > MAX_LENGTH:
+        return f"Choose a password of at most {MAX_LENGTH} characters."
+    if email and email.lower() in password.lower():
+        return "Choose a password that does not contain your email."
+    return None
+
+
+async def hashed(password: str) -> str:
+    async with _AT_ONCE:
+        return await asyncio.to_thread(_HASHER.hash, password)
+
+
+def _matches(stored: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+async def matches(stored: str | None, password: str) -> bool:
+    """Whether `password` is the one hashed in `stored`; without a hash (no such person, or no
+    password set yet), the same work is done against a dummy and the answer is no."""
+    async with _AT_ONCE:
+        found = await asyncio.to_thread(_matches, stored or _DUMMY_HASH, password)
+    return found and stored is not None
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether `stored` was made with other parameters than today's (rehash at login)."""
+    return _HASHER.check_needs_rehash(stored)

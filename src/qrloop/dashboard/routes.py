@@ -1,0 +1,35 @@
+"""The dashboard's router: every page under /dashboard/, behind the login.
+
+To add pages: write a Controller (its `path` relative to /dashboard, `include_in_schema =
+False`; each handler asks for `viewer` with `dependencies=requires(Role.X)` and answers
+`pages.render(viewer, "dashboard/your.html", ...)`), add it to PAGES below, and add its entry
+to `nav.ENTRIES`. Templates extend "dashboard/layout.html".
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, Router
+
+from qrloop.dashboard.auth import PATH, LoginRequired, on_login_required
+from qrloop.dashboard.campaign_pages import CampaignPages
+from qrloop.dashboard.key_pages import ApiKeyPages
+from qrloop.dashboard.login import LoginPages
+from qrloop.dashboard.order_pages import OrderPages
+from qrloop.dashboard.user_pages import UserPages
+
+PAGES: list[type[Controller]] = [
+    LoginPages,
+    CampaignPages,
+    OrderPages,
+    ApiKeyPages,
+    UserPages,
+]
+
+
+def dashboard_router() -> Router:
+    return Router(
+        path=PATH,
+        route_handlers=PAGES,
+        exception_handlers={LoginRequired: on_login_required},
+        include_in_schema=False,
+    )

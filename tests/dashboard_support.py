@@ -1,0 +1,87 @@
+"""A person at the merchant dashboard, for the tests: an HTTP client with its own cookie jar
+that reads CSRF tokens off the pages it is given, as a browser's forms would send them."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from typing import Any
+
+import httpx
+
+from support import Merchant, Stack
+
+PASSWORD = "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
+
+
+def csrf_of(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found is not None, "no CSRF token on the page"
+    return unescape(found.group(1))
+
+
+class Person:
+    """One browser: its cookies, and the CSRF token of the last page it read."""
+
+    def __init__(self, stack: Stack, address: str | None = None) -> None:
+        # With the stack trusting 127.0.0.1 as a proxy, `address` is the client's address
+        # the login limit counts (X-Forwarded-For).
+        headers = {"X-Forwarded-For": address} if address else {}
+        self.client = httpx.Client(base_url=stack.base_url, headers=headers, timeout=30)
+        self.csrf = ""
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        response = self.client.get(path, params=params)
+        if "csrf_token" in response.text:
+            self.csrf = csrf_of(response.text)
+        return response
+
+    def post(
+        self, path: str, fields: dict[str, str] | None = None, csrf: bool = True
+    ) -> httpx.Response:
+        """A form post with this page's CSRF token (unless `csrf` is False, or the fields
+        name one)."""
+        data = {**({"csrf_token": self.csrf} if csrf else {}), **(fields or {})}
+        response = self.client.post(path, data=data)
+        if "csrf_token" in response.text:
+            self.csrf = csrf_of(response.text)
+        return response
+
+    def set_password(self, invite_url: str, password: str = PASSWORD) -> httpx.Response:
+        path = httpx.URL(invite_url).path
+        page = self.get(path)
+        assert page.status_code == 200, page.text
+        return self.post(path, {"password": password, "again": password})
+
+    def log_in(self, email: str, password: str = PASSWORD) -> httpx.Response:
+        self.get("/dashboard/login")
+        return self.post("/dashboard/login", {"email": email, "password": password})
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def owner_of(merchant: Merchant) -> Person:
+    """The merchant's owner, password set and logged in."""
+    person = Person(merchant.stack)
+    assert person.set_password(merchant.owner_invite_url).status_code == 303
+    assert person.log_in(merchant.owner_email).status_code == 303
+    return person
+
+
+def invited(owner: Person, email: str, role: str) -> str:
+    """The owner invites `email` as `role`: the one-time link shown."""
+    answer = owner.post("/dashboard/users", {"email": email, "role": role})
+    assert answer.status_code == 201, answer.text
+    found = re.search(r'id="invite-url">([^<]+)<', answer.text)
+    assert found is not None
+    return unescape(found.group(1))
+
+
+def member(owner: Person, stack: Stack, email: str, role: str) -> Person:
+    """A person the owner invited as `role`, password set and logged in."""
+    person = Person(stack)
+    assert person.set_password(invited(owner, email, role)).status_code == 303
+    assert person.log_in(email).status_code == 303
+    return person
