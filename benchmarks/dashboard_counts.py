@@ -124,7 +124,12 @@ def section(plans: list[Plan], rows: int, database_url: str) -> str:
     sequential = [p for p in plans if any(kind == "Seq Scan" for kind, _ in p.scans)]
     lines += [
         "",
-        f"Counts that read `redemptions` sequentially: {len(sequential)} of {len(plans)}.",
+        f"Counts that read `redemptions` sequentially: {len(sequential)} of {len(plans)}:"
+        " the indexes of migration 012 serve the charts, so they add none. Without the fence"
+        " on the issuer branch (OFFSET 0 in history/queries.py `_issued`), PostgreSQL flattened"
+        " the per-campaign subquery into a join and read whole months sequentially for both"
+        " sides over 24 hours and 30 days (53 ms for the latter against 17 ms, on a quiet"
+        " machine).",
         "",
     ]
     return "\n".join(lines)

@@ -19,6 +19,11 @@ class NavEntry:
 
 ENTRIES: tuple[NavEntry, ...] = (
     NavEntry("Campaigns", "/dashboard/campaigns", Role.VIEWER),
+    NavEntry("Redemptions", "/dashboard/redemptions", Role.VIEWER),
+    NavEntry("Settlements", "/dashboard/settlements", Role.VIEWER),
+    NavEntry("Stores", "/dashboard/stores", Role.MANAGER),
+    NavEntry("Agreements", "/dashboard/agreements", Role.MANAGER),
+    NavEntry("Webhooks", "/dashboard/webhooks", Role.OWNER),
     NavEntry("API keys", "/dashboard/api-keys", Role.OWNER),
     NavEntry("Users", "/dashboard/users", Role.OWNER),
 )

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from litestar import Controller, Router
 
+from qrloop.dashboard.agreement_pages import AgreementPages
 from qrloop.dashboard.auth import PATH, LoginRequired, on_login_required
 from qrloop.dashboard.campaign_pages import CampaignPages
 from qrloop.dashboard.key_pages import ApiKeyPages
 from qrloop.dashboard.login import LoginPages
 from qrloop.dashboard.order_pages import OrderPages
+from qrloop.dashboard.redemption_pages import RedemptionPages
+from qrloop.dashboard.settlement_pages import SettlementPages
+from qrloop.dashboard.store_pages import StorePages, TerminalPages
 from qrloop.dashboard.user_pages import UserPages
+from qrloop.dashboard.webhook_pages import WebhookPages
 
 PAGES: list[type[Controller]] = [
     LoginPages,
@@ -23,6 +28,12 @@ PAGES: list[type[Controller]] = [
     OrderPages,
     ApiKeyPages,
     UserPages,
+    RedemptionPages,
+    SettlementPages,
+    StorePages,
+    TerminalPages,
+    AgreementPages,
+    WebhookPages,
 ]
 
 
