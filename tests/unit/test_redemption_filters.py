@@ -25,6 +25,16 @@ def test_an_empty_form_is_both_sides_of_the_last_day() -> None:
     assert (form.filters.since, form.filters.until) == (form.since, form.until)
 
 
+def test_an_open_range_stays_open_in_links() -> None:
+    """The form shows where the default range starts and leaves its end empty ("now"); the
+    CSV link and the next page repeat neither, so a download a minute later ends then (a
+    link ending at the minute the page was drawn would miss that minute's redemptions)."""
+    form = picked(7, {"store": "4"}, NOW)
+    assert form.shown["since"] == "2026-12-01T09:30"
+    assert form.shown["until"] == ""
+    assert parse_qs(form.query()) == {"store": ["4"]}
+
+
 def test_picked_values_become_the_filters_and_are_shown_back() -> None:
     """Ids, a side and a range as the browser's datetime-local sends them, read as UTC."""
     params = {
@@ -76,6 +86,8 @@ def test_a_wrong_value_is_told_back_and_left_out(params: dict[str, str], error: 
         None,
     )
     assert form.since < form.until
+    # Links leave the wrong value out (a valid end of the range stays).
+    assert set(parse_qs(form.query())) <= {"until"}
 
 
 def test_a_range_longer_than_a_year_is_cut_to_its_last_year() -> None:

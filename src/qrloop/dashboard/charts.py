@@ -21,8 +21,9 @@ _GRID = "#d2d2d7"
 _MUTED = "#6e6e73"
 # Drawing units: the viewBox is WIDTH wide; a 360 px screen shows it at about half size.
 WIDTH = 480
-_FONT = 13
-_LEFT = 44  # room for the value axis's labels
+_FONT = 15
+_LEFT = 48  # room for the value axis's labels
+_RIGHT = 22  # room for half of the last column's label
 _TOP = 10
 _BOTTOM = 28  # room for the category labels
 _COLUMNS_HEIGHT = 220
@@ -55,7 +56,7 @@ def scale_of(largest: int) -> int:
 def columns(chart_id: str, title: str, description: str, bars: Sequence[Bar]) -> str:
     """Vertical bars left to right (a time series): the scale on the left, gridlines at its
     half and top, and the labels that fit under the bars (every n-th when they are many)."""
-    plot_width = WIDTH - _LEFT - 8
+    plot_width = WIDTH - _LEFT - _RIGHT
     plot_height = _COLUMNS_HEIGHT - _TOP - _BOTTOM
     baseline = _TOP + plot_height
     parts = [_open(chart_id, title, description, _COLUMNS_HEIGHT)]
@@ -124,7 +125,8 @@ def _empty(height: int) -> str:
     """What a chart of no data shows: a baseline and the words, never a broken drawing."""
     baseline = height - _BOTTOM
     return (
-        f'<line x1="{_LEFT}" y1="{baseline}" x2="{WIDTH - 8}" y2="{baseline}" stroke="{_GRID}"/>'
+        f'<line x1="{_LEFT}" y1="{baseline}" x2="{WIDTH - _RIGHT}" y2="{baseline}"'
+        f' stroke="{_GRID}"/>'
         + _text(WIDTH / 2, baseline / 2 + _FONT / 2, "No redemptions to show", "middle", _MUTED)
     )
 
@@ -137,7 +139,7 @@ def _value_axis(top: int, plot_height: float, baseline: float) -> str:
         value = top * share
         label = f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
         lines.append(
-            f'<line x1="{_LEFT}" y1="{_number(y)}" x2="{WIDTH - 8}" y2="{_number(y)}"'
+            f'<line x1="{_LEFT}" y1="{_number(y)}" x2="{WIDTH - _RIGHT}" y2="{_number(y)}"'
             f' stroke="{_GRID}"/>' + _text(_LEFT - 6, y + _FONT / 3, label, "end", _MUTED)
         )
     return "".join(lines)

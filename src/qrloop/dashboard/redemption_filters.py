@@ -28,17 +28,21 @@ _LABELS = {"since": "From", "until": "To"}
 @dataclass(frozen=True)
 class Picked:
     """The form as read: `filters` for the queries (scoped to the merchant), the range the
-    charts cover, the values to show back in the form, and what was wrong with it."""
+    charts cover, the values to show in the form, those the merchant gave (that a link
+    repeats), and what was wrong with them."""
 
     filters: Filters
     since: datetime
     until: datetime
     shown: dict[str, str]
+    given: dict[str, str]
     errors: list[str] = field(default_factory=list)
 
     def query(self, **extra: str) -> str:
-        """The query string of this form (for the CSV link and the next page)."""
-        values = {name: self.shown[name] for name in FIELDS if self.shown.get(name)}
+        """The query string of this form, for the CSV link and the next page. A range the
+        merchant left open stays open: the CSV asked for a minute later ends then, not at the
+        minute the page was drawn."""
+        values = {name: value for name, value in self.given.items() if value}
         return urlencode({**values, **extra})
 
 
@@ -49,20 +53,28 @@ def local_text(moment: datetime) -> str:
 
 def picked(merchant_id: int, params: Mapping[str, str], now: datetime) -> Picked:
     """The filters of the query string `params` for `merchant_id`; the range defaults to the
-    day before `now`."""
+    day before `now`, and ends at `now` when no end is given."""
     errors: list[str] = []
-    ids = {name: _id(name, params.get(name, ""), errors) for name in _ID_FIELDS}
-    side = _side(params.get("side", ""), errors)
-    until = _moment("until", params.get("until", ""), errors) or now
-    since = _moment("since", params.get("since", ""), errors) or until - DEFAULT_RANGE
+    given = {name: params.get(name, "").strip() for name in FIELDS}
+    ids = {name: _id(name, given[name], errors) for name in _ID_FIELDS}
+    side = _side(given["side"], errors)
+    until_given = _moment("until", given["until"], errors)
+    since_given = _moment("since", given["since"], errors)
+    until = until_given or now
+    since = since_given or until - DEFAULT_RANGE
     if since >= until:
         errors.append("“From” must be before “to”.")
-        since = until - DEFAULT_RANGE
+        since, since_given = until - DEFAULT_RANGE, None
     elif until - since > LONGEST_RANGE:
         errors.append(f"A range is at most {LONGEST_RANGE.days} days; showing the last ones.")
-        since = until - LONGEST_RANGE
-    shown = {name: params.get(name, "").strip() for name in FIELDS}
-    shown.update(since=local_text(since), until=local_text(until))
+        since = since_given = until - LONGEST_RANGE
+    # Links repeat what the merchant gave and was used: not what was wrong, nor the defaults.
+    for name, value in (*ids.items(), ("side", side)):
+        if value is None:
+            given[name] = ""
+    given["since"] = local_text(since_given) if since_given else ""
+    given["until"] = local_text(until_given) if until_given else ""
+    shown = {**given, "since": local_text(since)}
     filters = Filters(
         merchant_id=merchant_id,
         side=side,
@@ -72,7 +84,7 @@ def picked(merchant_id: int, params: Mapping[str, str], now: datetime) -> Picked
         since=since,
         until=until,
     )
-    return Picked(filters, since, until, shown, errors)
+    return Picked(filters, since, until, shown, given, errors)
 
 
 def _id(name: str, text: str, errors: list[str]) -> int | None:
