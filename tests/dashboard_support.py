@@ -31,8 +31,8 @@ class Person:
         self.client = httpx.Client(base_url=stack.base_url, headers=headers, timeout=30)
         self.csrf = ""
 
-    def get(self, path: str, **params: Any) -> httpx.Response:
-        response = self.client.get(path, params=params)
+    def get(self, path: str, follow: bool = False, **params: Any) -> httpx.Response:
+        response = self.client.get(path, params=params, follow_redirects=follow)
         if "csrf_token" in response.text:
             self.csrf = csrf_of(response.text)
         return response
@@ -55,8 +55,13 @@ class Person:
         return self.post(path, {"password": password, "again": password})
 
     def log_in(self, email: str, password: str = PASSWORD) -> httpx.Response:
+        """Log in as a person would, through the form; once in, the landing page is read (and
+        its CSRF token kept)."""
         self.get("/dashboard/login")
-        return self.post("/dashboard/login", {"email": email, "password": password})
+        answer = self.post("/dashboard/login", {"email": email, "password": password})
+        if answer.status_code == 303:
+            self.get(answer.headers["location"], follow=True)
+        return answer
 
     def close(self) -> None:
         self.client.close()
@@ -72,6 +77,7 @@ def owner_of(merchant: Merchant) -> Person:
 
 def invited(owner: Person, email: str, role: str) -> str:
     """The owner invites `email` as `role`: the one-time link shown."""
+    owner.get("/dashboard/users")
     answer = owner.post("/dashboard/users", {"email": email, "role": role})
     assert answer.status_code == 201, answer.text
     found = re.search(r'id="invite-url">([^<]+)<', answer.text)

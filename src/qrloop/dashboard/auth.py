@@ -85,11 +85,11 @@ async def current_viewer(request: AnyRequest, runtime: Runtime, role: Role) -> V
     token = request.cookies.get(COOKIE)
     session = await sessions.find(runtime.redis, runtime.settings, token)
     if session is None:
-        raise LoginRequired
+        raise _logged_out(request)
     user = await users.by_id(runtime.pool, session.user_id)
     if user is None or not _still_valid(session, user):
         await sessions.end(runtime.redis, token)
-        raise LoginRequired
+        raise _logged_out(request)
     if request.method not in _SAFE_METHODS:
         await check_csrf(request, session.csrf)
     if not user.role.covers(role):
@@ -119,11 +119,16 @@ async def check_csrf(request: AnyRequest, expected: str | None) -> None:
         )
 
 
+def _logged_out(request: AnyRequest) -> Exception:
+    """A page asked for without a session goes to the login page (`LoginRequired`); anything
+    else (a form sent after the session ended) is 401."""
+    if request.method == "GET":
+        return LoginRequired()
+    return Problem(Reason.UNAUTHORIZED, "Your session has ended: log in again.")
+
+
 def on_login_required(request: AnyRequest, _: LoginRequired) -> Response[Any]:
-    """A page asked for without a session: the login page, then back here. Anything else
-    (a form sent after the session ended) is 401."""
-    if request.method != "GET":
-        raise Problem(Reason.UNAUTHORIZED, "Your session has ended: log in again.")
+    """The login page, then back to the page asked for."""
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return Redirect(f"{LOGIN_PATH}?next={quote(here, safe='')}", status_code=303)
 
