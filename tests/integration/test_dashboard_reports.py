@@ -460,3 +460,58 @@ def test_the_owner_sees_a_failed_delivery_and_retries_it(reports_stack: Stack) -
     )
     shown = owner.client.get(answer.headers["location"])
     assert f"Delivery {delivery['id']} is queued" in shown.text
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+def _pairing_url(html: str) -> str | None:
+    found = re.search(r'id="pairing-url">([^<]+)<', html)
+    return unescape(found.group(1)) if found else None
+
+
+def test_a_manager_pairs_a_phone_from_the_terminal_page_and_revokes_it(
+    shops: tuple[Shop, Shop],
+) -> None:
+    """ "Pair a phone" shows a one-time link with its QR (on that answer only, sent with no
+    Referer); the phone that opens and confirms it gets a till credential; the terminal page
+    lists the phone, and its Revoke button ends the credential at once. A viewer cannot
+    pair, and another merchant's terminal is 404."""
+    mine, other = shops
+    stack = mine.merchant.stack
+    terminal = f"/dashboard/terminals/{mine.terminal_id}"
+    page = mine.manager.get(terminal)
+    assert f"{terminal}/pair" in page.text
+    assert _pairing_url(page.text) is None
+
+    answer = mine.manager.post(f"{terminal}/pair")
+    assert answer.status_code == 201
+    assert answer.headers["referrer-policy"] == "no-referrer"
+    url = _pairing_url(answer.text)
+    assert url is not None and "/till/pair/qrl_pair_" in url
+    assert re.search(r'<div class="qr-pair"[^>]*>\s*<svg', answer.text)
+    assert _pairing_url(mine.manager.get(terminal).text) is None
+
+    with httpx.Client(base_url=stack.base_url, timeout=30) as phone:
+        path = httpx.URL(url).path
+        assert "Till 1" in phone.get(path).text
+        confirmed = phone.post(
+            path, headers={"Origin": stack.base_url, "Sec-Fetch-Site": "same-origin"}
+        )
+        assert confirmed.status_code == 303
+        assert phone.post("/till/token", headers={"X-Qrloop-Till": "1"}).status_code == 200
+
+        page = mine.manager.get(terminal)
+        (device,) = _rows(page.text, "devices")
+        assert "Revoke" in device
+        device_id = int(re.findall(rf"{terminal}/devices/(\d+)/revoke", page.text)[0])
+        revoked = mine.manager.post(f"{terminal}/devices/{device_id}/revoke")
+        assert revoked.status_code == 303
+        assert phone.post("/till/token", headers={"X-Qrloop-Till": "1"}).status_code == 401
+    assert "revoked" in _rows(mine.manager.get(terminal).text, "devices")[0]
+
+    mine.viewer.get("/dashboard/redemptions")
+    assert mine.viewer.post(f"{terminal}/pair").status_code == 403
+    foreign = f"/dashboard/terminals/{other.terminal_id}"
+    assert mine.manager.post(f"{foreign}/pair").status_code == 404
+    assert mine.manager.post(f"{foreign}/devices/1/revoke").status_code == 404

@@ -1,6 +1,7 @@
 """Stores and terminals: listed, created, disabled and enabled; a terminal's secret is shown
-on the answer that made it (creation or rotation) and never again. Managers and owners; the
-accounts service does the work, as for the API, so another merchant's ids are 404."""
+on the answer that made it (creation or rotation) and never again; a phone is paired as a
+terminal's till by a one-time link shown as a QR, and revoked. Managers and owners; the
+accounts and till services do the work, as for the API, so another merchant's ids are 404."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from qrloop.dashboard.users import Role
 from qrloop.errors import Problem, Reason
 from qrloop.pagination import Cursor
 from qrloop.runtime import Runtime
+from qrloop.till import service as till
+from qrloop.till.schemas import PairingOut
 
 PAGE_SIZE = 50
+DEVICES_SHOWN = 20
 
 
 class NameForm(msgspec.Struct):
@@ -107,6 +111,23 @@ class TerminalPages(Controller):
         )
         return await _terminal_page(viewer, runtime, terminal_id, secret=rotated)
 
+    @post("/{terminal_id:int}/pair")
+    async def pair(self, terminal_id: int, viewer: Viewer, runtime: Runtime) -> Response[str]:
+        """Pair a phone: a one-time link (and its QR) valid ten minutes, shown on this answer
+        only (the till service's pairing, as POST /v1/terminals/{id}/pairings)."""
+        pairing = await till.start_pairing(
+            runtime.pool, runtime.settings.base_url, viewer.merchant_id, terminal_id
+        )
+        return await _terminal_page(viewer, runtime, terminal_id, pairing=pairing, status=201)
+
+    @post("/{terminal_id:int}/devices/{device_id:int}/revoke")
+    async def revoke_device(
+        self, terminal_id: int, device_id: int, viewer: Viewer, runtime: Runtime
+    ) -> Redirect:
+        """The phone's credential is refused at once, its tokens within a second."""
+        await till.revoke_device(runtime.pool, viewer.merchant_id, terminal_id, device_id)
+        return Redirect(f"/dashboard/terminals/{terminal_id}", status_code=303)
+
     @post("/{terminal_id:int}/{action:str}")
     async def switch_terminal(
         self, terminal_id: int, action: Action, viewer: Viewer, runtime: Runtime
@@ -155,10 +176,12 @@ async def _terminal_page(
     terminal_id: int,
     *,
     secret: TerminalSecret | None = None,
+    pairing: PairingOut | None = None,
     status: int = 200,
 ) -> Response[str]:
     terminal = await accounts.terminal(runtime.pool, viewer.merchant_id, terminal_id)
     store = await accounts.store(runtime.pool, viewer.merchant_id, terminal.store_id)
+    devices = await till.devices(runtime.pool, viewer.merchant_id, terminal_id, None, DEVICES_SHOWN)
     return render(
         viewer,
         "dashboard/terminal.html",
@@ -166,4 +189,8 @@ async def _terminal_page(
         terminal=terminal,
         store=store,
         secret=secret,
+        pairing=pairing,
+        devices=devices.items,
+        # The pairing link is a credential until used: never in a Referer.
+        referrer="no-referrer" if pairing else "same-origin",
     )
