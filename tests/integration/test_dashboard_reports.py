@@ -148,6 +148,7 @@ def test_filters_narrow_the_table_the_charts_and_the_csv_alike(shops: tuple[Shop
     assert download.status_code == 200
     assert download.headers["content-type"].startswith("text/csv")
     assert "attachment" in download.headers["content-disposition"]
+    assert download.headers["cache-control"] == "no-store"
     rows = list(csv.DictReader(io.StringIO(download.text)))
     assert len(rows) == 3
     assert {row["campaign_id"] for row in rows} == {str(mine.campaign_id)}
@@ -198,6 +199,7 @@ def test_the_settlements_page_shows_the_day_and_its_csv(shops: tuple[Shop, Shop]
     assert len(_rows(page.text, "days")) == 7
     download = mine.viewer.get("/dashboard/settlements/csv", day=str(today))
     assert download.status_code == 200
+    assert download.headers["cache-control"] == "no-store"
     assert download.text == mine.merchant.get("/v1/settlements", date=str(today), format="csv").text
     assert mine.viewer.get("/dashboard/settlements", day="2026-02-30").status_code == 400
 

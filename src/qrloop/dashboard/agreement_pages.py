@@ -4,8 +4,10 @@ agreements service decides, as for the API."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.enums import RequestEncodingType
@@ -13,7 +15,7 @@ from litestar.params import Body
 from litestar.response import Redirect
 
 from qrloop.agreements import service
-from qrloop.agreements.schemas import AgreementIn
+from qrloop.agreements.schemas import AgreementIn, AgreementOut
 from qrloop.dashboard import forms
 from qrloop.dashboard.auth import Viewer, requires
 from qrloop.dashboard.pages import render
@@ -73,20 +75,26 @@ class AgreementPages(Controller):
     @post("/{agreement_id:int}/accept")
     async def accept(self, agreement_id: int, viewer: Viewer, runtime: Runtime) -> Response[str]:
         """As the acceptor: our tills accept the campaign's codes within a second."""
-        try:
-            await service.accept(runtime.pool, viewer.merchant_id, agreement_id)
-        except Problem as problem:
-            return await _refused(viewer, runtime, problem)
-        return Redirect("/dashboard/agreements", status_code=303)
+        return await _changed(service.accept, agreement_id, viewer, runtime)
 
     @post("/{agreement_id:int}/end")
     async def end(self, agreement_id: int, viewer: Viewer, runtime: Runtime) -> Response[str]:
         """Either side: the acceptor's tills refuse the campaign's codes within a second."""
-        try:
-            await service.end(runtime.pool, viewer.merchant_id, agreement_id)
-        except Problem as problem:
-            return await _refused(viewer, runtime, problem)
-        return Redirect("/dashboard/agreements", status_code=303)
+        return await _changed(service.end, agreement_id, viewer, runtime)
+
+
+async def _changed(
+    change: Callable[[asyncpg.Pool, int, int], Awaitable[AgreementOut]],
+    agreement_id: int,
+    viewer: Viewer,
+    runtime: Runtime,
+) -> Response[str]:
+    """The agreement changed by the service (accepted, ended), or the page saying why not."""
+    try:
+        await change(runtime.pool, viewer.merchant_id, agreement_id)
+    except Problem as problem:
+        return await _refused(viewer, runtime, problem)
+    return Redirect("/dashboard/agreements", status_code=303)
 
 
 async def _refused(

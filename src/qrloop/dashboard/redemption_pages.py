@@ -29,6 +29,8 @@ from qrloop.pagination import Cursor
 from qrloop.runtime import Runtime
 
 PAGE_SIZE = 50
+# A download holds the merchant's data, as the pages do: no cache keeps it.
+NOT_CACHED = {"Cache-Control": "no-store"}
 # Choices offered in the form's lists; a merchant with more types an id in the URL.
 CHOICES = 200
 
@@ -117,4 +119,6 @@ class RedemptionPages(Controller):
         self, request: Request[Any, Any, Any], viewer: Viewer, runtime: Runtime
     ) -> Stream:
         """Every redemption the form selects, as GET /v1/redemptions?format=csv streams it."""
-        return await csv_download(runtime.pool, _form(request, viewer).filters)
+        download = await csv_download(runtime.pool, _form(request, viewer).filters)
+        download.headers.update(NOT_CACHED)
+        return download

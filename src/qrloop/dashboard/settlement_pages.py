@@ -10,6 +10,7 @@ from litestar import Controller, Response, get
 
 from qrloop.dashboard.auth import Viewer, requires
 from qrloop.dashboard.pages import render
+from qrloop.dashboard.redemption_pages import NOT_CACHED
 from qrloop.dashboard.users import Role
 from qrloop.runtime import Runtime
 from qrloop.settlement import reports
@@ -61,4 +62,6 @@ class SettlementPages(Controller):
         self, viewer: Viewer, runtime: Runtime, day: date
     ) -> Response[reports.Settlement | str]:
         """The day's report as GET /v1/settlements?format=csv gives it."""
-        return csv_download(await reports.daily(runtime.pool, viewer.merchant_id, day))
+        download = csv_download(await reports.daily(runtime.pool, viewer.merchant_id, day))
+        download.headers.update(NOT_CACHED)
+        return download
