@@ -175,7 +175,7 @@ def test_each_role_sees_its_own_sections(
     can_create: bool,
 ) -> None:
     """On a desktop: the navigation shows each role only its sections, a viewer has no "New
-    campaign", and a section outside the role answers 403 when typed in."""
+    campaign", and a section outside the role answers 403 (a page saying so) when typed in."""
     context = browser.new_context(viewport=DESKTOP)
     page = context.new_page()
     try:
@@ -185,6 +185,8 @@ def test_each_role_sees_its_own_sections(
         users = page.goto(stack.base_url + "/dashboard/users")
         assert users is not None
         assert users.status == (200 if role == "owner" else 403)
+        if role != "owner":  # the refusal, as a page of the dashboard
+            assert page.locator("h1").inner_text() == "Forbidden"
         fits(page, DESKTOP["width"])
     finally:
         context.close()
