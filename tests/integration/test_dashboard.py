@@ -553,3 +553,20 @@ def test_a_bad_form_is_explained_on_the_page_and_makes_nothing(dash: Stack, owne
     zero = owner.post(f"/dashboard/campaigns/{campaign}/orders", {"quantity": "0"})
     assert zero.status_code == 400
     assert fetchval(dash, "SELECT count(*) FROM orders WHERE campaign_id = $1", campaign) == 0
+
+
+def test_a_refusal_is_a_page_for_a_browser_and_problem_json_for_a_script(
+    dash: Stack, owner: Person
+) -> None:
+    """The same 403 (role too low) and 404 (no such campaign): an HTML page under the
+    dashboard's policy when the client asks for HTML, problem+json otherwise."""
+    viewer = member(owner, dash, "reader@cone.example.com", "viewer")
+    for path, status in (("/dashboard/users", 403), ("/dashboard/campaigns/999999999", 404)):
+        page = viewer.client.get(path, headers={"Accept": "text/html,*/*;q=0.8"})
+        assert page.status_code == status
+        assert page.headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert f'data-reason="{"forbidden" if status == 403 else "not_found"}"' in page.text
+        problem = viewer.client.get(path)
+        assert problem.status_code == status
+        assert problem.headers["content-type"].startswith("application/problem+json")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from datetime import datetime
 from functools import cache
 from html import escape
 from importlib import resources
 from string import Template
+
+from qrloop.web.headers import csp_hash, page_headers
 
 # Minor units per currency where ISO 4217 says other than two.
 _EXPONENTS = {
@@ -119,10 +119,6 @@ STATE_SCRIPT = (
 )
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
 def _inline_style() -> str:
     found = re.search(r"<style>(.*?)</style>", _template("base.html").template, re.DOTALL)
     assert found is not None
@@ -133,20 +129,8 @@ def _inline_style() -> str:
 def security_headers() -> dict[str, str]:
     """Every consumer page: nothing runs or loads but our own hashed style and script, no
     framing, no Referer (claim tokens are in the URL), never cached (a page may show a code)."""
-    policy = "; ".join(
-        (
-            "default-src 'none'",
-            f"style-src {_csp_hash(_inline_style())}",
-            f"script-src {_csp_hash(STATE_SCRIPT)}",
-            "connect-src 'self'",
-            "form-action 'self'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
+    return page_headers(
+        style_src=csp_hash(_inline_style()),
+        script_src=csp_hash(STATE_SCRIPT),
+        referrer="no-referrer",
     )
-    return {
-        "Content-Security-Policy": policy,
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-    }

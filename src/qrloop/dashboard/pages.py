@@ -11,7 +11,6 @@ template config, so a page's response, security headers and CSRF token are made 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from datetime import datetime
 from functools import cache
@@ -25,20 +24,17 @@ from litestar.datastructures import Cookie
 from qrloop.claim.pages import money
 from qrloop.dashboard import nav
 from qrloop.dashboard.auth import CSRF_FIELD, Viewer
+from qrloop.web.headers import csp_hash, page_headers
 
 STATIC = resources.files("qrloop.web").joinpath("static", "dashboard")
 SCRIPT = STATIC.joinpath("dashboard.js").read_text()
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
 
 
 # The stylesheet's URL names its content, so it can be cached for an hour and still change
 # with a release.
 STYLESHEET_URL = (
     "/static/dashboard/dashboard.css?v="
-    + _digest(STATIC.joinpath("dashboard.css").read_text()).hex()[:12]
+    + hashlib.sha256(STATIC.joinpath("dashboard.css").read_bytes()).hexdigest()[:12]
 )
 
 
@@ -65,26 +61,12 @@ def security_headers(referrer: str = "same-origin") -> dict[str, str]:
     """Nothing runs but our one hashed script; styles from our own stylesheet only (inline
     SVG draws with attributes, not style); no framing; never cached (pages show codes, keys
     and invitation links). `referrer` is `no-referrer` on pages whose URL holds a secret."""
-    script_hash = base64.b64encode(_digest(SCRIPT)).decode()
-    policy = "; ".join(
-        (
-            "default-src 'none'",
-            "style-src 'self'",
-            f"script-src 'sha256-{script_hash}'",
-            "img-src 'self' data:",
-            "connect-src 'self'",
-            "form-action 'self'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
-    return {
-        "Content-Security-Policy": policy,
-        "Referrer-Policy": referrer,
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-    }
+    return page_headers(
+        style_src="'self'",
+        script_src=csp_hash(SCRIPT),
+        img_src="'self' data:",
+        referrer=referrer,
+    ) | {"X-Frame-Options": "DENY"}
 
 
 def render(

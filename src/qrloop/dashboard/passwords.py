@@ -1,10 +1,11 @@
-"""Dashboard passwords: argon2id (RFC 9106's second recommended parameters: 64 MiB, 3 passes,
-4 lanes), hashed in a thread, at most two at a time per process.
+"""Dashboard passwords: argon2id with 64 MiB, 3 passes and one lane (RFC 9106's second
+recommendation, t=3 and m=64 MiB, on one lane), hashed in a thread, one at a time per process.
 
 A password is chosen by a person, so unlike API keys (256 random bits, a plain SHA-256) it
-needs a slow, memory-hard hash. Each hash takes 64 MiB and tens of milliseconds of CPU: in
-the event loop it would stall the tills served by the same process, and unbounded it would let
-a flood of logins take the host's memory.
+needs a slow, memory-hard hash. In the event loop a hash (about 200 ms) would stall the tills
+served by the same process; one lane and one hash at a time keep it on one core, so a flood of
+logins queues behind itself and leaves the other cores to the tills (benchmarks/RESULTS.md,
+"Dashboard passwords"), and takes at most 64 MiB.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 MIN_LENGTH = 12
 MAX_LENGTH = 256  # hashing cost does not grow with length, but a form field is no file
-_HASHER = PasswordHasher()
-_AT_ONCE = asyncio.Semaphore(2)
+_HASHER = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
+_AT_ONCE = asyncio.Semaphore(1)
 # Checked against when the email names nobody, so an unknown email takes as long to refuse
 # as a wrong password (made once, at import, with the same parameters).
 _DUMMY_HASH = _HASHER.hash("not a password of anyone")
