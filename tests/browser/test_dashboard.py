@@ -161,9 +161,22 @@ def test_a_form_without_its_csrf_token_is_refused_and_a_foreign_site_cannot_post
 @pytest.mark.parametrize(
     ("role", "sections", "can_create"),
     [
-        ("owner", ["Campaigns", "API keys", "Users"], True),
-        ("manager", ["Campaigns"], True),
-        ("viewer", ["Campaigns"], False),
+        (
+            "owner",
+            [
+                "Campaigns",
+                "Redemptions",
+                "Settlements",
+                "Stores",
+                "Agreements",
+                "Webhooks",
+                "API keys",
+                "Users",
+            ],
+            True,
+        ),
+        ("manager", ["Campaigns", "Redemptions", "Settlements", "Stores", "Agreements"], True),
+        ("viewer", ["Campaigns", "Redemptions", "Settlements"], False),
     ],
 )
 def test_each_role_sees_its_own_sections(
