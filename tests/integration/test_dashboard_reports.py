@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from dashboard_support import Person, member, owner_of
+from qrloop.dashboard.redemption_pages import PAGE_SIZE
 from support import Merchant, Stack, Stores, eventually, redeem, serving
 
 # A delivery is given up after this (7.2 s), so a test sees one fail quickly.
@@ -162,6 +163,37 @@ def test_filters_narrow_the_table_the_charts_and_the_csv_alike(shops: tuple[Shop
     assert _rows(page.text, "redemptions") == []
     assert sum(_bars(page.text, "by-time")) == 0
     assert len(_bars(page.text, "by-time")) == 24
+
+
+def test_the_table_pages_through_every_row_keeping_the_filters(reports_stack: Stack) -> None:
+    """With more redemptions than a page holds, the table shows the newest page and a link
+    to the older ones that keeps the filters; the next page holds the rest, no row twice."""
+    merchant = reports_stack.new_merchant("Busy Cones")
+    store_id = merchant.created("/v1/stores", {"name": "Main"})["id"]
+    token = merchant.terminal_token(store_id)
+    campaign_id = merchant.campaign()
+    count = PAGE_SIZE + 2
+    for code in merchant.codes(campaign_id, count):
+        assert redeem(reports_stack, token, code).status_code == 200
+    viewer = owner_of(merchant)
+    filters = {"store": store_id, "side": "acceptor"}
+    eventually(
+        lambda: len(merchant.get("/v1/redemptions", limit=str(count)).json()["items"]) == count,
+        within=30,
+    )
+    first = viewer.get("/dashboard/redemptions", **filters)
+    assert len(_rows(first.text, "redemptions")) == PAGE_SIZE
+    assert sum(_bars(first.text, "by-time")) == count
+    older = re.search(r'<a href="([^"]+)">Older redemptions', first.text)
+    assert older is not None
+    link = unescape(older.group(1))
+    assert f"store={store_id}" in link and "side=acceptor" in link
+    second = viewer.client.get(link)
+    rest = _rows(second.text, "redemptions")
+    assert len(rest) == count - PAGE_SIZE
+    serials = re.findall(r"#(\d+)", " ".join(_rows(first.text, "redemptions") + rest))
+    assert len(set(serials)) == count
+    assert "Older redemptions" not in second.text
 
 
 def test_a_wrong_filter_is_told_back_not_a_500(shops: tuple[Shop, Shop]) -> None:

@@ -8,7 +8,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from qrloop.dashboard.redemption_counts import Unit, buckets, unit_for
+from qrloop.dashboard.redemption_counts import (
+    STORES_SHOWN,
+    StoreCount,
+    Unit,
+    buckets,
+    collapsed,
+    unit_for,
+)
 from qrloop.dashboard.redemption_filters import DEFAULT_RANGE, LONGEST_RANGE, picked
 from qrloop.history.schemas import Side
 
@@ -112,3 +119,17 @@ def test_buckets_cover_every_hour_the_range_touches() -> None:
     days = buckets(since - timedelta(days=2), until, Unit.DAY)
     assert [start.day for start in days] == [30, 1, 2]
     assert all(start.hour == 0 for start in days)
+
+
+def test_past_a_dozen_stores_the_rest_are_one_bar() -> None:
+    """Up to STORES_SHOWN stores each have a bar; beyond, the busiest keep theirs and the
+    others are summed into one, so the chart stays readable and its total stays right."""
+    few = [StoreCount(i, f"store {i}", 100 - i) for i in range(STORES_SHOWN)]
+    assert collapsed(few) == few
+    many = [StoreCount(i, f"store {i}", 100 - i) for i in range(STORES_SHOWN + 5)]
+    shown = collapsed(many)
+    assert len(shown) == STORES_SHOWN
+    assert shown[:-1] == many[: STORES_SHOWN - 1]
+    rest = many[STORES_SHOWN - 1 :]
+    assert shown[-1] == StoreCount(None, f"{len(rest)} other stores", sum(c.count for c in rest))
+    assert sum(c.count for c in shown) == sum(c.count for c in many)

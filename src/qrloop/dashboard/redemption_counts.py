@@ -93,10 +93,16 @@ def buckets(since: datetime, until: datetime, unit: Unit) -> list[datetime]:
 async def by_store(pool: asyncpg.Pool, filters: Filters) -> list[StoreCount]:
     """Redemptions per accepting store, busiest first; past STORES_SHOWN, one "other" line."""
     statement, args = store_statement(filters)
-    counts = [
-        StoreCount(row["store_id"], row["name"], row["n"])
-        for row in await pool.fetch(statement, *args)
-    ]
+    return collapsed(
+        [
+            StoreCount(row["store_id"], row["name"], row["n"])
+            for row in await pool.fetch(statement, *args)
+        ]
+    )
+
+
+def collapsed(counts: list[StoreCount]) -> list[StoreCount]:
+    """At most STORES_SHOWN lines: the busiest stores, then the rest summed as one."""
     if len(counts) <= STORES_SHOWN:
         return counts
     rest = counts[STORES_SHOWN - 1 :]
