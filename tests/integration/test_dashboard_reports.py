@@ -197,7 +197,8 @@ def test_the_table_pages_through_every_row_keeping_the_filters(reports_stack: St
 
 
 def test_a_wrong_filter_is_told_back_not_a_500(shops: tuple[Shop, Shop]) -> None:
-    """Values a form should not send are named on the page, answered 400, and left out."""
+    """Values a form should not send are named on the page, answered 400, and left out; a
+    cursor no page gave is 400 too."""
     mine, _ = shops
     page = mine.viewer.get(
         "/dashboard/redemptions", campaign="x'; DROP TABLE", since="yesterday", side="all"
@@ -207,6 +208,7 @@ def test_a_wrong_filter_is_told_back_not_a_500(shops: tuple[Shop, Shop]) -> None
     assert "is not a date and time" in page.text
     assert "Side is issuer, acceptor or both." in page.text
     assert len(_rows(page.text, "redemptions")) == 3
+    assert mine.viewer.get("/dashboard/redemptions", cursor="bm90IG91cnM").status_code == 400
 
 
 # --------------------------------------------------------------------------- settlements
