@@ -570,3 +570,26 @@ def test_a_refusal_is_a_page_for_a_browser_and_problem_json_for_a_script(
         problem = viewer.client.get(path)
         assert problem.status_code == status
         assert problem.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_operator_lets_a_locked_out_owner_back_in(dash: Stack) -> None:
+    """`qrloop merchants invite` gives a person who forgot their password a one-time link:
+    the new password works, the old one does not, the session open under the old one ends,
+    and their role stays; another merchant's person cannot be reached this way."""
+    merchant = dash.new_merchant("Forgetful")
+    before = owner_of(merchant)
+    link = dash.cli("merchants", "invite", str(merchant.id), "--email", merchant.owner_email)
+    url = link.stdout.strip().removeprefix("invite_url=")
+    person = stranger(dash)
+    assert person.set_password(url, "a brand new password").status_code == 303
+    assert before.get("/dashboard/campaigns").status_code == 303
+    assert stranger(dash).log_in(merchant.owner_email).status_code == 401
+    after = stranger(dash)
+    assert after.log_in(merchant.owner_email, "a brand new password").status_code == 303
+    assert after.get("/dashboard/users").status_code == 200  # still the owner
+    other = dash.new_merchant("Someone else")
+    refused = dash.cli(
+        "merchants", "invite", str(merchant.id), "--email", other.owner_email, check=False
+    )
+    assert refused.returncode == 1
+    assert "already has a dashboard account" in refused.stderr
