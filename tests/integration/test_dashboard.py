@@ -593,3 +593,37 @@ def test_the_operator_lets_a_locked_out_owner_back_in(dash: Stack) -> None:
     )
     assert refused.returncode == 1
     assert "already has a dashboard account" in refused.stderr
+
+
+def test_a_nul_in_any_form_field_is_a_400_never_a_500(dash: Stack, owner: Person) -> None:
+    """PostgreSQL text cannot hold NUL: every form refuses it as bad input, whichever field."""
+    campaign = new_campaign(owner, "Nul")
+    me = fetchval(dash, "SELECT min(id) FROM dashboard_users WHERE role = 'owner'")
+    forms = {
+        "/dashboard/campaigns": ["name", "face_value", "currency", "timezone", "hours"],
+        f"/dashboard/campaigns/{campaign}": ["name", "timezone", "valid_from", "hours"],
+        f"/dashboard/campaigns/{campaign}/orders": ["quantity", "idempotency_key"],
+        "/dashboard/api-keys": ["label"],
+        "/dashboard/users": ["email", "role"],
+        f"/dashboard/users/{me}/role": ["role"],
+    }
+    valid = {
+        "name": "N",
+        "face_value": "1",
+        "currency": "CNY",
+        "timezone": "UTC",
+        "quantity": "1",
+        "label": "L",
+        "email": "nul@example.com",
+        "role": "viewer",
+    }
+    owner.get("/dashboard/campaigns")
+    for path, fields in forms.items():
+        for field in fields:
+            answer = owner.post(path, {**valid, field: "a\x00b"})
+            assert answer.status_code == 400, (path, field, answer.status_code)
+    for path in ("/dashboard/login", "/dashboard/set-password/x"):
+        person = stranger(dash)
+        person.get("/dashboard/login")
+        fields = {"email": "a\x00@example.com", "password": "p\x00" * 8, "again": "p\x00" * 8}
+        assert person.post(path, fields).status_code == 400, path
