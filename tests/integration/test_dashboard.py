@@ -570,3 +570,60 @@ def test_a_refusal_is_a_page_for_a_browser_and_problem_json_for_a_script(
         problem = viewer.client.get(path)
         assert problem.status_code == status
         assert problem.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_operator_lets_a_locked_out_owner_back_in(dash: Stack) -> None:
+    """`qrloop merchants invite` gives a person who forgot their password a one-time link:
+    the new password works, the old one does not, the session open under the old one ends,
+    and their role stays; another merchant's person cannot be reached this way."""
+    merchant = dash.new_merchant("Forgetful")
+    before = owner_of(merchant)
+    link = dash.cli("merchants", "invite", str(merchant.id), "--email", merchant.owner_email)
+    url = link.stdout.strip().removeprefix("invite_url=")
+    person = stranger(dash)
+    assert person.set_password(url, "a brand new password").status_code == 303
+    assert before.get("/dashboard/campaigns").status_code == 303
+    assert stranger(dash).log_in(merchant.owner_email).status_code == 401
+    after = stranger(dash)
+    assert after.log_in(merchant.owner_email, "a brand new password").status_code == 303
+    assert after.get("/dashboard/users").status_code == 200  # still the owner
+    other = dash.new_merchant("Someone else")
+    refused = dash.cli(
+        "merchants", "invite", str(merchant.id), "--email", other.owner_email, check=False
+    )
+    assert refused.returncode == 1
+    assert "already has a dashboard account" in refused.stderr
+
+
+def test_a_nul_in_any_form_field_is_a_400_never_a_500(dash: Stack, owner: Person) -> None:
+    """PostgreSQL text cannot hold NUL: every form refuses it as bad input, whichever field."""
+    campaign = new_campaign(owner, "Nul")
+    me = fetchval(dash, "SELECT min(id) FROM dashboard_users WHERE role = 'owner'")
+    forms = {
+        "/dashboard/campaigns": ["name", "face_value", "currency", "timezone", "hours"],
+        f"/dashboard/campaigns/{campaign}": ["name", "timezone", "valid_from", "hours"],
+        f"/dashboard/campaigns/{campaign}/orders": ["quantity", "idempotency_key"],
+        "/dashboard/api-keys": ["label"],
+        "/dashboard/users": ["email", "role"],
+        f"/dashboard/users/{me}/role": ["role"],
+    }
+    valid = {
+        "name": "N",
+        "face_value": "1",
+        "currency": "CNY",
+        "timezone": "UTC",
+        "quantity": "1",
+        "label": "L",
+        "email": "nul@example.com",
+        "role": "viewer",
+    }
+    owner.get("/dashboard/campaigns")
+    for path, fields in forms.items():
+        for field in fields:
+            answer = owner.post(path, {**valid, field: "a\x00b"})
+            assert answer.status_code == 400, (path, field, answer.status_code)
+    for path in ("/dashboard/login", "/dashboard/set-password/x"):
+        person = stranger(dash)
+        person.get("/dashboard/login")
+        fields = {"email": "a\x00@example.com", "password": "p\x00" * 8, "again": "p\x00" * 8}
+        assert person.post(path, fields).status_code == 400, path

@@ -15,6 +15,7 @@ from litestar import Request
 
 from qrloop.dashboard import forms, passwords
 from qrloop.dashboard.auth import Viewer, local_next, served_over_https
+from qrloop.dashboard.nav import entries_for
 from qrloop.dashboard.pages import SCRIPT, render, security_headers
 from qrloop.dashboard.sessions import Session
 from qrloop.dashboard.users import Role, User
@@ -187,3 +188,16 @@ def test_the_policy_allows_exactly_the_script_the_pages_carry() -> None:
     assert inline == SCRIPT
     digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
     assert f"script-src 'sha256-{digest}'" in security_headers()["Content-Security-Policy"]
+
+
+def test_an_orders_page_belongs_to_the_campaigns_section() -> None:
+    """The navigation marks Campaigns on a campaign's page and on an order's, nothing else."""
+    marked = {
+        path: [entry.label for entry in entries_for(Role.OWNER) if entry.holds(path)]
+        for path in ("/dashboard/campaigns/3", "/dashboard/orders/9", "/dashboard/users")
+    }
+    assert marked == {
+        "/dashboard/campaigns/3": ["Campaigns"],
+        "/dashboard/orders/9": ["Campaigns"],
+        "/dashboard/users": ["Users"],
+    }

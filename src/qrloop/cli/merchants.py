@@ -46,6 +46,19 @@ def register(commands: Commands) -> None:
         " terminal; required otherwise)",
     )
     create.set_defaults(run=cmd_create)
+    invite = actions.add_parser(
+        "invite",
+        help="a one-time link to the dashboard for a merchant's person (a new owner, a reset)",
+        description="Print a one-time link for EMAIL to set a dashboard password for the"
+        " merchant: a new person (an owner unless --role says otherwise), one whose"
+        " invitation expired, or one who forgot their password (their role kept unless"
+        " --role is given; their open sessions end when the link is used). An email of"
+        " another merchant's person is refused.",
+    )
+    invite.add_argument("merchant_id", type=int, metavar="MERCHANT_ID", help="whose dashboard")
+    invite.add_argument("--email", required=True, help="the person's email")
+    invite.add_argument("--role", choices=("owner", "manager", "viewer"), help="their role")
+    invite.set_defaults(run=cmd_invite)
     _register_keys(actions)
     _register_quota(actions)
 
@@ -133,6 +146,31 @@ def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
         f" {hours} hours.",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from qrloop.dashboard import users
+    from qrloop.errors import Problem
+
+    hours = settings.dashboard_invitation_hours
+
+    async def invite(pool: asyncpg.Pool) -> users.Invitation:
+        role = users.Role(args.role) if args.role else None
+        return await users.invite(pool, args.merchant_id, args.email, role, hours, reset=True)
+
+    try:
+        invitation = with_pool(settings, invite)
+    except asyncpg.ForeignKeyViolationError:
+        print(f"qrloop: no merchant {args.merchant_id}", file=sys.stderr)
+        return 1
+    except Problem as refusal:
+        print(f"qrloop: {refusal.detail}", file=sys.stderr)
+        return 1
+    print(f"invite_url={invitation.url(settings.base_url)}")
+    print(f"It works once, within {hours} hours.", file=sys.stderr)
     return 0
 
 

@@ -24,6 +24,7 @@ from qrloop.issuance.routes import StatusFilter
 from qrloop.issuance.schemas import CampaignIn, CampaignOut, CampaignPatch, OrderIn
 from qrloop.pagination import Cursor
 from qrloop.runtime import Runtime
+from qrloop.text import text
 
 PAGE_SIZE = 50
 STATUSES = ("active", "paused", "ended")
@@ -31,22 +32,26 @@ STATUSES = ("active", "paused", "ended")
 ORDER_KEY_PREFIX = "dashboard:"
 
 
+# Any typed field: no NUL (PostgreSQL text cannot hold one), no more than a field needs.
+Field = Annotated[str, text(max_length=200, min_length=0)]
+
+
 class CampaignForm(msgspec.Struct):
     """The campaign form as typed: the face value in major units, moments in the campaign's
     timezone."""
 
-    name: str = ""
-    face_value: str = ""
-    currency: str = "CNY"
-    timezone: str = "UTC"
-    valid_from: str = ""
-    valid_until: str = ""
-    hours: str = ""
+    name: Field = ""
+    face_value: Field = ""
+    currency: Field = "CNY"
+    timezone: Field = "UTC"
+    valid_from: Field = ""
+    valid_until: Field = ""
+    hours: Field = ""
 
 
 class OrderForm(msgspec.Struct):
-    quantity: str = ""
-    idempotency_key: str = ""
+    quantity: Field = ""
+    idempotency_key: Annotated[str, text(max_length=100, min_length=0)] = ""
 
 
 CampaignFields = Annotated[CampaignForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
@@ -182,7 +187,7 @@ class CampaignPages(Controller):
                 merchant_id=viewer.merchant_id,
                 campaign_id=campaign_id,
                 quantity=quantity,
-                idempotency_key=ORDER_KEY_PREFIX + data.idempotency_key[:100],
+                idempotency_key=ORDER_KEY_PREFIX + data.idempotency_key,
                 quotas=Quotas.of(runtime.settings),
                 claim_base=orders.claim_links_base(runtime.settings.base_url),
             )

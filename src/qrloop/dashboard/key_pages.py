@@ -21,12 +21,13 @@ from qrloop.dashboard.users import Role
 from qrloop.errors import Problem, Reason
 from qrloop.pagination import Cursor
 from qrloop.runtime import Runtime
+from qrloop.text import text
 
 PAGE_SIZE = 100
 
 
 class KeyForm(msgspec.Struct):
-    label: str = ""
+    label: Annotated[str, text(max_length=200, min_length=0)] = ""
 
 
 KeyFields = Annotated[KeyForm, Body(media_type=RequestEncodingType.URL_ENCODED)]

@@ -13,15 +13,20 @@ from qrloop.dashboard.users import Role
 @dataclass(frozen=True, slots=True)
 class NavEntry:
     label: str
-    href: str  # the section's first page; a page whose path starts with it is "in" the section
+    href: str  # the section's first page
     role: Role  # the least role that sees the entry (the pages check it again)
+    also: tuple[str, ...] = ()  # other paths whose pages belong to the section
+
+    def holds(self, path: str) -> bool:
+        """Whether the page at `path` is in this section (the navigation marks it)."""
+        return any(path.startswith(prefix) for prefix in (self.href, *self.also))
 
 
 ENTRIES: tuple[NavEntry, ...] = (
-    NavEntry("Campaigns", "/dashboard/campaigns", Role.VIEWER),
+    NavEntry("Campaigns", "/dashboard/campaigns", Role.VIEWER, also=("/dashboard/orders",)),
     NavEntry("Redemptions", "/dashboard/redemptions", Role.VIEWER),
     NavEntry("Settlements", "/dashboard/settlements", Role.VIEWER),
-    NavEntry("Stores", "/dashboard/stores", Role.MANAGER),
+    NavEntry("Stores", "/dashboard/stores", Role.MANAGER, also=("/dashboard/terminals",)),
     NavEntry("Agreements", "/dashboard/agreements", Role.MANAGER),
     NavEntry("Webhooks", "/dashboard/webhooks", Role.OWNER),
     NavEntry("API keys", "/dashboard/api-keys", Role.OWNER),

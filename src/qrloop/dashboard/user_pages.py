@@ -17,10 +17,11 @@ from qrloop.dashboard.pages import render
 from qrloop.dashboard.users import Invitation, Role
 from qrloop.errors import Problem, Reason
 from qrloop.runtime import Runtime
+from qrloop.text import text
 
 
 class InviteForm(msgspec.Struct):
-    email: str = ""
+    email: Annotated[str, text(max_length=320, min_length=0)] = ""
     role: Role = Role.VIEWER
 
 

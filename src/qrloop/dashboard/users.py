@@ -128,24 +128,31 @@ async def invite(
     database: asyncpg.Pool | PoolConnectionProxy,
     merchant_id: int,
     email: str,
-    role: Role,
+    role: Role | None,
     hours: int,
+    *,
+    reset: bool = False,
 ) -> Invitation:
-    """A one-time link for `email` to set a password and join the merchant as `role`; a person
-    invited before and not yet joined gets a new link (the older ones stop working)."""
+    """A one-time link for `email` to set a password and join the merchant as `role` (None:
+    an owner if new, else their role unchanged); a person invited before and not yet joined
+    gets a new link (the older ones stop working). With `reset` (the operator's `qrloop
+    merchants invite`), a member who has a password gets one too, to set a new one: the way
+    back in for a locked-out owner."""
     email = normal_email(email)
     token = secrets.token_urlsafe(32)
     expires = timedelta(hours=hours)
     async with _transaction(database) as connection:
         row = await connection.fetchrow(
-            "INSERT INTO dashboard_users (merchant_id, email, role) VALUES ($1, $2, $3)"
-            " ON CONFLICT (email) DO UPDATE SET role = excluded.role"
+            "INSERT INTO dashboard_users (merchant_id, email, role)"
+            " VALUES ($1, $2, coalesce($3, 'owner'))"
+            " ON CONFLICT (email) DO UPDATE SET role = coalesce($3, dashboard_users.role)"
             "  WHERE dashboard_users.merchant_id = excluded.merchant_id"
-            "  AND dashboard_users.password_hash IS NULL"
+            "  AND (dashboard_users.password_hash IS NULL OR $4)"
             " RETURNING id",
             merchant_id,
             email,
-            role.value,
+            role and role.value,
+            reset,
         )
         if row is None:
             raise Problem(Reason.CONFLICT, f"{email} already has a dashboard account.")
