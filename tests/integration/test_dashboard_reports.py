@@ -551,3 +551,26 @@ def test_a_manager_pairs_a_phone_from_the_terminal_page_and_revokes_it(
     foreign = f"/dashboard/terminals/{other.terminal_id}"
     assert mine.manager.post(f"{foreign}/pair").status_code == 404
     assert mine.manager.post(f"{foreign}/devices/1/revoke").status_code == 404
+
+
+def test_a_nul_in_any_field_is_a_400_never_a_500(shops: tuple[Shop, Shop]) -> None:
+    """PostgreSQL text cannot hold NUL: every form and filter of these pages refuses it as
+    bad input, whichever field, and nothing is made."""
+    mine, _ = shops
+    forms = {
+        "/dashboard/stores": ["name"],
+        f"/dashboard/stores/{mine.store_id}/terminals": ["name"],
+        "/dashboard/agreements": ["campaign_id", "acceptor_merchant_id"],
+    }
+    valid = {"name": "N", "campaign_id": str(mine.campaign_id), "acceptor_merchant_id": "99"}
+    mine.manager.get("/dashboard/stores")
+    for path, fields in forms.items():
+        for field in fields:
+            answer = mine.manager.post(path, {**valid, field: "a\x00b"})
+            assert answer.status_code == 400, (path, field, answer.status_code)
+    for name in ("campaign", "store", "terminal", "side", "since", "until"):
+        answer = mine.viewer.get("/dashboard/redemptions", **{name: "a\x00b"})
+        assert answer.status_code == 400, name
+    assert mine.viewer.get("/dashboard/settlements", day="2026\x00").status_code == 400
+    names = [store["name"] for store in mine.merchant.get("/v1/stores").json()["items"]]
+    assert "a\x00b" not in names
