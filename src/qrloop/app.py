@@ -45,6 +45,7 @@ from qrloop.settings import Settings, load
 from qrloop.settlement.routes import SettlementController
 from qrloop.settlement.state import missing_epochs
 from qrloop.settlement.worker import settlement_gauges
+from qrloop.till.routes import TillPages, TillPairingController, redeem_frame
 from qrloop.web.docs import static_files
 from qrloop.webhooks import service as webhooks
 from qrloop.webhooks.routes import WebhooksController
@@ -268,6 +269,9 @@ def create_app(
             WebhooksController,
             HistoryController,
             dashboard_router(),
+            TillPairingController,
+            TillPages,
+            redeem_frame,
             live,
             ready,
             prometheus,

@@ -14,6 +14,7 @@ from litestar.openapi.spec import (
     Components,
     Example,
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -157,6 +158,24 @@ def json_or_csv(csv_example: str) -> type[Operation]:
                 )
 
     return JsonOrCsv
+
+
+def raw_body(media_types: tuple[str, ...], example: str) -> type[Operation]:
+    """The operation class of a route that reads its body raw (an image, say): its request body
+    is each of these media types, as bytes, with this example."""
+
+    @dataclass
+    class RawBody(Operation):
+        def __post_init__(self) -> None:
+            schema = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+            self.request_body = RequestBody(
+                required=True,
+                content={
+                    media: OpenAPIMediaType(schema=schema, example=example) for media in media_types
+                },
+            )
+
+    return RawBody
 
 
 def _operations(app: Litestar, openapi: OpenAPI) -> list[tuple[str, Operation, HTTPRouteHandler]]:

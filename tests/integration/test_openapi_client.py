@@ -46,7 +46,12 @@ def calls(
     folder = tmp_path_factory.mktemp("client")
     (folder / "openapi.json").write_text(json.dumps(document), encoding="utf-8")
     # No formatting hooks: the generated code is imported, not read.
-    (folder / "config.yaml").write_text("post_hooks: []\n", encoding="utf-8")
+    # Image bodies (POST /v1/redeem/frame) are bytes to this generator, as to most.
+    (folder / "config.yaml").write_text(
+        "post_hooks: []\ncontent_type_overrides:\n"
+        "  image/jpeg: application/octet-stream\n  image/png: application/octet-stream\n",
+        encoding="utf-8",
+    )
     generation = subprocess.run(
         [str(GENERATOR), "generate", "--path", "openapi.json", "--config", "config.yaml",
          "--meta", "none", "--output-path", PACKAGE],

@@ -353,7 +353,7 @@ def framework_stack(stores: Stores, tmp_path_factory: pytest.TempPathFactory) ->
 _REDEEMED_FIELDS = ",".join(
     sorted([
         "status", "redemption_id", "campaign_id", "serial", "face_value", "currency",
-        "issuer_merchant_id", "issuer_name", "reversed",
+        "issuer_merchant_id", "issuer_name", "reversed", "reversal_window_s",
     ])
 )  # fmt: skip
 

@@ -90,13 +90,14 @@ def test_the_operation_names_the_credential_it_takes(
 def test_the_operation_shows_an_example_of_each_body(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
-    """The request body, if any, has a JSON example; a success answer with a body has an
-    example of it (every JSON form, and at least one form of any other); each example fits
-    its schema."""
+    """The request body, if any, has an example of each of its forms (JSON, or raw bytes such
+    as an image); a success answer with a body has an example of it (every JSON form, and at
+    least one form of any other); each example fits its schema."""
     bodies = []
     if "requestBody" in operation:
-        bodies.append(operation["requestBody"]["content"][JSON])
-        assert _examples(bodies[-1]), "no example of the request body"
+        forms = list(operation["requestBody"]["content"].values())
+        assert forms and all(_examples(media) for media in forms), "no example of the body"
+        bodies.extend(forms)
     for code, response in operation["responses"].items():
         content = response.get("content") or {}
         if not code.startswith("2") or not content:

@@ -32,6 +32,9 @@ class TerminalClaims(msgspec.Struct, frozen=True):
     # When the terminal secret this token was exchanged for was set (ms since the epoch; 0 for
     # a secret never rotated). A token whose value is older than the terminal's is refused.
     credentials_since_ms: int = 0
+    # The paired phone (till/) the token was exchanged for, 0 for a terminal secret: a revoked
+    # device's tokens are refused.
+    device_id: int = 0
 
 
 class InvalidToken(Exception):
@@ -64,6 +67,8 @@ def mint(keyring: KeyRing, claims: TerminalClaims) -> str:
         "exp": claims.expires_at,
         "crd": claims.credentials_since_ms,
     }
+    if claims.device_id:
+        payload["dev"] = claims.device_id
     private = Ed25519PrivateKey.from_private_bytes(key.secret)
     return jwt.encode(payload, private, algorithm=ALGORITHM, headers={"kid": str(key.id)})
 
@@ -112,6 +117,7 @@ class TokenVerifier:
                 expires_at=int(payload["exp"]),
                 # Tokens minted before rotation existed carry none: they count as never rotated.
                 credentials_since_ms=int(payload.get("crd", 0)),
+                device_id=int(payload.get("dev", 0)),
             )
         except (jwt.PyJWTError, KeyError, TypeError, ValueError) as error:
             raise InvalidToken(str(error)) from None

@@ -21,6 +21,7 @@ from qrloop.redemption.gate import TerminalGate
 from qrloop.redemption.outcomes import Outcome, Refused, Use
 from qrloop.redemption.rules import CampaignRules, RulesCache
 from qrloop.redemption.store import CodeStateStore, RedemptionId
+from qrloop.redemption.store_names import StoreNames
 
 # One answer for every malformed or forged code: no hint which byte was wrong.
 _INVALID = "This is not a valid code."
@@ -70,6 +71,7 @@ class Redeemer:
         self._gate = gate
         self._store = store
         self._pool = pool
+        self._store_names = StoreNames(pool)
 
     async def redeem(self, raw_code: str, nonce: str, terminal: TerminalClaims) -> Redeemed:
         # 1. The terminal may scan: not disabled, not blocked for guessing (process memory).
@@ -83,7 +85,7 @@ class Redeemer:
         # 5. One atomic Redis call: check and consume the bit, queue the redemption.
         consumed = await self._store.consume(ref, nonce, terminal, int(time.time() * 1000))
         if isinstance(consumed, Refused):
-            raise await self._code_refusal(consumed, ref)
+            raise await self._code_refusal(consumed, ref, rules)
         return Redeemed(consumed.redemption_id, rules, ref, consumed.reversed)
 
     async def check(self, raw_code: str, terminal: TerminalClaims) -> tuple[CodeRef, CampaignRules]:
@@ -94,7 +96,7 @@ class Redeemer:
         _enforce(rules, datetime.now(UTC), terminal)
         refused = await self._store.peek(ref)
         if refused is not None:
-            raise await self._code_refusal(refused, ref)
+            raise await self._code_refusal(refused, ref, rules)
         return ref, rules
 
     async def reverse(self, redemption_id: str, terminal: TerminalClaims) -> None:
@@ -148,12 +150,20 @@ class Redeemer:
             raise Problem(Reason.INVALID, _INVALID)
         return rules
 
-    async def _code_refusal(self, refused: Refused, ref: CodeRef) -> Problem:
-        """The refusal for this code; for a used code that Redis no longer remembers the use
-        of, where and when from the ledger, once it is settled there."""
-        if refused.outcome is not Outcome.ALREADY_REDEEMED or refused.use is not None:
+    async def _code_refusal(self, refused: Refused, ref: CodeRef, rules: CampaignRules) -> Problem:
+        """The refusal for this code; for a used code, where and when: from Redis while it
+        remembers the use, else from the ledger once it is settled there; with the store's
+        name and the time in the campaign's timezone, for the cashier."""
+        if refused.outcome is not Outcome.ALREADY_REDEEMED:
             return refusal(refused)
-        return already_redeemed(await self._settled_use(ref), from_ledger=True)
+        use = refused.use or await self._settled_use(ref)
+        problem = already_redeemed(use, from_ledger=refused.use is None)
+        if use is not None:
+            problem.extra["redeemed_at_local"] = use.at.astimezone(rules.timezone).isoformat()
+            name = await self._store_names.name(use.store_id)
+            if name is not None:
+                problem.extra["store_name"] = name
+        return problem
 
     async def _settled_use(self, ref: CodeRef) -> Use | None:
         try:

@@ -1,5 +1,5 @@
 """Which terminals may scan right now: not disabled, not blocked for guessing, and holding a
-token exchanged for the terminal's current secret.
+token exchanged for the terminal's current secret (or a paired phone's unrevoked credential).
 
 Everything a valid scan needs is answered from process memory. Redis is written only when a
 scan is invalid (to count it), and read by the background refresher, so the limiter adds no
@@ -37,6 +37,7 @@ class TerminalGate:
         self._disabled_stores: frozenset[int] = frozenset()
         self._blocked: dict[int, float] = {}
         self._rotated: dict[int, int] = {}  # terminal id → credentials_since (ms) of its secret
+        self._revoked_devices: frozenset[int] = frozenset()  # paired phones (till/), recently
 
     def admit(self, terminal: TerminalClaims) -> Refused | None:
         """Why this terminal may not scan now, or None; memory only."""
@@ -47,6 +48,9 @@ class TerminalGate:
         # A token exchanged for a secret that was rotated away since: as good as a forged one.
         rotated = self._rotated.get(terminal.terminal_id)
         if rotated is not None and terminal.credentials_since_ms < rotated:
+            return outcomes.SECRET_ROTATED
+        # A paired phone's token outlives its revocation by at most a refresh.
+        if terminal.device_id and terminal.device_id in self._revoked_devices:
             return outcomes.SECRET_ROTATED
         until = self._blocked.get(terminal.terminal_id)
         if until is not None and until > time.time():
@@ -72,8 +76,8 @@ class TerminalGate:
         return Refused(Outcome.RATE_LIMITED, blocked_until=until)
 
     async def refresh(self, pool: asyncpg.Pool) -> None:
-        """Re-read disabled terminals and stores and recent rotations (PostgreSQL), and blocked
-        terminals (Redis)."""
+        """Re-read disabled terminals and stores, recent rotations and revoked phones
+        (PostgreSQL), and blocked terminals (Redis)."""
         terminals = await pool.fetch("SELECT id FROM terminals WHERE disabled_at IS NOT NULL")
         stores = await pool.fetch("SELECT id FROM stores WHERE disabled_at IS NOT NULL")
         rotated = await pool.fetch(
@@ -81,7 +85,12 @@ class TerminalGate:
             " WHERE credentials_since > now() - make_interval(secs => $1)",
             self._rotation_memory_seconds,
         )
+        revoked = await pool.fetch(
+            "SELECT id FROM till_devices WHERE revoked_at > now() - make_interval(secs => $1)",
+            self._rotation_memory_seconds,
+        )
         self._disabled_terminals = frozenset(row["id"] for row in terminals)
+        self._revoked_devices = frozenset(row["id"] for row in revoked)
         self._disabled_stores = frozenset(row["id"] for row in stores)
         self._rotated = {row["id"]: epoch_ms(row["credentials_since"]) for row in rotated}
         now = time.time()

@@ -12,7 +12,7 @@ from typing import NamedTuple
 class Outcome(Enum):
     # The terminal gate.
     DISABLED = auto()  # the terminal or its store is disabled
-    SECRET_ROTATED = auto()  # the token was exchanged for a secret rotated away since
+    SECRET_ROTATED = auto()  # exchanged for a secret rotated away since, or a revoked phone's
     RATE_LIMITED = auto()  # too many invalid scans from this terminal
     # The code state store.
     VOIDED = auto()

@@ -10,7 +10,11 @@ from qrloop.redemption.decide import Redeemed
 
 # Long enough for an Ed25519 code typed with dashes and spaces, short enough to bound work.
 RawCode = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Nonce = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+NONCE_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+NONCE_MAX_LENGTH = 64
+Nonce = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=NONCE_MAX_LENGTH, pattern=NONCE_PATTERN)
+]
 
 
 class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,7 +31,8 @@ class RedeemOut(msgspec.Struct):
     """`status` is `redeemed`, or `reversed` (with `reversed: true`) when a till retries a scan
     whose redemption was reversed since: the code was not consumed again.
     `issuer_merchant_id` and `issuer_name`: who owes the face value when the code is
-    another merchant's (accepted under an agreement)."""
+    another merchant's (accepted under an agreement). `reversal_window_s`: how long after the
+    redemption this till may reverse it (the campaign's window)."""
 
     status: str
     redemption_id: str
@@ -38,6 +43,7 @@ class RedeemOut(msgspec.Struct):
     issuer_merchant_id: int
     issuer_name: str
     reversed: bool
+    reversal_window_s: int
 
     EXAMPLE: ClassVar[dict[str, Any]] = {
         "status": "redeemed",
@@ -49,6 +55,7 @@ class RedeemOut(msgspec.Struct):
         "issuer_merchant_id": 1,
         "issuer_name": "Cone & Co",
         "reversed": False,
+        "reversal_window_s": 900,
     }
 
 
@@ -63,6 +70,7 @@ def redeemed_body(redeemed: Redeemed) -> RedeemOut:
         issuer_merchant_id=redeemed.rules.merchant_id,
         issuer_name=redeemed.rules.issuer_name,
         reversed=redeemed.reversed,
+        reversal_window_s=redeemed.rules.reversal_window_ms // 1000,
     )
 
 
