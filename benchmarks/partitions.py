@@ -41,9 +41,9 @@ from qrloop.issuance.campaigns import _STATS
 from qrloop.redemption.decide import _LAST_USE
 from qrloop.settlement import partitions, reports
 from qrloop.settlement.events import RedemptionRow
-from qrloop.settlement.ledger import _POST
+from qrloop.settlement.ledger import _POST_REDEMPTIONS
 from qrloop.settlement.worker import _INSERTS
-from qrloop.webhooks.outbox import _SETTLED
+from qrloop.webhooks.outbox import _CREATED
 
 SECTION = "## Monthly partitions"
 MONTHS = 12
@@ -155,20 +155,16 @@ async def hot_queries(connection: asyncpg.Connection, repeat: int) -> list[tuple
     insert, values = _INSERTS[RedemptionRow]
     times = [r.redeemed_at for r in rows]
     keys = [[r.campaign_id for r in rows], [r.serial for r in rows], [1] * len(rows)]
-    booked = await connection.fetch(
-        "SELECT id, redeemed_at FROM ledger_transactions WHERE campaign_id = $1"
-        " AND kind = 'redemption' AND redeemed_at >= $2 ORDER BY redeemed_at DESC LIMIT 500",
-        newest, min(times),
-    )  # fmt: skip
-    ids, booked_times = [b["id"] for b in booked], [b["redeemed_at"] for b in booked]
+    acceptors = [r.merchant_id for r in rows]
+    stores, terminals = [r.store_id for r in rows], [r.terminal_id for r in rows]
     day = (now - timedelta(days=3 * 30)).replace(day=1).date()
     queries: list[tuple[str, str, list[Any]]] = [
         ("settlement insert of 500 settled rows (all conflicts)", insert,
          list(map(list, zip(*map(values, rows), strict=True)))),
-        ("ledger posting of those 500 (all booked before)", _POST,
-         [*keys, "redemption", 1, times, min(times), max(times)]),
-        ("webhook events of 500 bookings (no endpoint)", _SETTLED,
-         [ids, "redemption.created", 60.0, booked_times, min(booked_times), max(booked_times)]),
+        ("ledger posting of those 500 (all booked before)", _POST_REDEMPTIONS,
+         [*keys, times, acceptors]),
+        ("webhook events of 500 bookings (no endpoint)", _CREATED,
+         [keys[0], "redemption.created", 60.0, *keys[1:], times, acceptors, stores, terminals]),
         ("campaign stats, campaign of this month", _STATS, [newest, 1]),
         (f"settlement report of {day} (first of a month)", reports._PAIRS, [1, day]),
         (f"platform fees of {day}", reports._FEES, [1, day]),

@@ -97,11 +97,12 @@ class Serve(Service):
             return found
         for child in psutil.Process(self.proc.pid).children():
             try:
-                role = child.cmdline()[-1]
+                command = child.cmdline()
             except psutil.Error:
                 continue
-            if role in found:
-                found[role].append(child.pid)
+            # Empty while a child is being forked or reaped.
+            if command and command[-1] in found:
+                found[command[-1]].append(child.pid)
         return found
 
     def ready(self) -> bool:

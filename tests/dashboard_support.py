@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from support import Merchant, Stack
+from support import Merchant, Stack, eventually
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -91,3 +91,37 @@ def member(owner: Person, stack: Stack, email: str, role: str) -> Person:
     assert person.set_password(invited(owner, email, role)).status_code == 303
     assert person.log_in(email).status_code == 303
     return person
+
+
+def demo_merchant(stack: Stack) -> dict[str, str]:
+    """A merchant to show (docs/screenshots): three campaigns (active, paused, ended), a done
+    order and a team of three. Its owner's email and the paths of its main pages, by name."""
+    merchant = stack.new_merchant("Cone & Co", "ana@cone.example.com")
+    owner = owner_of(merchant)
+    campaigns = []
+    for fields in (
+        {"name": "Free cone after 22:00", "face_value": "5.00", "hours": "22:00-02:00"},
+        {"name": "Mid-autumn mooncake voucher", "face_value": "100.00"},
+        {"name": "Summer coffee refill", "face_value": "12.00", "valid_until": "2026-09-01T00:00"},
+    ):
+        owner.get("/dashboard/campaigns/new")
+        made = owner.post(
+            "/dashboard/campaigns", {"currency": "CNY", "timezone": "Asia/Shanghai", **fields}
+        )
+        campaigns.append(made.headers["location"])
+    owner.get(campaigns[1])
+    owner.post(campaigns[1] + "/pause")
+    owner.get(campaigns[0])
+    placed = owner.post(campaigns[0] + "/orders", {"quantity": "2000", "idempotency_key": "a"})
+    order = placed.headers["location"]
+    eventually(lambda: "data-status>done<" in owner.get(order).text, 60)
+    for email, role in (("mei@cone.example.com", "manager"), ("li@cone.example.com", "viewer")):
+        Person(stack).set_password(invited(owner, email, role))
+    owner.close()
+    return {
+        "email": merchant.owner_email,
+        "campaigns": "/dashboard/campaigns",
+        "campaign": campaigns[0],
+        "order": order,
+        "users": "/dashboard/users",
+    }

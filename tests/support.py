@@ -92,9 +92,10 @@ class Stack:
             timeout=60,
         )
 
-    def new_merchant(self, name: str = "Cone & Co") -> Merchant:
-        """A new merchant, its API key, and its dashboard owner's email and invitation."""
-        email = f"owner-{secrets.token_hex(6)}@example.com"
+    def new_merchant(self, name: str = "Cone & Co", owner_email: str | None = None) -> Merchant:
+        """A new merchant, its API key, and its dashboard owner's email (a fresh one unless
+        given) and invitation."""
+        email = owner_email or f"owner-{secrets.token_hex(6)}@example.com"
         created = self.cli("merchants", "create", name, "--owner-email", email).stdout
         lines = dict(line.split("=", 1) for line in created.split())
         return Merchant(

@@ -66,8 +66,8 @@ def test_alliance_redemption_and_reversal_book_balanced_entries(stack: Stack) ->
 
 
 def test_the_schema_refuses_an_unbalanced_or_edited_ledger(stack: Stack) -> None:
-    """An insert that leaves a ledger transaction unbalanced fails, and entries cannot be
-    updated or deleted."""
+    """An insert that leaves a ledger transaction unbalanced fails, as do balanced entries that
+    name no ledger transaction or no merchant, and entries cannot be updated or deleted."""
     merchant = stack.new_merchant()
     store = merchant.created("/v1/stores", {"name": "S"})["id"]
     campaign = merchant.campaign()
@@ -90,6 +90,17 @@ def test_the_schema_refuses_an_unbalanced_or_edited_ledger(stack: Stack) -> None
                         redeemed_at,
                         merchant.id,
                     )
+            balanced = (
+                "INSERT INTO ledger_entries (transaction_id, redeemed_at, merchant_id, account,"
+                " currency, amount) VALUES ($1, $2, $3, 'payable', 'CNY', -1),"
+                " ($1, $2, $3, 'receivable', 'CNY', 1)"
+            )
+            for wrong, refusal in (
+                ((transaction + 1_000_000, redeemed_at, merchant.id), "no ledger transaction"),
+                ((transaction, redeemed_at, 10**12), "no merchant"),
+            ):
+                with pytest.raises(asyncpg.RaiseError, match=refusal):
+                    await connection.execute(balanced, *wrong)
             with pytest.raises(asyncpg.RaiseError, match="append-only"):
                 await connection.execute(
                     "UPDATE ledger_entries SET amount = amount + 1 WHERE transaction_id = $1",

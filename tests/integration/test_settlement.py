@@ -1,5 +1,6 @@
 """The settlement worker: a poison entry is parked, never blocking the rest, and it shows;
-every row is stamped settled when it is inserted; settled entries leave Valkey."""
+every row is stamped settled when it is inserted; settled entries leave Valkey; a use settles
+once whatever time its entry carries."""
 
 from __future__ import annotations
 
@@ -82,3 +83,35 @@ def test_settled_entries_leave_the_stream(stack: Stack) -> None:
         )
 
     eventually(lambda: entries_of_campaign() == 0, within=15)
+
+
+def test_a_use_settles_once_whatever_time_its_entry_carries(stack: Stack) -> None:
+    """A use that reaches settlement again with another time (a Redis failover lost a settled
+    consume and the code was consumed again) keeps its first row and its one ledger booking,
+    even when the second time falls in another month's partition."""
+    merchant = stack.new_merchant()
+    store = merchant.created("/v1/stores", {"name": "S"})["id"]
+    campaign = merchant.campaign()
+    code = merchant.codes(campaign, 1)[0]
+    assert redeem(stack, merchant.terminal_token(store), code).status_code == 200
+    rows = "SELECT * FROM redemptions WHERE campaign_id = $1"
+    eventually(lambda: len(fetch(stack, rows, campaign)) == 1, within=15)
+    (first,) = fetch(stack, rows, campaign)
+
+    later_ms = int(first["redeemed_at"].timestamp() * 1000) + 40 * 86_400_000
+    replayed = "|".join(
+        str(value)
+        for value in (
+            campaign, first["serial"], first["use_no"], first["terminal_id"],
+            first["store_id"], first["accepting_merchant_id"], later_ms,
+        )
+    )  # fmt: skip
+    partitions = int(stack.env.get("QRLOOP_PARTITIONS", "16"))
+    stream = keyspace.events(keyspace.partition_of(campaign, first["serial"], partitions))
+    client = redis.Redis.from_url(stack.stores.redis_url)
+    entry = client.xadd(stream, {"redeem": replayed})
+
+    eventually(lambda: not client.xrange(stream, entry, entry), within=15)
+    assert [dict(row) for row in fetch(stack, rows, campaign)] == [dict(first)]
+    booked = "SELECT count(*) FROM ledger_transactions WHERE campaign_id = $1"
+    assert fetchval(stack, booked, campaign) == 1

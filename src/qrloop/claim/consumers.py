@@ -17,8 +17,9 @@ from typing import Literal
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from qrloop.claim.texts import Refusal
 from qrloop.codes.keyring import Algorithm, KeyRing, KeyStatus, Purpose
-from qrloop.errors import Problem, Reason
+from qrloop.errors import Reason
 
 Channel = Literal["email", "sms"]
 _VERIFIABLE = (KeyStatus.ACTIVE, KeyStatus.VERIFY_ONLY)
@@ -73,7 +74,7 @@ def _email(text: str) -> Identity:
     try:
         found = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
-        raise Problem(Reason.BAD_REQUEST, "That does not look like an email address.") from None
+        raise Refusal(Reason.BAD_REQUEST, "error.email") from None
     domain = found.ascii_domain.lower()
     local = found.local_part.lower()
     person = local.split("+", 1)[0] or local
@@ -86,7 +87,7 @@ def _phone(text: str, region: str) -> Identity:
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
-        raise Problem(Reason.BAD_REQUEST, "Give a valid phone number or an email address.")
+        raise Refusal(Reason.BAD_REQUEST, "error.identifier")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Identity(f"phone:{e164}", "sms", e164)
 

@@ -17,8 +17,9 @@ from redis.typing import EncodableT, FieldT
 from qrloop import keyspace
 from qrloop.claim import sendcaps
 from qrloop.claim.consumers import Consumer, keyed
+from qrloop.claim.texts import Refusal
 from qrloop.codes.keyring import Algorithm, KeyRing, Purpose
-from qrloop.errors import Problem, Reason
+from qrloop.errors import Reason
 from qrloop.redis_client import Client
 
 COOKIE = "qrloop_otp"
@@ -73,7 +74,7 @@ async def prove(
     client: Client, keyring: KeyRing, challenge_id: str | None, scope: str, code: str
 ) -> Consumer:
     """The person the code was sent to, if `code` is right; each try counts, the code works once."""
-    expired = Problem(Reason.BAD_REQUEST, "This code has expired; ask for a new one.")
+    expired = Refusal(Reason.BAD_REQUEST, "error.otp_expired")
     if not challenge_id:
         raise expired
     name = keyspace.otp_challenge(challenge_id)
@@ -89,7 +90,7 @@ async def prove(
             await client.delete(name)
             raise _too_many()
         left = TRIES_PER_CODE - tries
-        raise Problem(Reason.BAD_REQUEST, f"That code is not right; {left} tries left.")
+        raise Refusal(Reason.BAD_REQUEST, "error.otp_wrong", {"left": left})
     if not await client.delete(name):  # a concurrent try used it first
         raise expired
     return Consumer.unpack(packed)
@@ -108,8 +109,8 @@ def _code_hash(secret: bytes, challenge_id: str, code: str) -> str:
     return keyed(secret, f"otp\x00{challenge_id}\x00{code}")
 
 
-def _too_many() -> Problem:
-    return Problem(Reason.RATE_LIMITED, "Too many wrong codes; ask for a new one.")
+def _too_many() -> Refusal:
+    return Refusal(Reason.RATE_LIMITED, "error.otp_too_many")
 
 
 async def person_cap(client: Client, consumer: Consumer) -> sendcaps.Cap:

@@ -19,25 +19,21 @@ from litestar.params import Body
 from litestar.response import Redirect
 
 from qrloop.accounts.guards import current_merchant
-from qrloop.claim import client_address, otp, pages, sendcaps, service, state
+from qrloop.claim import client_address, otp, pages, sendcaps, service, state, texts
 from qrloop.claim.consumers import Consumer, Identity, consumer_of, identify
+from qrloop.claim.texts import Refusal, explain
 from qrloop.codes.format import CodeRef, Signer, to_typed
 from qrloop.codes.render import svg_markup
 from qrloop.errors import Problem, Reason
 from qrloop.messages import outbox
-from qrloop.messages.catalogue import language_of
+from qrloop.messages.catalogue import Language
 from qrloop.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, schema_name
 from qrloop.runtime import Runtime
 from qrloop.text import text
 
 COOKIE = "qrloop_claim"
 LINKS_GIVE_UP_SECONDS = 24 * 3600
-_TAKEN = (
-    "<p>This offer has already been claimed. If it was you, on another device, enter the"
-    " same phone number or email: we will send you a one-time code.</p>"
-)
-_OTP_NOTE = "We send a one-time code to it, and keep only a keyed fingerprint of it."
-_PLAIN_NOTE = "We keep only a keyed fingerprint of it, to recognise you again."
+LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -85,12 +81,26 @@ class PoolOut(msgspec.Struct):
 PoolPage = Annotated[Page[PoolOut], schema_name("PoolPage")]
 
 
-def _html(body: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:
+def _language(request: AnyRequest) -> Language:
+    """The page's language: the switch's `?lang=`, its cookie, or `Accept-Language`."""
+    return texts.page_language(
+        request.query_params.get("lang"),
+        request.cookies.get(texts.COOKIE),
+        request.headers.get("accept-language"),
+    )
+
+
+def _html(body: str, request: AnyRequest, runtime: Runtime, status: int = 200) -> Response[str]:
+    """A page; a page reached by the language switch remembers its choice for every page."""
+    switched = texts.chosen(request.query_params.get("lang"))
+    cookies = []
+    if switched is not None:
+        cookies.append(_cookie(runtime, texts.COOKIE, switched, "/", LANGUAGE_COOKIE_SECONDS))
     return Response(
         body,
         media_type=MediaType.HTML,
         status_code=status,
-        cookies=cookies or [],
+        cookies=cookies,
         headers=pages.security_headers(),
     )
 
@@ -152,13 +162,14 @@ async def _take_sends(
         place,
         sendcaps.per_address(address, settings),
     ]
-    await sendcaps.take(runtime.redis, caps, language_of(request.headers.get("accept-language")))
+    await sendcaps.take(runtime.redis, caps)
 
 
 async def _send_code(
     identity: Identity, scope: str, place: sendcaps.Cap, request: AnyRequest, runtime: Runtime
 ) -> otp.Challenge:
-    """A one-time code for `identity` on the link `scope`, counted in the caps, then queued."""
+    """A one-time code for `identity` on the link `scope`, counted in the caps, then queued in
+    the page's language."""
     consumer = consumer_of(runtime.keys.keyring, identity)
     await _take_sends(consumer, place, request, runtime)
     challenge = await otp.start(
@@ -168,7 +179,7 @@ async def _send_code(
         runtime.pool,
         identity.channel,
         identity.recipient,
-        language_of(request.headers.get("accept-language")),
+        _language(request),
         "otp",
         otp.VALID_SECONDS,
         code=challenge.code,
@@ -291,11 +302,9 @@ class ClaimPages(Controller):
                 await self._send_links(found, identity, held, request, runtime)
         except Problem as refusal:
             return await self._pool_page(found, request, runtime, error=_on_page(refusal))
-        note = (
-            f"If {otp.masked(identity.recipient)} holds codes of this offer, we have sent it"
-            " their links."
-        )
-        return await self._pool_page(found, request, runtime, content=f"<p>{escape(note)}</p>")
+        hint = otp.masked(identity.recipient)
+        note = texts.text(_language(request), "pool.links_sent", hint=hint)
+        return await self._pool_page(found, request, runtime, content=pages.paragraph(note))
 
     async def _send_links(
         self,
@@ -312,7 +321,7 @@ class ClaimPages(Controller):
             runtime.pool,
             identity.channel,
             identity.recipient,
-            language_of(request.headers.get("accept-language")),
+            _language(request),
             "links",
             LINKS_GIVE_UP_SECONDS,
             offer=terms.name,
@@ -328,14 +337,13 @@ class ClaimPages(Controller):
         if outcome == "empty":
             return await self._pool_page(found, request, runtime, error=_all_gone())
         if outcome == "limit":
-            note = (
-                f"You already have {len(offsets)} codes of this offer, the most one person may"
-                " take. We can send their links to your phone or email."
+            language = _language(request)
+            count = pages.number(len(offsets), language)
+            note = pages.paragraph(texts.text(language, "pool.limit", count=count))
+            form = pages.identifier_form(
+                language, f"/p/{found.id}/links", "identifier.send_links", "identifier.otp_note"
             )
-            form = pages.identifier_form(f"/p/{found.id}/links", "Send me my links", _OTP_NOTE)
-            return await self._pool_page(
-                found, request, runtime, content=f"<p>{escape(note)}</p>{form}", status=409
-            )
+            return await self._pool_page(found, request, runtime, content=note + form, status=409)
         token = self._token(found, offsets[0], runtime)
         return _to_code(token, consumer.newest, runtime, clear_challenge=f"/p/{found.id}")
 
@@ -348,39 +356,46 @@ class ClaimPages(Controller):
     async def _render(
         self, token: str, request: AnyRequest, runtime: Runtime, error: Problem | None = None
     ) -> Response[str]:
+        language = _language(request)
         ref = service.code_of(runtime.keys.verifier, token)
         terms = await service.offer(runtime.pool, ref.campaign_id)
         found = await state.read(runtime.redis, runtime.settings.partitions, ref)
         mine = service.owns(runtime.keys.keyring, token, found.owner, request.cookies.get(COOKIE))
         code_state = service.consumer_state(found, terms)
-        detail = error.detail if error else None
+        detail = explain(error, language) if error else None
         if mine:
-            content = pages.claimed_code(*self._qr(ref, runtime))
+            content = pages.claimed_code(language, *self._qr(ref, runtime))
         elif code_state != "valid":
-            content = f'<p class="error">{escape(detail)}</p>' if detail else ""
+            content = pages.paragraph(detail, "error") if detail else ""
         else:
             code_state = "taken" if found.owner is not None else "unclaimed"
             hint = await otp.pending(runtime.redis, request.cookies.get(otp.COOKIE), f"c:{token}")
             if hint is not None:
-                content = pages.code_form(f"/c/{token}/verify", hint, detail)
+                content = pages.code_form(language, f"/c/{token}/verify", hint, detail)
             else:
-                form = pages.identifier_form(
-                    f"/c/{token}/claim", "Send me a code", _OTP_NOTE, detail
+                content = pages.identifier_form(
+                    language,
+                    f"/c/{token}/claim",
+                    "identifier.send_code",
+                    "identifier.otp_note",
+                    detail,
                 )
-                content = _TAKEN + form if found.owner is not None else form
+                if found.owner is not None:
+                    content = pages.paragraph(texts.text(language, "taken.note")) + content
         body = pages.page(
+            language,
+            f"/c/{token}",
             terms.name,
             "claim.html",
             campaign=terms.name,
-            value=pages.money(terms.face_value, terms.currency),
-            validity=pages.validity(
-                terms.valid_from, terms.valid_until, terms.hours, terms.timezone
-            ),
+            value=pages.money(terms.face_value, terms.currency, language),
+            validity=_validity(terms, language),
             state=code_state,
-            state_text=pages.STATE_TEXT[code_state],
+            state_text=texts.text(language, f"state.{code_state}"),
+            state_names=pages.state_names(language),
             content=content,
         )
-        return _html(body, status=error.status if error else 200)
+        return _html(body, request, runtime, status=error.status if error else 200)
 
     @staticmethod
     def _qr(ref: CodeRef, runtime: Runtime) -> tuple[str, str]:
@@ -398,41 +413,65 @@ class ClaimPages(Controller):
         content: str | None = None,
         status: int | None = None,
     ) -> Response[str]:
+        language = _language(request)
         terms = await service.offer(runtime.pool, found.campaign_id)
         left = max(0, found.size - await state.handed_out(runtime.redis, found.id))
-        detail = error.detail if error else None
+        detail = explain(error, language) if error else None
         if content is None:
-            content = await self._pool_form(found, request, runtime, left, detail)
+            content = await self._pool_form(found, request, runtime, left, detail, language)
+        remaining = texts.text(
+            language,
+            "pool.remaining",
+            left=pages.number(left, language),
+            size=pages.number(found.size, language),
+        )
         body = pages.page(
+            language,
+            f"/p/{found.id}",
             terms.name,
             "pool.html",
             campaign=terms.name,
-            value=pages.money(terms.face_value, terms.currency),
-            validity=pages.validity(
-                terms.valid_from, terms.valid_until, terms.hours, terms.timezone
-            ),
-            remaining=f"{left:,} of {found.size:,} left",
+            value=pages.money(terms.face_value, terms.currency, language),
+            validity=_validity(terms, language),
+            remaining=remaining,
             content=content,
         )
-        return _html(body, status=status or (error.status if error else 200))
+        return _html(body, request, runtime, status=status or (error.status if error else 200))
 
     @staticmethod
     async def _pool_form(
-        found: service.Pool, request: AnyRequest, runtime: Runtime, left: int, detail: str | None
+        found: service.Pool,
+        request: AnyRequest,
+        runtime: Runtime,
+        left: int,
+        detail: str | None,
+        language: Language,
     ) -> str:
         if not left:
-            gone = f'<p class="error">{escape(detail)}</p>' if detail else ""
-            return gone + '<p><span class="state empty">All gone</span></p>'
+            gone = pages.paragraph(detail, "error") if detail else ""
+            empty = texts.text(language, "state.empty")
+            return gone + f'<p><span class="state empty">{escape(empty)}</span></p>'
+        action = f"/p/{found.id}/claim"
         if found.verification == "none":
-            return pages.identifier_form(f"/p/{found.id}/claim", "Claim", _PLAIN_NOTE, detail)
+            return pages.identifier_form(
+                language, action, "identifier.claim", "identifier.plain_note", detail
+            )
         hint = await otp.pending(runtime.redis, request.cookies.get(otp.COOKIE), f"p:{found.id}")
         if hint is not None:
-            return pages.code_form(f"/p/{found.id}/verify", hint, detail)
-        return pages.identifier_form(f"/p/{found.id}/claim", "Send me a code", _OTP_NOTE, detail)
+            return pages.code_form(language, f"/p/{found.id}/verify", hint, detail)
+        return pages.identifier_form(
+            language, action, "identifier.send_code", "identifier.otp_note", detail
+        )
 
 
-def _all_gone() -> Problem:
-    return Problem(Reason.CONFLICT, "All codes have been handed out.")
+def _validity(terms: service.Offer, language: Language) -> str:
+    return pages.validity(
+        terms.valid_from, terms.valid_until, terms.hours, terms.timezone, language
+    )
+
+
+def _all_gone() -> Refusal:
+    return Refusal(Reason.CONFLICT, "error.all_gone")
 
 
 class PoolsController(Controller):

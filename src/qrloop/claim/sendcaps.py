@@ -6,9 +6,6 @@ attempt are taken before anything is queued; a cap that refuses counts nothing, 
 already taken for the attempt are given back, so a refused attempt uses up no cap.
 """
 
-# Chinese text takes full-width commas, which ruff would read as look-alikes.
-# ruff: noqa: RUF001
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,8 +14,8 @@ from importlib import resources
 from typing import Literal
 
 from qrloop import keyspace
-from qrloop.errors import Problem, Reason
-from qrloop.messages.catalogue import Language
+from qrloop.claim.texts import Refusal
+from qrloop.errors import Reason
 from qrloop.redis_client import Client, loaded
 from qrloop.settings import Settings
 
@@ -27,27 +24,6 @@ _TAKE = resources.files(__package__).joinpath("send_take.lua").read_text()
 _GIVE_BACK = resources.files(__package__).joinpath("send_give_back.lua").read_text()
 
 Scope = Literal["person", "link", "pool", "address"]
-
-_REFUSALS: dict[Scope, dict[Language, str]] = {
-    "person": {
-        "en": "We have sent this phone number or email all the codes we may this hour;"
-        " try again later.",
-        "zh-CN": "这个手机号或邮箱在一小时内收到的验证码已达上限，请稍后再试。",
-    },
-    "link": {
-        "en": "Too many codes were asked for on this link in the last hour; try again later.",
-        "zh-CN": "这个链接在一小时内请求的验证码过多，请稍后再试。",
-    },
-    "pool": {
-        "en": "Too many codes were asked for on this offer's page in the last hour;"
-        " try again later.",
-        "zh-CN": "这个优惠页面在一小时内请求的验证码过多，请稍后再试。",
-    },
-    "address": {
-        "en": "Too many codes were asked for from your network in the last hour; try again later.",
-        "zh-CN": "您的网络在一小时内请求的验证码过多，请稍后再试。",
-    },
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +53,7 @@ def per_address(address: str, settings: Settings) -> Cap:
     return Cap("address", keyspace.sends_per_address(address), settings.otp_sends_per_ip_hour)
 
 
-async def take(client: Client, caps: Sequence[Cap], language: Language) -> None:
+async def take(client: Client, caps: Sequence[Cap]) -> None:
     """Count one send against every cap, or none of them and 429 naming the first that refused."""
     take_one = await loaded(client, _TAKE)
     async with client.pipeline(transaction=False) as pipe:
@@ -93,4 +69,4 @@ async def take(client: Client, caps: Sequence[Cap], language: Language) -> None:
                 pipe.execute_command("EVALSHA", give_back, 1, cap.key)
         await pipe.execute()
     refused = next(cap for cap, counted in zip(caps, taken, strict=True) if not counted)
-    raise Problem(Reason.RATE_LIMITED, _REFUSALS[refused.scope][language])
+    raise Refusal(Reason.RATE_LIMITED, f"cap.{refused.scope}")

@@ -13,6 +13,7 @@ import asyncpg
 
 from qrloop.claim import state
 from qrloop.claim.consumers import Consumer
+from qrloop.claim.texts import Refusal
 from qrloop.codes.format import CodeRef, InvalidCode, RetiredKey, RevokedKey, Verifier
 from qrloop.codes.keyring import KeyRing
 from qrloop.errors import Problem, Reason
@@ -110,19 +111,19 @@ async def claim(client: Client, partitions: int, ref: CodeRef, consumer: Consume
     return consumer.newest
 
 
-def _taken() -> Problem:
-    return Problem(Reason.CONFLICT, "Someone else has already claimed this code.", state="taken")
+def _taken() -> Refusal:
+    return Refusal(Reason.CONFLICT, "error.taken", state="taken")
 
 
-def _refusal(outcome: str) -> Problem:
+def _refusal(outcome: str) -> Refusal:
     """Why the claim script would not bind the code."""
     if outcome == "taken":
         return _taken()
     if outcome == "voided":
-        return Problem(Reason.VOIDED, "The issuer has voided this code.", state="voided")
+        return Refusal(Reason.VOIDED, "error.voided", state="voided")
     if outcome == "used":
-        return Problem(Reason.ALREADY_REDEEMED, "This code has already been used.", state="used")
-    return Problem(Reason.UNAVAILABLE, "Claims are paused for a moment; try again shortly.")
+        return Refusal(Reason.ALREADY_REDEEMED, "error.used", state="used")
+    return Refusal(Reason.UNAVAILABLE, "error.paused")
 
 
 def refuse_unclaimable(found: state.CodeState) -> None:

@@ -63,10 +63,19 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from qrloop import db
 
     with stores(settings) as ready:
-        assert ready.database_url
+        assert ready.database_url and ready.redis_url
         cache = ready.statement_cache
         applied = asyncio.run(db.migrate(ready.database_url, statement_cache=cache))
-    print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+        print(f"applied {len(applied)} migration(s)" if applied else "database is up to date")
+        if applied and applied[0] == 1:
+            # A new database: Redis can hold nothing PostgreSQL lacks, so its code state is
+            # made ready here and processes started on their own serve at once. On an older
+            # database, a Redis without its markers lost state: rebuilding it is the
+            # operator's call (`qrloop reconcile --rehydrate`).
+            from qrloop.settlement.state import epochs_of
+
+            ready_now = asyncio.run(epochs_of(ready))
+            print(f"code state ready on {len(ready_now)} partition(s)")
     return 0
 
 

@@ -67,7 +67,7 @@ def _listen(settings: Settings, timeout: float = 10.0) -> socket.socket:
 
 
 def _prepare(settings: Settings) -> None:
-    from qrloop.settlement.state import ensure_epochs
+    from qrloop.settlement.state import epochs_of
 
     assert settings.database_url and settings.redis_url
     if not settings.keyring_json:
@@ -79,19 +79,12 @@ def _prepare(settings: Settings) -> None:
                 kind = f"{entry.purpose.value}, {entry.algorithm.value}"
                 print(f"created development key {entry.id} ({kind}) in {settings.keyring_path}")
 
-    async def stores_ready(database_url: str, redis_url: str) -> list[int]:
-        from qrloop.redis_client import Tls, connect
+    async def stores_ready() -> list[int]:
+        assert settings.database_url
+        await db.migrate(settings.database_url, statement_cache=settings.statement_cache)
+        return await epochs_of(settings)
 
-        await db.migrate(database_url, statement_cache=settings.statement_cache)
-        client = await connect(redis_url, Tls.of(settings))
-        pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
-        try:
-            return await ensure_epochs(pool, client, settings.partitions)
-        finally:
-            await client.aclose()
-            await pool.close()
-
-    initialised = asyncio.run(stores_ready(settings.database_url, settings.redis_url))
+    initialised = asyncio.run(stores_ready())
     if initialised:
         print(f"code state ready on partitions {initialised}")
 

@@ -51,7 +51,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = lambda minor, currency: money(minor, currency)
+    env.filters["money"] = lambda minor, currency: money(minor, currency, "en")
     env.filters["when"] = when
     env.globals.update(csrf_field=CSRF_FIELD, stylesheet_url=STYLESHEET_URL, script=SCRIPT)
     return env

@@ -30,10 +30,40 @@ _TEXTS: dict[Kind, dict[Language, tuple[str, str]]] = {
 }
 
 
+LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
+
+
 def language_of(accept_language: str | None) -> Language:
-    """The browser's first choice: any Chinese gets zh-CN, everything else English."""
-    first = (accept_language or "").split(",", 1)[0].strip().lower()
-    return "zh-CN" if first.startswith("zh") else "en"
+    """The browser's most preferred language we have, by `Accept-Language` q-values (RFC 9110
+    §12.5.4): any Chinese gets zh-CN, English or `*` English; a q of 0 refuses that language;
+    others are skipped; nothing we have gets English."""
+    ranked = sorted(_ranges(accept_language or ""), key=lambda pair: -pair[1])  # stable: order ties
+    for tag, quality in ranked:
+        if quality <= 0:
+            continue
+        if tag == "zh" or tag.startswith("zh-"):
+            return "zh-CN"
+        if tag in ("en", "*") or tag.startswith("en-"):
+            return "en"
+    return "en"
+
+
+def _ranges(header: str) -> list[tuple[str, float]]:
+    """(language range, q) of each element; an element with a malformed q is dropped."""
+    found = []
+    for element in header.split(","):
+        tag, _, params = element.partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = -1.0
+        if tag.strip() and 0 <= quality <= 1:
+            found.append((tag.strip().lower(), quality))
+    return found
 
 
 def render(kind: Kind, language: Language, **params: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import asyncpg
 
 from qrloop import keyspace
 from qrloop.redis_client import AnyPipeline, Client
+from qrloop.settings import Settings
 
 # Per code that was ever redeemed: does its latest use stand, and how often was it reversed.
 _USES = """
@@ -25,6 +26,21 @@ REBUILD_LOCK = 0x71726C6F6F71  # next to db.py's migration lock
 
 _VOIDS = "SELECT campaign_id, first_serial, last_serial FROM voids"
 _CLAIMS = "SELECT campaign_id, serial, consumer_hash FROM claims"
+
+
+async def epochs_of(settings: Settings) -> list[int]:
+    """`ensure_epochs` on the stores `settings` name, over connections of its own."""
+    from qrloop import db
+    from qrloop.redis_client import Tls, connect
+
+    assert settings.database_url and settings.redis_url
+    client = await connect(settings.redis_url, Tls.of(settings))
+    pool = await db.create_pool(settings.database_url, 1, statement_cache=settings.statement_cache)
+    try:
+        return await ensure_epochs(pool, client, settings.partitions)
+    finally:
+        await client.aclose()
+        await pool.close()
 
 
 async def missing_epochs(client: Client, partitions: int) -> list[int]:
@@ -50,6 +66,10 @@ async def ensure_epochs(pool: asyncpg.Pool, client: Client, partitions: int) -> 
         connection.transaction(),
     ):
         await connection.execute("SELECT pg_advisory_xact_lock($1)", REBUILD_LOCK)
+        # Another process may have rebuilt some while this one waited for the lock.
+        missing &= set(await missing_epochs(client, partitions))
+        if not missing:
+            return []
         async for row in connection.cursor(_USES):
             campaign_id, serial = row["campaign_id"], row["serial"]
             partition = keyspace.partition_of(campaign_id, serial, partitions)

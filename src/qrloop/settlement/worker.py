@@ -249,7 +249,7 @@ class Worker:
         by_type: dict[type, list[Any]] = {row_type: [] for row_type in _INSERTS}
         for row in rows:
             by_type[type(row)].append(row)
-        inserted: list[tuple[Any, ...]] = []
+        inserted: list[ledger.Settled] = []
         for row_type, (statement, values) in _INSERTS.items():
             if row_type is ReversalRow:
                 by_type[row_type] = await _with_redemption_times(connection, by_type[row_type])
@@ -257,18 +257,19 @@ class Worker:
                 continue
             columns = [list(column) for column in zip(*map(values, by_type[row_type]), strict=True)]
             if row_type is RedemptionRow:
-                inserted = [tuple(row) for row in await connection.fetch(statement, *columns)]
+                fetched = await connection.fetch(statement, *columns)
+                inserted = [ledger.Settled(*row) for row in fetched]
             else:
                 await connection.execute(statement, *columns)
-        booked = {
-            "redemption": inserted,
-            "reversal": [
-                (r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[ReversalRow]
-            ],
-        }
-        for kind, keys in booked.items():
-            transactions = await ledger.post(connection, kind, keys)
-            await outbox.settled(connection, kind, transactions, self._webhook_retry_seconds)
+        retry = self._webhook_retry_seconds
+        booked = await ledger.post_redemptions(connection, inserted)
+        await outbox.redemptions_created(connection, booked, retry)
+        reversals = [
+            (r.campaign_id, r.serial, r.use_no, r.redeemed_at) for r in by_type[ReversalRow]
+        ]
+        await outbox.reversals_booked(
+            connection, await ledger.post_reversals(connection, reversals), retry
+        )
 
 
 # Reversal entries written before migration 013 lack their redemption's time; it is read from
@@ -349,30 +350,32 @@ def _unnest_insert(table: str, columns: dict[str, str], settled_at: bool = False
     )
 
 
-# A redemption is one (campaign, serial, use): the table's key also holds its time (the month
-# it is stored in), so the key alone is checked here. A use can reach settlement twice with two
-# times only when a Redis failover lost a consume that was already settled and the code was
-# consumed again (see "replicated" in docs/design.md); the first row stands, and only rows
-# inserted now are booked. The time bound keeps the check on one or two months.
+# A redemption is one (campaign, serial, use). The partitioned table's key also holds its
+# time (the month it is stored in), so the use alone is claimed first in redemption_uses
+# (migration 023), an index probe whatever the planner's statistics say. A use can reach
+# settlement twice with two times only when a Redis failover lost a consume that was already
+# settled and the code was consumed again (see "replicated" in docs/design.md): the first row
+# stands, and only rows inserted now are booked. Within a batch the earliest entry wins.
 _SETTLE_REDEMPTIONS = """
+WITH k AS (
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[], $5::bigint[],
+                       $6::bigint[], $7::timestamptz[], $8::text[])
+    AS k (campaign_id, serial, use_no, terminal_id, store_id, accepting_merchant_id,
+          redeemed_at, stream_entry)
+), first_uses AS (
+  INSERT INTO redemption_uses (campaign_id, serial, use_no)
+  SELECT campaign_id, serial, use_no FROM k
+  ON CONFLICT DO NOTHING
+  RETURNING campaign_id, serial, use_no
+)
 INSERT INTO redemptions (campaign_id, serial, use_no, terminal_id, store_id,
                          accepting_merchant_id, redeemed_at, stream_entry, settled_at)
 SELECT DISTINCT ON (k.campaign_id, k.serial, k.use_no) k.*, clock_timestamp()
-FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[], $5::bigint[],
-            $6::bigint[], $7::timestamptz[], $8::text[])
-  AS k (campaign_id, serial, use_no, terminal_id, store_id, accepting_merchant_id,
-        redeemed_at, stream_entry)
-WHERE NOT EXISTS (
-  SELECT 1 FROM redemptions r
-  WHERE r.campaign_id = k.campaign_id AND r.serial = k.serial AND r.use_no = k.use_no
-    AND r.redeemed_at BETWEEN k.redeemed_at - interval '25 hours'
-                          AND k.redeemed_at + interval '25 hours'
-    -- The batch's bounds too, as one value each: they prune the months before the scan.
-    AND r.redeemed_at >= (SELECT min(t) FROM unnest($7::timestamptz[]) t) - interval '25 hours'
-    AND r.redeemed_at <= (SELECT max(t) FROM unnest($7::timestamptz[]) t) + interval '25 hours')
+FROM k JOIN first_uses USING (campaign_id, serial, use_no)
 ORDER BY k.campaign_id, k.serial, k.use_no, k.stream_entry
 ON CONFLICT DO NOTHING
-RETURNING campaign_id, serial, use_no, redeemed_at
+RETURNING campaign_id, serial, use_no, redeemed_at, accepting_merchant_id, store_id,
+          terminal_id
 """
 
 # Row type → (its INSERT, its values in the statement's column order). Redemptions go first:

@@ -8,8 +8,7 @@ import re
 from functools import cache
 from html import escape
 from importlib import resources
-
-from qrloop.claim.pages import page
+from string import Template
 
 
 def _template(name: str) -> str:
@@ -31,19 +30,22 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-@cache
-def till_headers() -> dict[str, str]:
-    """Only our own hashed style and script run; they may talk to this server alone; the
-    camera is for this page, not for anything framed in it (nothing may be)."""
-    found = re.search(r"<style>(.*?)</style>", till_page(), re.DOTALL)
+def _style_of(html: str) -> str:
+    found = re.search(r"<style>(.*?)</style>", html, re.DOTALL)
     assert found is not None
+    return found.group(1)
+
+
+def _headers(html: str, script_hash: str, form_action: str, referrer: str) -> dict[str, str]:
+    """Only the page's own hashed style (and script) run; they talk to this server alone; no
+    framing; never cached."""
     policy = "; ".join(
         (
             "default-src 'none'",
-            f"style-src {_csp_hash(found.group(1))}",
-            f"script-src {_csp_hash(script())}",
+            f"style-src {_csp_hash(_style_of(html))}",
+            f"script-src {script_hash}",
             "connect-src 'self'",
-            "form-action 'none'",
+            f"form-action {form_action}",
             "base-uri 'none'",
             "frame-ancestors 'none'",
         )
@@ -51,25 +53,44 @@ def till_headers() -> dict[str, str]:
     return {
         "Content-Security-Policy": policy,
         "Permissions-Policy": "camera=(self), microphone=()",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": referrer,
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }
 
 
+@cache
+def till_headers() -> dict[str, str]:
+    """The till page: its one script, and the camera for itself alone."""
+    return _headers(till_page(), _csp_hash(script()), "'none'", "no-referrer")
+
+
+@cache
+def pairing_headers() -> dict[str, str]:
+    """The pairing pages: no script; the form posts to this server, with its `Origin` (which
+    `no-referrer` would make `null`), while the link's token never leaves for another site."""
+    return _headers(_template("till_pair.html"), "'none'", "'self'", "same-origin")
+
+
+def _pairing_page(heading: str, content: str) -> str:
+    return Template(_template("till_pair.html")).substitute(
+        heading=escape(heading), content=content
+    )
+
+
 def pair_offer(terminal_name: str, store_name: str) -> str:
     """The confirmation a phone sees before it spends the pairing link."""
-    content = (
+    return _pairing_page(
+        "Pair this phone",
         f"<p>This phone becomes the till <strong>{escape(terminal_name)}</strong> of"
         f" <strong>{escape(store_name)}</strong>. The link works once.</p>"
-        '<form method="post"><button type="submit">Make this phone a till</button></form>'
+        '<form method="post"><button type="submit">Make this phone a till</button></form>',
     )
-    return page("Pair this phone", "till_pair.html", heading="Pair this phone", content=content)
 
 
 def pair_spent() -> str:
-    content = (
+    return _pairing_page(
+        "Link expired",
         "<p>This pairing link has expired or was already used. Links last ten minutes and work"
-        " once: ask for a new pairing QR in the merchant dashboard.</p>"
+        " once: ask for a new pairing QR in the merchant dashboard.</p>",
     )
-    return page("Pairing link spent", "till_pair.html", heading="Link expired", content=content)

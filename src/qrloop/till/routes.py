@@ -22,7 +22,6 @@ from qrloop import metrics
 from qrloop.accounts.guards import current_merchant, current_terminal
 from qrloop.accounts.schemas import TokenOut
 from qrloop.accounts.tokens import TerminalClaims, mint
-from qrloop.claim.pages import security_headers
 from qrloop.errors import Problem, Reason
 from qrloop.keys import Keys
 from qrloop.openapi import raw_body
@@ -106,22 +105,17 @@ def _html(body: str, headers: dict[str, str], status: int = 200) -> Response[str
     return Response(body, media_type=MediaType.HTML, status_code=status, headers=headers)
 
 
-def _same_origin(request: AnyRequest) -> None:
+def _same_origin(request: AnyRequest, base_url: str) -> None:
     """Refuse a form posted from another site: it could pair this phone with a stranger's
     terminal. Browsers say where a request comes from in Sec-Fetch-Site, older ones in Origin
-    (which the pairing page's referrer policy lets them send)."""
+    (which the pairing page's referrer policy lets them send): this server as it was reached,
+    or as QRLOOP_PUBLIC_URL names it (behind a proxy that ends TLS)."""
     site = request.headers.get("sec-fetch-site")
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    allowed = site in ("same-origin", "none") if site is not None else origin in (None, own)
+    own = (None, f"{request.url.scheme}://{request.url.netloc}", base_url)
+    allowed = site in ("same-origin", "none") if site is not None else origin in own
     if not allowed:
         raise Problem(Reason.FORBIDDEN, "Pair from the pairing page itself.")
-
-
-def _pairing_headers() -> dict[str, str]:
-    """The consumer pages' policy; the Origin of its form's POST is sent (no-referrer would
-    make it `null`), while the link's token still never leaves for another site."""
-    return {**security_headers(), "Referrer-Policy": "same-origin"}
 
 
 class TillPages(Controller):
@@ -138,19 +132,21 @@ class TillPages(Controller):
         """Says which till the link pairs; spends nothing (link previews open links too)."""
         target = await service.pairing_target(pool, token)
         if target is None:
-            return _html(pages.pair_spent(), _pairing_headers(), status=410)
-        return _html(pages.pair_offer(target.terminal_name, target.store_name), _pairing_headers())
+            return _html(pages.pair_spent(), pages.pairing_headers(), status=410)
+        return _html(
+            pages.pair_offer(target.terminal_name, target.store_name), pages.pairing_headers()
+        )
 
     @post("/till/pair/{token:str}", status_code=303)
     async def pair(
         self, token: str, request: AnyRequest, pool: asyncpg.Pool, settings: Settings
     ) -> Response[str]:
         """Spend the link: this phone gets a credential of its own, in a cookie, and the till."""
-        _same_origin(request)
+        _same_origin(request, settings.base_url)
         label = request.headers.get("user-agent", "") or "unknown browser"
         credential = await service.consume_pairing(pool, token, label)
         if credential is None:
-            return _html(pages.pair_spent(), _pairing_headers(), status=410)
+            return _html(pages.pair_spent(), pages.pairing_headers(), status=410)
         cookie = Cookie(
             key=COOKIE,
             value=credential,

@@ -13,6 +13,8 @@ from enum import StrEnum
 
 from asyncpg.pool import PoolConnectionProxy
 
+from qrloop.settlement.ledger import Settled
+
 
 def public_event_id(event_id: int) -> str:
     """The id receivers see (body `id`, `Qrloop-Event-Id`) and deduplicate on."""
@@ -46,30 +48,56 @@ FROM events e JOIN webhook_endpoints w
 """
 
 
-# Both sides of a booked redemption or reversal hear of it: the issuer and the acceptor.
-_SETTLED = _fan_out("""
+# Both sides of a booked redemption or reversal hear of it, the issuer and the acceptor, when
+# they have an endpoint subscribed to the type: the JSON is built only for those. `t` is the
+# booking (with its redemption's acceptor, store, terminal and time), `c` its campaign.
+_BOOKING = """
 SELECT m.merchant_id, jsonb_build_object(
     'redemption_id', t.campaign_id || '-' || t.serial || '-' || t.use_no,
     'campaign_id', t.campaign_id, 'serial', t.serial, 'use_no', t.use_no,
     'face_value', c.face_value, 'currency', c.currency,
-    'issuer_merchant_id', c.merchant_id, 'accepting_merchant_id', r.accepting_merchant_id,
-    'store_id', r.store_id, 'terminal_id', r.terminal_id, 'redeemed_at', r.redeemed_at,
-    'reversed_at', v.reversed_at
+    'issuer_merchant_id', c.merchant_id, 'accepting_merchant_id', t.accepting_merchant_id,
+    'store_id', t.store_id, 'terminal_id', t.terminal_id, 'redeemed_at', t.redeemed_at,
+    'reversed_at', t.reversed_at
 ) AS data
+FROM ({bookings}) AS t
+JOIN campaigns c ON c.id = t.campaign_id
+CROSS JOIN LATERAL (
+    SELECT DISTINCT unnest(ARRAY[c.merchant_id, t.accepting_merchant_id])
+) AS m(merchant_id)
+WHERE m.merchant_id IN (
+    SELECT w.merchant_id FROM webhook_endpoints w WHERE w.active AND $2 = ANY (w.events)
+)
+"""
+
+# Redemptions just booked, from the values the worker holds: nothing is read back.
+_CREATED = _fan_out(
+    _BOOKING.format(
+        bookings="""
+SELECT *, NULL::timestamptz AS reversed_at
+FROM unnest($1::bigint[], $4::bigint[], $5::integer[], $6::timestamptz[], $7::bigint[],
+            $8::bigint[], $9::bigint[])
+  AS b(campaign_id, serial, use_no, redeemed_at, accepting_merchant_id, store_id, terminal_id)
+"""
+    )
+)
+
+# Reversals just booked, named by ledger transaction id and partition key; the bookings' times
+# bound every month read, however the planner joins.
+_REVERSED = _fan_out(
+    _BOOKING.format(
+        bookings="""
+SELECT t.campaign_id, t.serial, t.use_no, t.redeemed_at, r.accepting_merchant_id, r.store_id,
+       r.terminal_id, v.reversed_at
 FROM unnest($1::bigint[], $4::timestamptz[]) AS booked (id, redeemed_at)
 JOIN ledger_transactions t USING (id, redeemed_at)
 JOIN redemptions r USING (campaign_id, serial, use_no, redeemed_at)
-JOIN campaigns c ON c.id = t.campaign_id
-LEFT JOIN reversals v ON t.kind = 'reversal'
-    AND (v.campaign_id, v.serial, v.use_no, v.redeemed_at)
-      = (t.campaign_id, t.serial, t.use_no, t.redeemed_at)
-    AND v.redeemed_at BETWEEN $5 AND $6
-CROSS JOIN LATERAL (
-    SELECT DISTINCT unnest(ARRAY[c.merchant_id, r.accepting_merchant_id])
-) AS m(merchant_id)
--- The bookings' times bound every month read, however the planner joins.
+JOIN reversals v USING (campaign_id, serial, use_no, redeemed_at)
 WHERE t.redeemed_at BETWEEN $5 AND $6 AND r.redeemed_at BETWEEN $5 AND $6
-""")
+  AND v.redeemed_at BETWEEN $5 AND $6
+"""
+    )
+)
 
 _ORDER_DONE = _fan_out("""
 SELECT o.merchant_id, jsonb_build_object(
@@ -80,26 +108,29 @@ SELECT o.merchant_id, jsonb_build_object(
 FROM orders o WHERE o.id = $1
 """)
 
-_KIND_TO_TYPE = {
-    "redemption": EventType.REDEMPTION_CREATED,
-    "reversal": EventType.REDEMPTION_REVERSED,
-}
 
-
-async def settled(
-    connection: PoolConnectionProxy,
-    kind: str,
-    transactions: list[tuple[int, datetime]],
-    retry_seconds: float,
+async def redemptions_created(
+    connection: PoolConnectionProxy, booked: list[Settled], retry_seconds: float
 ) -> None:
-    """Events for the ledger transactions (redemptions or reversals) just booked, each named
-    by its id and its partition key (the redemption's time)."""
+    """Events for the redemptions just booked."""
+    if booked:
+        columns = [list(column) for column in zip(*booked, strict=True)]
+        await connection.execute(
+            _CREATED, columns[0], EventType.REDEMPTION_CREATED.value, retry_seconds, *columns[1:]
+        )
+
+
+async def reversals_booked(
+    connection: PoolConnectionProxy, transactions: list[tuple[int, datetime]], retry_seconds: float
+) -> None:
+    """Events for the reversals' ledger transactions just booked, each named by its id and its
+    partition key (the redemption's time)."""
     if transactions:
-        event_type = _KIND_TO_TYPE[kind].value
         ids, times = (list(column) for column in zip(*transactions, strict=True))
         await connection.execute(
-            _SETTLED, ids, event_type, retry_seconds, times, min(times), max(times)
-        )
+            _REVERSED, ids, EventType.REDEMPTION_REVERSED.value, retry_seconds, times,
+            min(times), max(times),
+        )  # fmt: skip
 
 
 async def order_completed(

@@ -124,7 +124,11 @@ async function answer(response, fromFrame) {
     return;
   }
   if (response.ok && body.status === 'redeemed') accepted(body);
-  else refused(body);
+  else if (response.ok && body.status === 'reversed') {
+    // A retried scan whose redemption was reversed meanwhile: the code was not taken again.
+    show('no', 'Reversed', money(body.face_value, body.currency), 'Scan the code again.');
+    beep(false);
+  } else refused(body);
 }
 
 function show(kind, verdict, value, reason) {
