@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from support import Merchant, Stack, eventually
+from support import Merchant, Stack, eventually, redeem
 
 PASSWORD = "correct horse battery staple"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -124,4 +124,26 @@ def demo_merchant(stack: Stack) -> dict[str, str]:
         "campaign": campaigns[0],
         "order": order,
         "users": "/dashboard/users",
+        **_demo_redemptions(merchant),
+    }
+
+
+def _demo_redemptions(merchant: Merchant) -> dict[str, str]:
+    """Two stores' tills redeem a coffee campaign's codes (settled before this returns): the
+    report pages' paths, by name."""
+    stack = merchant.stack
+    campaign = merchant.campaign(name="Weekday coffee", face_value=1200)
+    codes = iter(merchant.codes(campaign, 24))
+    terminals = []
+    for store_name, redeemed in (("Flagship, Nanjing Road", 15), ("Harbour Road", 9)):
+        store = merchant.created("/v1/stores", {"name": store_name})["id"]
+        terminal, token = merchant.terminal(store, "Till 1")
+        terminals.append(terminal)
+        for _ in range(redeemed):
+            assert redeem(stack, token, next(codes)).status_code == 200
+    eventually(lambda: len(merchant.get("/v1/redemptions").json()["items"]) == 24, 60)
+    return {
+        "redemptions": "/dashboard/redemptions",
+        "settlements": "/dashboard/settlements",
+        "terminal": f"/dashboard/terminals/{terminals[0]}",
     }

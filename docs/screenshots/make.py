@@ -95,7 +95,15 @@ SHOTS = [
     Shot("dashboard-login", "en", _dashboard_login),
     *(
         Shot(f"dashboard-{name}", "en", _dashboard_login, _dashboard(name))
-        for name in ("campaigns", "campaign", "order", "users")
+        for name in (
+            "campaigns",
+            "campaign",
+            "order",
+            "users",
+            "redemptions",
+            "settlements",
+            "terminal",
+        )
     ),
 ]
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from qrloop.dashboard.charts import Bar, columns, rows, scale_of
+from qrloop.dashboard.charts import FONT, LABEL_CHARS, LABEL_WIDTH, Bar, columns, rows, scale_of
 
 SVG = "{http://www.w3.org/2000/svg}"
 DRAWINGS = [columns, rows]
@@ -137,3 +137,13 @@ def test_long_names_are_shortened_with_an_ellipsis_but_titled_whole() -> None:
     shown = [text.text or "" for text in svg.iter(f"{SVG}text")]
     assert any(text.endswith("…") and name.startswith(text[:-1]) for text in shown)
     assert _bars(svg)[0].find(f"{SVG}title").text == name  # type: ignore[union-attr]
+
+
+def test_a_name_at_the_cut_length_fits_left_of_the_bars() -> None:
+    """The longest name shown, at 0.6 em a character (wider than an average letter), ends
+    before the bars start: a store's name is never drawn off the picture's left edge."""
+    svg = _parsed(rows("x", "t", "d", [Bar("W" * 40, 1, "W" * 40)]))
+    (label,) = [t for t in svg.iter(f"{SVG}text") if t.attrib["text-anchor"] == "end"]
+    assert len(label.text or "") == LABEL_CHARS
+    assert float(label.attrib["x"]) - LABEL_CHARS * 0.6 * FONT >= 0
+    assert float(label.attrib["x"]) < LABEL_WIDTH

@@ -21,15 +21,17 @@ _GRID = "#d2d2d7"
 _MUTED = "#6e6e73"
 # Drawing units: the viewBox is WIDTH wide; a 360 px screen shows it at about half size.
 WIDTH = 480
-_FONT = 15
+FONT = 15
 _LEFT = 48  # room for the value axis's labels
 _RIGHT = 22  # room for half of the last column's label
 _TOP = 10
 _BOTTOM = 28  # room for the category labels
 _COLUMNS_HEIGHT = 220
 _ROW = 26  # one horizontal bar and its gap
-_LABEL_WIDTH = 150  # names left of the horizontal bars
-_LABEL_CHARS = 22
+# Names left of the horizontal bars: at most LABEL_CHARS characters, which fit in
+# LABEL_WIDTH at 0.6 em a character (wider than system-ui's average letter).
+LABEL_WIDTH = 190
+LABEL_CHARS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +91,22 @@ def rows(chart_id: str, title: str, description: str, bars: Sequence[Bar]) -> st
         parts.append(_empty(height))
         return "".join([*parts, "</svg>"])
     top = scale_of(max(bar.value for bar in bars))
-    plot_width = WIDTH - _LABEL_WIDTH - 60  # room right of the longest bar for its value
+    plot_width = WIDTH - LABEL_WIDTH - 60  # room right of the longest bar for its value
     for index, bar in enumerate(bars):
         y = _TOP + index * _ROW
         length = plot_width * bar.value / top
-        middle = y + (_ROW - 6) / 2 + _FONT / 3
+        middle = y + (_ROW - 6) / 2 + FONT / 3
         parts.append(
-            _text(_LABEL_WIDTH - 8, middle, _shortened(bar.label), "end")
-            + _rect(_LABEL_WIDTH, y, length, _ROW - 6, bar)
-            + _text(_LABEL_WIDTH + length + 6, middle, f"{bar.value:,}", "start")
+            _text(LABEL_WIDTH - 8, middle, _shortened(bar.label), "end")
+            + _rect(LABEL_WIDTH, y, length, _ROW - 6, bar)
+            + _text(LABEL_WIDTH + length + 6, middle, f"{bar.value:,}", "start")
         )
     axis_y = _TOP + len(bars) * _ROW
     parts.append(
-        f'<line x1="{_LABEL_WIDTH}" y1="{axis_y}" x2="{_LABEL_WIDTH + plot_width}"'
+        f'<line x1="{LABEL_WIDTH}" y1="{axis_y}" x2="{LABEL_WIDTH + plot_width}"'
         f' y2="{axis_y}" stroke="{_GRID}"/>'
-        + _text(_LABEL_WIDTH, axis_y + 18, "0", "middle", _MUTED)
-        + _text(_LABEL_WIDTH + plot_width, axis_y + 18, f"{top:,}", "middle", _MUTED)
+        + _text(LABEL_WIDTH, axis_y + 18, "0", "middle", _MUTED)
+        + _text(LABEL_WIDTH + plot_width, axis_y + 18, f"{top:,}", "middle", _MUTED)
     )
     return "".join([*parts, "</svg>"])
 
@@ -115,7 +117,7 @@ def _open(chart_id: str, title: str, description: str, height: int) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="{escape(chart_id)}"'
         f' viewBox="0 0 {WIDTH} {height}" width="100%" role="img"'
         f' aria-labelledby="{ids}" aria-label="{escape(title)}"'
-        f' font-family="system-ui, sans-serif" font-size="{_FONT}">'
+        f' font-family="system-ui, sans-serif" font-size="{FONT}">'
         f'<title id="{escape(chart_id)}-title">{escape(title)}</title>'
         f'<desc id="{escape(chart_id)}-desc">{escape(description)}</desc>'
     )
@@ -127,7 +129,7 @@ def _empty(height: int) -> str:
     return (
         f'<line x1="{_LEFT}" y1="{baseline}" x2="{WIDTH - _RIGHT}" y2="{baseline}"'
         f' stroke="{_GRID}"/>'
-        + _text(WIDTH / 2, baseline / 2 + _FONT / 2, "No redemptions to show", "middle", _MUTED)
+        + _text(WIDTH / 2, baseline / 2 + FONT / 2, "No redemptions to show", "middle", _MUTED)
     )
 
 
@@ -140,7 +142,7 @@ def _value_axis(top: int, plot_height: float, baseline: float) -> str:
         label = f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
         lines.append(
             f'<line x1="{_LEFT}" y1="{_number(y)}" x2="{WIDTH - _RIGHT}" y2="{_number(y)}"'
-            f' stroke="{_GRID}"/>' + _text(_LEFT - 6, y + _FONT / 3, label, "end", _MUTED)
+            f' stroke="{_GRID}"/>' + _text(_LEFT - 6, y + FONT / 3, label, "end", _MUTED)
         )
     return "".join(lines)
 
@@ -161,7 +163,7 @@ def _text(x: float, y: float, words: str, anchor: str, fill: str = _INK) -> str:
 
 
 def _shortened(label: str) -> str:
-    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
 
 
 def _number(value: float) -> str:
