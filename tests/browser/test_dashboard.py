@@ -92,7 +92,7 @@ def test_a_manager_creates_a_campaign_orders_codes_and_downloads_the_pdf_on_a_ph
         page.screenshot(path=tmp_path / "1-new-campaign.png", full_page=True)
         page.click("text=Create campaign")
         page.wait_for_url(re.compile(r".*/dashboard/campaigns/\d+$"))
-        assert "5.50 CNY" in page.locator(".facts").inner_text()
+        assert "5.50" in page.locator(".facts").inner_text()
         page.fill("#quantity", "30")
         page.click("text=Order codes")
         page.wait_for_url(re.compile(r".*/dashboard/orders/\d+$"))

@@ -36,12 +36,18 @@ def dash(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 @pytest.fixture(scope="module")
 def shop(dash: Stack) -> Merchant:
-    return dash.new_merchant("Cone & Co")
+    """A merchant whose owner has set PASSWORD."""
+    merchant = dash.new_merchant("Cone & Co")
+    assert Person(dash).set_password(merchant.owner_invite_url).status_code == 303
+    return merchant
 
 
 @pytest.fixture(scope="module")
-def owner(shop: Merchant) -> Person:
-    return owner_of(shop)
+def owner(dash: Stack, shop: Merchant) -> Person:
+    """The shop's owner, logged in."""
+    person = Person(dash)
+    assert person.log_in(shop.owner_email).status_code == 303
+    return person
 
 
 def stranger(stack: Stack) -> Person:
@@ -333,7 +339,11 @@ def test_login_returns_only_to_dashboard_pages(dash: Stack, shop: Merchant) -> N
         answer = person.post(
             "/dashboard/login", {"email": shop.owner_email, "password": PASSWORD, "next": target}
         )
-        assert answer.headers["location"] == landing, target
+        assert answer.headers.get("location") == landing, (
+            target,
+            answer.status_code,
+            answer.text[:300],
+        )
 
 
 def test_forms_without_the_sessions_csrf_token_are_refused_403(

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, Response, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import Body, QueryParameter
 from litestar.response import Redirect
 
 from qrloop.dashboard import limits, passwords, sessions, users
@@ -48,8 +48,8 @@ class PasswordForm(msgspec.Struct):
     again: Annotated[str, text(max_length=1024)]
 
 
-NextPath = Annotated[str, Parameter(query="next", required=False, max_length=2000)]
-PasswordSet = Annotated[bool, Parameter(query="set", required=False)]
+NextPath = Annotated[str, QueryParameter(name="next", required=False, max_length=2000)]
+PasswordSet = Annotated[bool, QueryParameter(name="set", required=False)]
 Login = Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 NewPassword = Annotated[PasswordForm, Body(media_type=RequestEncodingType.URL_ENCODED)]
 
