@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from dashboard_support import Person, member, owner_of
+from qrloop.claim.pages import money
 from qrloop.dashboard.redemption_pages import PAGE_SIZE
 from support import Merchant, Stack, Stores, eventually, redeem, serving
 
@@ -222,7 +223,7 @@ def test_the_settlements_page_shows_the_day_and_its_csv(shops: tuple[Shop, Shop]
 
     def booked() -> bool:
         page = mine.viewer.get("/dashboard/settlements", day=str(today))
-        return any("15.00 CNY" in row for row in _rows(page.text, "settlement"))
+        return any(money(1500, "CNY", "en") in row for row in _rows(page.text, "settlement"))
 
     eventually(booked, within=30)
     page = mine.viewer.get("/dashboard/settlements")
