@@ -32,7 +32,7 @@ class Person:
         self.csrf = ""
 
     def get(self, path: str, follow: bool = False, **params: Any) -> httpx.Response:
-        response = self.client.get(path, params=params, follow_redirects=follow)
+        response = self.client.get(path, params=params or None, follow_redirects=follow)
         if "csrf_token" in response.text:
             self.csrf = csrf_of(response.text)
         return response

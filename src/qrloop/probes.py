@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from qrloop import metrics
+from qrloop.bearer import credential_of
 from qrloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ def _bearer_is(headers: str, token: str) -> bool:
     for line in headers.split("\r\n"):
         name, _, value = line.partition(":")
         if name.strip().lower() == "authorization":
-            given = value.strip().removeprefix("Bearer ").strip()
-            return hmac.compare_digest(given.encode(), token.encode())
+            given = credential_of(value.strip())
+            return given is not None and hmac.compare_digest(given.encode(), token.encode())
     return False
 
 

@@ -637,3 +637,32 @@ def test_a_nul_in_any_form_field_is_a_400_never_a_500(dash: Stack, owner: Person
         person.get("/dashboard/login")
         fields = {"email": "a\x00@example.com", "password": "p\x00" * 8, "again": "p\x00" * 8}
         assert person.post(path, fields).status_code == 400, path
+
+
+def test_changing_ones_password_ends_every_other_session(dash: Stack) -> None:
+    """The current password is asked again (a wrong one changes nothing); the new one works,
+    the old one does not, another browser's session ends, and this browser goes on with a new
+    session id."""
+    merchant = dash.new_merchant("Careful")
+    here = owner_of(merchant)
+    elsewhere = stranger(dash)
+    assert elsewhere.log_in(merchant.owner_email).status_code == 303
+    here.get("/dashboard/account")
+    wrong = here.post(
+        "/dashboard/account/password",
+        {"current": "not my password", "password": "a new password!", "again": "a new password!"},
+    )
+    assert wrong.status_code == 400
+    assert elsewhere.get("/dashboard/campaigns").status_code == 200
+    before = here.client.cookies.get("qrloop_dashboard")
+    changed = here.post(
+        "/dashboard/account/password",
+        {"current": PASSWORD, "password": "a new password!", "again": "a new password!"},
+    )
+    assert changed.status_code == 303
+    assert here.client.cookies.get("qrloop_dashboard") != before
+    assert here.get("/dashboard/account", follow=True).status_code == 200
+    assert "Your password is changed." in here.get("/dashboard/account", changed="true").text
+    assert elsewhere.get("/dashboard/campaigns").status_code == 303
+    assert stranger(dash).log_in(merchant.owner_email).status_code == 401
+    assert stranger(dash).log_in(merchant.owner_email, "a new password!").status_code == 303

@@ -10,10 +10,10 @@ from litestar import Request
 
 from qrloop.accounts import api_keys
 from qrloop.accounts.tokens import InvalidToken, TerminalClaims, invalid_token
+from qrloop.bearer import credential_of
 from qrloop.errors import Problem, Reason
 from qrloop.keys import Keys
 
-BEARER_PREFIX = "bearer "
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -25,9 +25,8 @@ def missing_credential() -> Problem:
 
 def bearer(request: Request[Any, Any, Any]) -> str:
     """The bearer credential of the request, or 401."""
-    header = request.headers.get("authorization", "")
-    credential = header[len(BEARER_PREFIX) :].strip()
-    if header[: len(BEARER_PREFIX)].lower() != BEARER_PREFIX or not credential:
+    credential = credential_of(request.headers.get("authorization", ""))
+    if credential is None:
         raise missing_credential()
     return credential
 

@@ -136,7 +136,9 @@ class LoginPages(Controller):
         user = await users.by_id(runtime.pool, user_id)
         assert user is not None
         await sessions.end(runtime.redis, request.cookies.get(COOKIE))
-        token = await sessions.start(runtime.redis, settings, user.id, user.merchant_id)
+        token = await sessions.start(
+            runtime.redis, settings, user.id, user.merchant_id, user.sessions_since
+        )
         return Redirect(
             local_next(data.next_path),
             status_code=303,
@@ -171,9 +173,7 @@ class LoginPages(Controller):
         email = await users.invited_email(runtime.pool, token)
         if email is None:
             return self._password_page(token, None, request, runtime, status=404)
-        error = passwords.weakness(data.password, email)
-        if error is None and data.password != data.again:
-            error = "The two passwords differ."
+        error = passwords.refusal(data.password, data.again, email)
         if error is not None:
             return self._password_page(token, email, request, runtime, error=error, status=400)
         if await users.accept(runtime.pool, token, await passwords.hashed(data.password)) is None:

@@ -36,6 +36,14 @@ def weakness(password: str, email: str) -> str | None:
     return None
 
 
+def refusal(password: str, again: str, email: str) -> str | None:
+    """Why a new password typed twice is refused, or None."""
+    weak = weakness(password, email)
+    if weak is None and password != again:
+        return "The two passwords differ."
+    return weak
+
+
 async def hashed(password: str) -> str:
     async with _AT_ONCE:
         return await asyncio.to_thread(_HASHER.hash, password)

@@ -13,6 +13,7 @@ from typing import Any
 from litestar import Controller, Response, Router
 
 from qrloop import metrics
+from qrloop.dashboard.account_pages import AccountPages
 from qrloop.dashboard.agreement_pages import AgreementPages
 from qrloop.dashboard.auth import PATH, AnyRequest, LoginRequired, on_login_required
 from qrloop.dashboard.campaign_pages import CampaignPages
@@ -33,6 +34,7 @@ PAGES: list[type[Controller]] = [
     OrderPages,
     ApiKeyPages,
     UserPages,
+    AccountPages,
     RedemptionPages,
     SettlementPages,
     StorePages,

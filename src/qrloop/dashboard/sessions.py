@@ -9,9 +9,11 @@ removed (checked against PostgreSQL on every request, by `auth`).
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis.typing import EncodableT, FieldT
 
@@ -43,16 +45,20 @@ def lifetime_seconds(settings: Settings) -> int:
     return settings.dashboard_session_hours * 3600
 
 
-async def start(client: Client, settings: Settings, user_id: int, merchant_id: int) -> str:
+async def start(
+    client: Client, settings: Settings, user_id: int, merchant_id: int, not_before: datetime
+) -> str:
     """A new session with a new token and a new CSRF token; the token is returned (for the
-    cookie) and stored nowhere."""
+    cookie) and stored nowhere. Its start is never before `not_before` (the user's
+    `sessions_since`, PostgreSQL's clock), so a host clock behind the database's cannot make
+    a session refused as older than the password it was opened with."""
     token = secrets.token_urlsafe(32)
     key = _key(token)
     fields: dict[FieldT, EncodableT] = {
         "user_id": user_id,
         "merchant_id": merchant_id,
         "csrf": secrets.token_urlsafe(32),
-        "started_ms": int(time.time() * 1000),
+        "started_ms": max(int(time.time() * 1000), math.ceil(not_before.timestamp() * 1000)),
     }
     async with client.pipeline(transaction=False) as pipe:
         pipe.hset(key, mapping=fields)

@@ -200,6 +200,24 @@ async def accept(pool: asyncpg.Pool, token: str, password_hash: str) -> int | No
     return user_id
 
 
+async def password_hash(pool: asyncpg.Pool, user_id: int) -> str | None:
+    stored: str | None = await pool.fetchval(
+        "SELECT password_hash FROM dashboard_users WHERE id = $1", user_id
+    )
+    return stored
+
+
+async def change_password(pool: asyncpg.Pool, user_id: int, new_hash: str) -> datetime:
+    """The new password; every session the user had ends. Answers the new `sessions_since`."""
+    since: datetime = await pool.fetchval(
+        "UPDATE dashboard_users SET password_hash = $2, sessions_since = now() WHERE id = $1"
+        " RETURNING sessions_since",
+        user_id,
+        new_hash,
+    )
+    return since
+
+
 async def change_role(pool: asyncpg.Pool, merchant_id: int, user_id: int, role: Role) -> None:
     async with pool.acquire() as connection, connection.transaction():
         await _keep_an_owner(connection, merchant_id, user_id, role)

@@ -15,8 +15,9 @@ from typing import Any
 import msgspec
 
 from qrloop import metrics
-from qrloop.accounts.guards import BEARER_PREFIX, missing_credential
+from qrloop.accounts.guards import missing_credential
 from qrloop.accounts.tokens import InvalidToken, invalid_token
+from qrloop.bearer import credential_of
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem
 from qrloop.redemption import decide
 from qrloop.redemption.dependencies import Till
@@ -76,9 +77,8 @@ def _bearer(scope: Scope) -> str:
     """The same rule as accounts.guards.bearer, read from raw ASGI headers."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            header: str = value.decode("latin-1")
-            credential = header[len(BEARER_PREFIX) :].strip()
-            if header[: len(BEARER_PREFIX)].lower() == BEARER_PREFIX and credential:
+            credential = credential_of(value.decode("latin-1"))
+            if credential is not None:
                 return credential
             break
     raise missing_credential()
