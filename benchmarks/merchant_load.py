@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -194,7 +195,8 @@ def measure(env: dict[str, str], workdir: Path) -> tuple[list[Phase], str]:
     try:
         wait_ready(base_url, serve)
         created = subprocess.run(
-            [sys.executable, "-m", "qrloop", "merchants", "create", "Bench"],
+            [sys.executable, "-m", "qrloop", "merchants", "create", "Bench",
+             "--owner-email", f"bench-{uuid.uuid4().hex[:12]}@example.com"],
             env=env, cwd=workdir, capture_output=True, text=True, check=True,
         )  # fmt: skip
         api_key = dict(line.split("=", 1) for line in created.stdout.split())["api_key"]

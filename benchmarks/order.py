@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,7 +83,8 @@ def measure(env: dict[str, str], workdir: Path, quantity: int) -> dict[str, floa
         signer_memory = PeakMemory(signer.pid)
         signer_memory.start()
         created = subprocess.run(
-            [sys.executable, "-m", "qrloop", "merchants", "create", "Bench"],
+            [sys.executable, "-m", "qrloop", "merchants", "create", "Bench",
+             "--owner-email", f"bench-{uuid.uuid4().hex[:12]}@example.com"],
             env=env, cwd=workdir, capture_output=True, text=True, check=True,
         )  # fmt: skip
         api_key = dict(line.split("=", 1) for line in created.stdout.split())["api_key"]

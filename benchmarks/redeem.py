@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -477,7 +478,16 @@ class Fixture:
 def seed(http: Http, env: dict[str, str], workdir: Path, **campaign: Any) -> Fixture:
     """`campaign`: more fields for POST /v1/campaigns (e.g. platform_fee)."""
     made = subprocess.run(
-        [sys.executable, "-m", "qrloop", "merchants", "create", "Benchmark"],
+        [
+            sys.executable,
+            "-m",
+            "qrloop",
+            "merchants",
+            "create",
+            "Benchmark",
+            "--owner-email",
+            f"bench-{uuid.uuid4().hex[:12]}@example.com",
+        ],
         env=env,
         cwd=ROOT,
         capture_output=True,

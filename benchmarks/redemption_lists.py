@@ -117,6 +117,18 @@ class Plan:
     text: str
 
 
+async def month_parents(connection: asyncpg.Connection) -> dict[str, str]:
+    """Each month's table or index of `redemptions`, and the parent it belongs to."""
+    return {
+        row["child"]: row["parent"]
+        for row in await connection.fetch(
+            "SELECT c.relname AS child, p.relname AS parent FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE p.relname LIKE 'redemptions%'"
+        )
+    }
+
+
 async def _plans(url: str, rows: int) -> tuple[list[Plan], dict[str, str]]:
     loaded = await _loaded(url, rows, merchants=100)
     connection = await asyncpg.connect(url, command_timeout=600)
@@ -142,14 +154,7 @@ async def _plans(url: str, rows: int) -> tuple[list[Plan], dict[str, str]]:
                 say(f"{name} ({shape}): {plans[-1].scans} {plans[-1].ms:.1f} ms")
         # Each month's table and indexes belong to the table and indexes of migrations 001,
         # 012 and 013: sizes and scans are told by those names, months summed and counted.
-        parents = {
-            row["child"]: row["parent"]
-            for row in await connection.fetch(
-                "SELECT c.relname AS child, p.relname AS parent FROM pg_inherits i"
-                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
-                " WHERE p.relname LIKE 'redemptions%'"
-            )
-        }
+        parents = await month_parents(connection)
         sizes = {
             row["name"]: row["size"]
             for row in await connection.fetch(

@@ -176,6 +176,30 @@ def list_queries(loaded: Loaded) -> dict[str, tuple[Filters, Key | None]]:
     }
 
 
+def chart_queries(loaded: Loaded, now: datetime) -> dict[str, Filters]:
+    """The filters a merchant picks on the dashboard's redemptions page, each with a time
+    range (the charts count within one): what its counts must read through indexes."""
+    merchant = loaded.merchant_id
+    day, week, month, year = (now - timedelta(days=d) for d in (1, 7, 30, 366))
+    return {
+        "both sides, last 24 h": Filters(merchant, since=day, until=now),
+        "both sides, last 7 days": Filters(merchant, since=week, until=now),
+        "both sides, last 30 days": Filters(merchant, since=month, until=now),
+        "both sides, last 366 days": Filters(merchant, since=year, until=now),
+        "issuer side, last 7 days": Filters(merchant, side=Side.ISSUER, since=week, until=now),
+        "acceptor side, last 7 days": Filters(merchant, side=Side.ACCEPTOR, since=week, until=now),
+        "one campaign, last 30 days": Filters(
+            merchant, campaign_id=loaded.campaign_id, since=month, until=now
+        ),
+        "one store, last 30 days": Filters(
+            merchant, store_id=loaded.store_id, since=month, until=now
+        ),
+        "one terminal, last 7 days": Filters(
+            merchant, terminal_id=loaded.terminal_id, since=week, until=now
+        ),
+    }
+
+
 class Scan(NamedTuple):
     """One scan of a `redemptions` table (or one month of it) in a plan."""
 

@@ -92,11 +92,19 @@ class Stack:
             timeout=60,
         )
 
-    def new_merchant(self, name: str = "Cone & Co") -> Merchant:
-        lines = dict(
-            line.split("=", 1) for line in self.cli("merchants", "create", name).stdout.split()
+    def new_merchant(self, name: str = "Cone & Co", owner_email: str | None = None) -> Merchant:
+        """A new merchant, its API key, and its dashboard owner's email (a fresh one unless
+        given) and invitation."""
+        email = owner_email or f"owner-{secrets.token_hex(6)}@example.com"
+        created = self.cli("merchants", "create", name, "--owner-email", email).stdout
+        lines = dict(line.split("=", 1) for line in created.split())
+        return Merchant(
+            self,
+            int(lines["merchant_id"]),
+            lines["api_key"],
+            lines["owner_email"],
+            lines["owner_invite_url"],
         )
-        return Merchant(self, int(lines["merchant_id"]), lines["api_key"])
 
 
 @dataclass
@@ -104,6 +112,8 @@ class Merchant:
     stack: Stack
     id: int
     api_key: str
+    owner_email: str = ""
+    owner_invite_url: str = ""  # the one-time link to set the owner's dashboard password
 
     @property
     def headers(self) -> dict[str, str]:

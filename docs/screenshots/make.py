@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parents[1] / "tests"))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from consumer_pages import Shop, ask_for_code, claim, open_shop  # noqa: E402
+from dashboard_support import PASSWORD, demo_merchant  # noqa: E402
 from qrloop.embedded import EmbeddedServers  # noqa: E402
 from support import CHROMIUM, CHROMIUM_FLAGS, Stores, serving  # noqa: E402
 
@@ -37,6 +38,8 @@ class Demo:
 
     shop: Shop
     used: count[int]
+    base_url: str
+    dashboard: dict[str, str]  # the dashboard's demo merchant: owner's email, page paths
 
     def claim_link(self) -> str:
         return self.shop.links[next(self.used)]
@@ -52,6 +55,25 @@ def _ask(page: Any, demo: Demo) -> None:
 
 def _claim(page: Any, demo: Demo) -> None:
     claim(page, demo.shop.stack, f"shot-{next(demo.used)}@example.com")
+
+
+def _dashboard_login(demo: Demo) -> str:
+    return demo.base_url + "/dashboard/login"
+
+
+def _dashboard(name: str) -> Callable[[Any, Demo], None]:
+    """Log in as the demo merchant's owner, then open its page `name`."""
+
+    def steps(page: Any, demo: Demo) -> None:
+        page.fill("#email", demo.dashboard["email"])
+        page.fill("#password", PASSWORD)
+        page.click("form.stack button[type=submit]")
+        page.wait_for_url(demo.base_url + "/dashboard/campaigns")
+        page.goto(demo.base_url + demo.dashboard[name])
+        if name == "order":
+            page.wait_for_selector("a[data-format=pdf]", state="visible")
+
+    return steps
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,19 @@ SHOTS = [
     Shot("claimed-zh-CN", "zh-CN", Demo.claim_link, _claim),
     Shot("pool-en", "en", lambda demo: demo.shop.pool_url),
     Shot("pool-zh-CN", "zh-CN", lambda demo: demo.shop.pool_url),
+    Shot("dashboard-login", "en", _dashboard_login),
+    *(
+        Shot(f"dashboard-{name}", "en", _dashboard_login, _dashboard(name))
+        for name in (
+            "campaigns",
+            "campaign",
+            "order",
+            "users",
+            "redemptions",
+            "settlements",
+            "terminal",
+        )
+    ),
 ]
 
 
@@ -98,7 +133,7 @@ def main(names: list[str]) -> None:
         EmbeddedServers(Path(folder) / "stores") as urls,
         serving(Stores(urls.database_url, urls.redis_url), Path(folder) / "serve") as stack,
     ):
-        demo = Demo(open_shop(stack), count())
+        demo = Demo(open_shop(stack), count(), stack.base_url, demo_merchant(stack))
         with sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             take(shots, demo, browser)

@@ -27,6 +27,7 @@ from qrloop.accounts.guards import require_bearer
 from qrloop.accounts.routes import AccountsController, exchange_token
 from qrloop.agreements.routes import AgreementsController
 from qrloop.claim.routes import ClaimPages, PoolsController
+from qrloop.dashboard.routes import dashboard_router
 from qrloop.db import create_pool
 from qrloop.errors import PROBLEM_MEDIA_TYPE, Problem, Reason
 from qrloop.history.routes import HistoryController
@@ -267,6 +268,7 @@ def create_app(
             SettlementController,
             WebhooksController,
             HistoryController,
+            dashboard_router(),
             TillPairingController,
             TillPages,
             redeem_frame,

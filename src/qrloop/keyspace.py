@@ -227,3 +227,19 @@ def sends_per_pool(pool_id: str) -> str:
 def sends_per_address(address: str) -> str:
     """Messages asked for from one client address (an IPv6 /64) in the current hour."""
     return f"qr:sends:address:{address}"
+
+
+def dashboard_session(token_digest: str) -> str:
+    """Hash: a dashboard session (user, merchant, CSRF token, start), by the SHA-256 of its
+    cookie, so the keys name no live session; expires when idle."""
+    return f"qr:dash:session:{token_digest}"
+
+
+def dashboard_logins_per_account(email_digest: str) -> str:
+    """Dashboard login attempts for one email (by its SHA-256) in the current window."""
+    return f"qr:dash:login:account:{email_digest}"
+
+
+def dashboard_logins_per_address(address: str) -> str:
+    """Failed dashboard logins from one client address (an IPv6 /64) in the current window."""
+    return f"qr:dash:login:address:{address}"

@@ -80,6 +80,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     otp_sends_per_ip_hour: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 30
     trusted_proxies: str | None = None
     lookups_per_key_minute: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 60
+    dashboard_idle_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+    dashboard_session_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 30)] = 12
+    dashboard_logins_per_account: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 5
+    dashboard_logins_per_ip: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 30
+    dashboard_invitation_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 30)] = 72
 
     @property
     def base_url(self) -> str:
@@ -152,6 +157,11 @@ ENVIRONMENT = {
     "QRLOOP_OTP_SENDS_PER_IP_HOUR": "otp_sends_per_ip_hour",
     "QRLOOP_TRUSTED_PROXIES": "trusted_proxies",
     "QRLOOP_LOOKUPS_PER_KEY_MINUTE": "lookups_per_key_minute",
+    "QRLOOP_DASHBOARD_IDLE_MINUTES": "dashboard_idle_minutes",
+    "QRLOOP_DASHBOARD_SESSION_HOURS": "dashboard_session_hours",
+    "QRLOOP_DASHBOARD_LOGINS_PER_ACCOUNT": "dashboard_logins_per_account",
+    "QRLOOP_DASHBOARD_LOGINS_PER_IP": "dashboard_logins_per_ip",
+    "QRLOOP_DASHBOARD_INVITATION_HOURS": "dashboard_invitation_hours",
 }
 _FIELD_TO_ENV = {field: env for env, field in ENVIRONMENT.items()}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from qrloop.settings import ENVIRONMENT
@@ -105,6 +106,20 @@ def test_readme_walkthrough_redeems_once_then_refuses(output: str) -> None:
     assert listed["items"][0]["accepting_merchant_id"] != redeemed["issuer_merchant_id"]
     assert (looked_up["serial"], looked_up["state"]) == (redeemed["serial"], "redeemed")
     assert [use["redemption_id"] for use in looked_up["uses"]] == [redeemed["redemption_id"]]
+
+
+def test_the_readme_walkthrough_ends_with_the_owners_link_to_the_dashboard(
+    output: str, stack: Stack
+) -> None:
+    """Its last line is the first merchant's one-time link to set the owner's dashboard
+    password: a page that asks for the password of the owner named at `merchants create`."""
+    last = output.splitlines()[-1]
+    assert last.startswith("dashboard: "), last
+    link = last.removeprefix("dashboard: ")
+    assert link.startswith(stack.base_url + "/dashboard/set-password/")
+    page = httpx.get(link, timeout=30)
+    assert page.status_code == 200
+    assert re.search(r"owner-\d+@cone\.example\.com", page.text)
 
 
 # Sample values that legitimately differ from run to run: ids, keys, codes, times (all hold a

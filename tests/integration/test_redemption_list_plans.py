@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
-from history_rows import Loaded, Scan, list_queries, load, scans_of
+from history_rows import Loaded, Scan, chart_queries, list_queries, load, scans_of
 from qrloop import db
+from qrloop.dashboard import redemption_counts
 from qrloop.history import queries
 from qrloop.pagination import DEFAULT_LIMIT
 from support import Stores, own_stores
@@ -63,7 +64,11 @@ def _plans(database_url: str, statement: str, args: list[Any]) -> list[Any]:
 
 
 def _literal(value: Any) -> str:
-    return f"'{value.isoformat()}'" if isinstance(value, datetime) else str(int(value))
+    if isinstance(value, datetime):
+        return f"'{value.isoformat()}'"
+    if isinstance(value, str):  # a chart's unit ('hour'), from a closed set
+        return f"'{value}'"
+    return str(int(value))
 
 
 def _sequential(database_url: str, scans: list[Scan]) -> list[Scan]:
@@ -112,3 +117,21 @@ def test_one_redemption_is_read_through_indexes(loaded: tuple[str, Loaded]) -> N
         scans = scans_of(plan)
         assert scans
         assert _sequential(database_url, scans) == [], scans
+
+
+def test_each_dashboard_chart_counts_through_indexes(loaded: tuple[str, Loaded]) -> None:
+    """The redemptions page's two counts (by hour or day, by store), for every filter and
+    range it offers up to a year, read `redemptions` only through indexes: the list's own
+    conditions, without its order (benchmarks/dashboard_counts.py shows them on 1 M)."""
+    database_url, ids = loaded
+    for name, filters in chart_queries(ids, datetime.now(UTC)).items():
+        assert filters.since is not None and filters.until is not None
+        unit = redemption_counts.unit_for(filters.since, filters.until)
+        for statement, args in (
+            redemption_counts.time_statement(filters, unit),
+            redemption_counts.store_statement(filters),
+        ):
+            for plan in _plans(database_url, statement, args):
+                scans = scans_of(plan)
+                assert scans, name
+                assert _sequential(database_url, scans) == [], (name, scans)

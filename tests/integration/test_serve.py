@@ -84,7 +84,16 @@ def test_serve_survives_kill_9_and_the_cli_finds_the_running_servers(scratch_dir
     try:
         wait_until_ready(base_url, first)
         created = subprocess.run(
-            [sys.executable, "-m", "qrloop", "merchants", "create", "Second terminal"],
+            [
+                sys.executable,
+                "-m",
+                "qrloop",
+                "merchants",
+                "create",
+                "Second terminal",
+                "--owner-email",
+                "owner@serve.example.com",
+            ],
             cwd=scratch_dir,
             env=env,
             capture_output=True,

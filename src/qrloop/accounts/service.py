@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from qrloop.accounts import api_keys
 from qrloop.accounts.schemas import StoreOut, TerminalOut, TerminalSecret
@@ -30,10 +31,15 @@ async def create_merchant(pool: asyncpg.Pool, name: str) -> tuple[int, str]:
     """A new merchant and its first API key, labelled "initial" (returned once, stored as a
     digest)."""
     async with pool.acquire() as connection, connection.transaction():
-        merchant_id: int = await connection.fetchval(
-            "INSERT INTO merchants (name) VALUES ($1) RETURNING id", name
-        )
-        first_key = await api_keys.create(connection, merchant_id, api_keys.INITIAL_LABEL)
+        return await insert_merchant(connection, name)
+
+
+async def insert_merchant(connection: PoolConnectionProxy, name: str) -> tuple[int, str]:
+    """`create_merchant` within the caller's transaction (which may add the merchant's owner)."""
+    merchant_id: int = await connection.fetchval(
+        "INSERT INTO merchants (name) VALUES ($1) RETURNING id", name
+    )
+    first_key = await api_keys.create(connection, merchant_id, api_keys.INITIAL_LABEL)
     return merchant_id, first_key.api_key
 
 

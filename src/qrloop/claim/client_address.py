@@ -57,3 +57,10 @@ def _parse(text: str | None) -> IPAddress | None:
 
 def _is_trusted(address: IPAddress, trusted: tuple[IPNetwork, ...]) -> bool:
     return any(address in network for network in trusted)
+
+
+def from_trusted_proxy(peer: str | None, trusted: tuple[IPNetwork, ...]) -> bool:
+    """Whether the connection's peer is a proxy named in QRLOOP_TRUSTED_PROXIES, whose
+    X-Forwarded-* headers may be believed."""
+    address = _parse(peer)
+    return address is not None and _is_trusted(address, trusted)

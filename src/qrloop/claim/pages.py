@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +17,7 @@ from babel.numbers import format_currency, format_decimal
 
 from qrloop.claim.texts import NAMES, text
 from qrloop.messages.catalogue import LANGUAGES, Language
+from qrloop.web.headers import csp_hash, page_headers
 
 # Minor units per currency where ISO 4217 says other than two (face values are in them).
 _EXPONENTS = {
@@ -47,10 +46,15 @@ def _template(name: str) -> Template:
     return Template(resources.files("qrloop.web").joinpath("templates", name).read_text())
 
 
+def exponent_of(currency: str) -> int:
+    """Digits after the point in the currency's major unit (ISO 4217's minor unit)."""
+    return _EXPONENTS.get(currency, 2)
+
+
 def money(minor_units: int, currency: str, language: Language) -> str:
     """The face value as the locale writes money ('CN¥5.00' in English, '¥5.00' in Chinese),
     with the currency's ISO 4217 decimals (CLDR's display digits differ for a few)."""
-    exponent = _EXPONENTS.get(currency, 2)
+    exponent = exponent_of(currency)
     locale = _BABEL_LOCALES[language]
     standard = locale.currency_formats["standard"].pattern
     pattern = re.sub(r"\.0+", "." + "0" * exponent if exponent else "", standard)
@@ -197,10 +201,6 @@ STATE_SCRIPT = (
 )
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
 def _inline_style() -> str:
     found = re.search(r"<style>(.*?)</style>", _template("base.html").template, re.DOTALL)
     assert found is not None
@@ -211,22 +211,11 @@ def _inline_style() -> str:
 def security_headers() -> dict[str, str]:
     """Every consumer page: nothing runs or loads but our own hashed style and script, no
     framing, no Referer (claim tokens are in the URL), never cached (a page may show a code)."""
-    policy = "; ".join(
-        (
-            "default-src 'none'",
-            f"style-src {_csp_hash(_inline_style())}",
-            f"script-src {_csp_hash(STATE_SCRIPT)}",
-            "connect-src 'self'",
-            "form-action 'self'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
-    return {
-        "Content-Security-Policy": policy,
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
+    return page_headers(
+        style_src=csp_hash(_inline_style()),
+        script_src=csp_hash(STATE_SCRIPT),
+        referrer="no-referrer",
+    ) | {
         # The same URL answers in the language of the header or of the switch's cookie.
         "Vary": "Accept-Language, Cookie",
     }

@@ -33,11 +33,32 @@ def register(commands: Commands) -> None:
     create = actions.add_parser(
         "create",
         help="create a merchant; prints its id and API key (once)",
-        description="Create a merchant and its first API key (label `initial`); print"
-        " `merchant_id=…` and `api_key=…` lines, ready for `export $(…)`.",
+        description="Create a merchant, its first API key (label `initial`) and its dashboard"
+        " owner; print `merchant_id=…`, `api_key=…`, `owner_email=…` and `owner_invite_url=…`"
+        " lines, ready for `export $(…)`. The owner sets a password at that link (once, within"
+        " QRLOOP_DASHBOARD_INVITATION_HOURS) and invites the others from the dashboard.",
     )
     create.add_argument("name", metavar="NAME", help="the merchant's name, as tills show it")
+    create.add_argument(
+        "--owner-email",
+        metavar="EMAIL",
+        help="the email the owner logs in to the dashboard with (asked for when omitted on a"
+        " terminal; required otherwise)",
+    )
     create.set_defaults(run=cmd_create)
+    invite = actions.add_parser(
+        "invite",
+        help="a one-time link to the dashboard for a merchant's person (a new owner, a reset)",
+        description="Print a one-time link for EMAIL to set a dashboard password for the"
+        " merchant: a new person (an owner unless --role says otherwise), one whose"
+        " invitation expired, or one who forgot their password (their role kept unless"
+        " --role is given; their open sessions end when the link is used). An email of"
+        " another merchant's person is refused.",
+    )
+    invite.add_argument("merchant_id", type=int, metavar="MERCHANT_ID", help="whose dashboard")
+    invite.add_argument("--email", required=True, help="the person's email")
+    invite.add_argument("--role", choices=("owner", "manager", "viewer"), help="their role")
+    invite.set_defaults(run=cmd_invite)
     _register_keys(actions)
     _register_quota(actions)
 
@@ -90,13 +111,66 @@ def _register_quota(actions: Commands) -> None:
     quota.set_defaults(run=cmd_quota)
 
 
-def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
-    from qrloop.accounts.service import create_merchant
+def _owner_email(args: argparse.Namespace) -> str | None:
+    """The owner's email: the option, else asked for on a terminal (a script must say it)."""
+    if args.owner_email:
+        return str(args.owner_email)
+    if not sys.stdin.isatty():
+        return None
+    return input("The owner's email (they log in to the dashboard with it): ").strip() or None
 
-    merchant_id, api_key = with_pool(settings, lambda pool: create_merchant(pool, args.name))
-    print(f"merchant_id={merchant_id}")
-    print(f"api_key={api_key}")
+
+def cmd_create(settings: Settings, args: argparse.Namespace) -> int:
+    from qrloop.dashboard import users
+    from qrloop.errors import Problem
+
+    email = _owner_email(args)
+    if email is None:
+        print("qrloop: give the owner's email: --owner-email EMAIL", file=sys.stderr)
+        return 2
+    hours = settings.dashboard_invitation_hours
+    try:
+        created = with_pool(
+            settings, lambda pool: users.create_merchant(pool, args.name, email, hours)
+        )
+    except Problem as refusal:
+        print(f"qrloop: {refusal.detail}", file=sys.stderr)
+        return 1
+    print(f"merchant_id={created.merchant_id}")
+    print(f"api_key={created.api_key}")
+    print(f"owner_email={created.owner.email}")
+    print(f"owner_invite_url={created.owner.url(settings.base_url)}")
     print(_SHOWN_ONCE, file=sys.stderr)
+    print(
+        f"The owner sets a dashboard password at owner_invite_url: it works once, within"
+        f" {hours} hours.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_invite(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from qrloop.dashboard import users
+    from qrloop.errors import Problem
+
+    hours = settings.dashboard_invitation_hours
+
+    async def invite(pool: asyncpg.Pool) -> users.Invitation:
+        role = users.Role(args.role) if args.role else None
+        return await users.invite(pool, args.merchant_id, args.email, role, hours, reset=True)
+
+    try:
+        invitation = with_pool(settings, invite)
+    except asyncpg.ForeignKeyViolationError:
+        print(f"qrloop: no merchant {args.merchant_id}", file=sys.stderr)
+        return 1
+    except Problem as refusal:
+        print(f"qrloop: {refusal.detail}", file=sys.stderr)
+        return 1
+    print(f"invite_url={invitation.url(settings.base_url)}")
+    print(f"It works once, within {hours} hours.", file=sys.stderr)
     return 0
 
 

@@ -72,9 +72,27 @@ def listing(filters: Filters, after: Key | None, limit: int | None) -> tuple[str
     """The list's statement and its arguments: rows after the key `after` (all when None),
     at most `limit` of them (all when None), newest first."""
     arg = _Arguments()
+    keys = _selected(filters, after, limit, arg, ordered=True)
+    return _DETAIL.format(keys=keys), arg.values
+
+
+def selected(filters: Filters) -> tuple[str, list[Any]]:
+    """Every row of `redemptions` the filters select, in no order, through the same indexes as
+    the list: for counts over them (the dashboard's charts)."""
+    arg = _Arguments()
+    return _selected(filters, None, None, arg, ordered=False), arg.values
+
+
+def _selected(
+    filters: Filters, after: Key | None, limit: int | None, arg: _Arguments, *, ordered: bool
+) -> str:
+    """The rows `r.*` the filters select; newest first and stopped after `limit` when
+    `ordered`."""
     merchant = arg(filters.merchant_id)
     rows = _row_conditions(filters, after, arg)
-    last = f" LIMIT {arg(limit)}" if limit is not None else ""
+    last = f" {_ORDER}" if ordered else ""
+    if limit is not None:
+        last += f" LIMIT {arg(limit)}"
     narrowed = [
         f"r.{column} = {arg(value)}"
         for column, value in (
@@ -85,17 +103,15 @@ def listing(filters: Filters, after: Key | None, limit: int | None) -> tuple[str
         if value is not None
     ]
     if narrowed:
-        keys = _narrowed(filters.side, merchant, [*narrowed, *rows], last)
-    elif filters.side is Side.ISSUER:
-        keys = _issued(merchant, rows, last)
-    elif filters.side is Side.ACCEPTOR:
-        keys = _accepted(merchant, rows, last)
-    else:
-        own = f"r.campaign_id NOT IN (SELECT id FROM campaigns WHERE merchant_id = {merchant})"
-        issued = _issued(merchant, rows, last)
-        accepted = _accepted(merchant, [*rows, own], last)
-        keys = f"SELECT * FROM (({issued}) UNION ALL ({accepted})) r {_ORDER}{last}"
-    return _DETAIL.format(keys=keys), arg.values
+        return _narrowed(filters.side, merchant, [*narrowed, *rows], last)
+    if filters.side is Side.ISSUER:
+        return _issued(merchant, rows, last)
+    if filters.side is Side.ACCEPTOR:
+        return _accepted(merchant, rows, last)
+    own = f"r.campaign_id NOT IN (SELECT id FROM campaigns WHERE merchant_id = {merchant})"
+    issued = _issued(merchant, rows, last)
+    accepted = _accepted(merchant, [*rows, own], last)
+    return f"SELECT * FROM (({issued}) UNION ALL ({accepted})) r{last}"
 
 
 def one(merchant_id: int, key: tuple[int, int, int]) -> tuple[str, list[Any]]:
@@ -138,20 +154,22 @@ def _narrowed(side: Side | None, merchant: str, conditions: list[str], last: str
     }[side]
     return (
         "SELECT r.* FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
-        f" WHERE {_where([*conditions, scope])} {_ORDER}{last}"
+        f" WHERE {_where([*conditions, scope])}{last}"
     )
 
 
 def _issued(merchant: str, conditions: list[str], last: str) -> str:
-    """Redemptions of the merchant's campaigns: each campaign's newest, merged."""
+    """Redemptions of the merchant's campaigns: each campaign's newest, merged. Unordered, the
+    subquery is fenced with OFFSET 0: PostgreSQL would otherwise flatten it into a join and
+    may read whole months for a few campaigns' rows (benchmarks/dashboard_counts.py)."""
     return (
         f"SELECT r.* FROM campaigns c CROSS JOIN LATERAL ("
         f"SELECT * FROM redemptions r WHERE r.campaign_id = c.id AND {_where(conditions)}"
-        f" {_ORDER}{last}) r WHERE c.merchant_id = {merchant} {_ORDER}{last}"
+        f"{last or ' OFFSET 0'}) r WHERE c.merchant_id = {merchant}{last}"
     )
 
 
 def _accepted(merchant: str, conditions: list[str], last: str) -> str:
     """Redemptions at the merchant's stores, whoever issued the code."""
     where = _where([f"r.accepting_merchant_id = {merchant}", *conditions])
-    return f"SELECT r.* FROM redemptions r WHERE {where} {_ORDER}{last}"
+    return f"SELECT r.* FROM redemptions r WHERE {where}{last}"

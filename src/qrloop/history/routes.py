@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Annotated, cast
 
+import asyncpg
 from litestar import Controller, Response, get, post
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -52,6 +53,18 @@ async def _starting_with(first: bytes, rest: AsyncGenerator[bytes, None]) -> Asy
             yield chunk
 
 
+async def csv_download(pool: asyncpg.Pool, filters: Filters) -> Stream:
+    """Every redemption the filters select, streamed as a CSV attachment (the API's and the
+    dashboard's download)."""
+    chunks = service.csv_chunks(pool, filters)
+    first = await anext(chunks)  # PostgreSQL answers now, or this is a 503
+    return Stream(
+        _starting_with(first, chunks),
+        media_type="text/csv",  # the framework adds the charset
+        headers={"Content-Disposition": 'attachment; filename="redemptions.csv"'},
+    )
+
+
 class HistoryController(Controller):
     path = "/v1"
     tags = ["history"]
@@ -91,15 +104,8 @@ class HistoryController(Controller):
         )
         if format is ListFormat.JSON:
             return Response(await service.page(runtime.pool, filters, cursor, limit))
-        chunks = service.csv_chunks(runtime.pool, filters)
-        first = await anext(chunks)  # PostgreSQL answers now, or this is a 503
-        stream = Stream(
-            _starting_with(first, chunks),
-            media_type="text/csv",  # the framework adds the charset
-            headers={"Content-Disposition": 'attachment; filename="redemptions.csv"'},
-        )
         # The annotation names the JSON page for the document, which json_or_csv completes.
-        return cast("Response[Page[RedemptionOut]]", stream)
+        return cast("Response[Page[RedemptionOut]]", await csv_download(runtime.pool, filters))
 
     @get("/redemptions/{redemption_id:str}", summary="One redemption")
     async def one(self, redemption_id: str, key: KeyHolder, runtime: Runtime) -> RedemptionOut:

@@ -23,6 +23,7 @@ from qrloop.accounts.guards import current_merchant
 from qrloop.codes.verify_pool import VerifierPool
 from qrloop.issuance import campaigns, exports, orders, voids
 from qrloop.issuance.dependencies import provide_verifiers
+from qrloop.issuance.downloads import download
 from qrloop.issuance.quotas import Quotas
 from qrloop.issuance.schemas import (
     STATUS_RULE,
@@ -239,19 +240,7 @@ class IssuanceController(Controller):
         and `svg` are a ZIP of QR images named by serial; `pdf` is printable A4 sheets. Every
         format is derived again on each request; a csv export carries its length and the
         SHA-256 the signer recorded (`ETag`, `Repr-Digest`), the same on every download."""
-        order = await orders.find(runtime.pool, merchant_id, order_id)
-        exports.ready(order)
-        key = exports.key_for(runtime.keys.keyring, order.key_id)
-        claim_base = orders.claim_base_of(order, runtime.settings.base_url)
-        filename = f"order-{order_id}.{exports.EXTENSIONS[format]}"
-        headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-        title = ""
-        if format is exports.ExportFormat.CSV:
-            headers |= exports.csv_headers(key, order, claim_base)
-        elif format is not exports.ExportFormat.JSON:
-            title = (await campaigns.get(runtime.pool, merchant_id, order.campaign_id)).name
-        body = exports.derived(key, exports.span_of(order), format, claim_base, title)
-        return Stream(body, media_type=exports.MEDIA_TYPES[format], headers=headers)
+        return await download(runtime, merchant_id, order_id, format)
 
     @post(
         "/codes/void",

@@ -24,6 +24,15 @@ class ReportFormat(StrEnum):
 _EXAMPLE = reports.as_csv(msgspec.convert(reports.Settlement.EXAMPLE, reports.Settlement))
 
 
+def csv_download(settlement: reports.Settlement) -> Response[reports.Settlement | str]:
+    """The report as a CSV attachment (the API's and the dashboard's download)."""
+    return Response(
+        reports.as_csv(settlement),
+        media_type="text/csv",  # the framework adds the charset
+        headers={"Content-Disposition": f'attachment; filename="settlement-{settlement.date}.csv"'},
+    )
+
+
 class SettlementController(Controller):
     path = "/v1"
     tags = ["settlement"]
@@ -44,9 +53,5 @@ class SettlementController(Controller):
         """Amounts in minor units, per currency, for the UTC day; `net` > 0: owed to you."""
         settlement = await reports.daily(runtime.pool, merchant_id, date)
         if format is ReportFormat.CSV:
-            return Response(
-                reports.as_csv(settlement),
-                media_type="text/csv",  # the framework adds the charset
-                headers={"Content-Disposition": f'attachment; filename="settlement-{date}.csv"'},
-            )
+            return csv_download(settlement)
         return Response(settlement)
