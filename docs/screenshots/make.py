@@ -44,6 +44,14 @@ class Demo:
     def claim_link(self) -> str:
         return self.shop.links[next(self.used)]
 
+    def pairing_link(self) -> str:
+        """A one-time link that makes a phone the shop's till (each shot pairs its own)."""
+        merchant = self.shop.merchant
+        store = merchant.created("/v1/stores", {"name": "Counter"})["id"]
+        till = merchant.created("/v1/terminals", {"store_id": store, "name": "Phone"})["id"]
+        url: str = merchant.created(f"/v1/terminals/{till}/pairings", {})["url"]
+        return url
+
 
 def _nothing(page: Any, demo: Demo) -> None:
     """The page as it opens."""
@@ -55,6 +63,25 @@ def _ask(page: Any, demo: Demo) -> None:
 
 def _claim(page: Any, demo: Demo) -> None:
     claim(page, demo.shop.stack, f"shot-{next(demo.used)}@example.com")
+
+
+def _till(typed: int, code: int = -1) -> Callable[[Any, Demo], None]:
+    """Pair the phone through the link's page, then type the shop's code number `code` (from
+    the end: the claim shots take them from the start) `typed` times (once: the green answer;
+    twice: the red 'Already used' one)."""
+
+    def steps(page: Any, demo: Demo) -> None:
+        page.click("button[type=submit]")
+        page.wait_for_url("**/till/")
+        page.wait_for_selector("#start", state="visible")
+        for attempt in range(typed):
+            if attempt:
+                page.click("#next")
+            page.fill("#code", demo.shop.codes[code])
+            page.click("#typed button[type=submit]")
+            page.wait_for_selector("#answer.ok" if attempt == 0 else "#answer.no")
+
+    return steps
 
 
 def _dashboard_login(demo: Demo) -> str:
@@ -92,6 +119,10 @@ SHOTS = [
     Shot("claimed-zh-CN", "zh-CN", Demo.claim_link, _claim),
     Shot("pool-en", "en", lambda demo: demo.shop.pool_url),
     Shot("pool-zh-CN", "zh-CN", lambda demo: demo.shop.pool_url),
+    Shot("till-pair", "en", Demo.pairing_link),
+    Shot("till-ready", "en", Demo.pairing_link, _till(0)),
+    Shot("till-accepted", "en", Demo.pairing_link, _till(1)),
+    Shot("till-already-used", "en", Demo.pairing_link, _till(2, code=-2)),
     Shot("dashboard-login", "en", _dashboard_login),
     *(
         Shot(f"dashboard-{name}", "en", _dashboard_login, _dashboard(name))
