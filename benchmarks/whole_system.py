@@ -43,7 +43,6 @@ from merchant_load import snapshot
 from ports import free_port
 from redeem import (
     FIRST_GUESS_RPS,
-    ROOT,
     Bench,
     Fixture,
     Http,
@@ -143,7 +142,6 @@ class Whole(Bench):
         self.best: dict[int, float] = {}  # fastest rate seen per connection count
         self.sources: dict[str, str] = {}  # label → PYTHONPATH entry ("" = this checkout)
         self.identities: dict[str, str] = {}
-        self.niceness: dict[str, int] = {}  # PostgreSQL's, as each label's serve sets it
         self.fixture: Fixture | None = None
         self.load: list[tuple[float, float, float]] = []  # the machine's load averages
 
@@ -164,24 +162,6 @@ class Whole(Bench):
         if self.sources[label]:
             env["PYTHONPATH"] = f"{self.sources[label]}:{env['PYTHONPATH']}"
         return Serve(env, self.workdir, label)
-
-    def postgres_behind(self, label: str) -> None:
-        """PostgreSQL is this script's: give it the niceness the label's `serve` gives its own
-        embedded PostgreSQL (QRLOOP_BACKGROUND_NICE; 0 for a revision without the setting)."""
-        import psutil
-
-        embedded = self.stores.embedded
-        if embedded is None:
-            return
-        source = self.sources[label]
-        settings = Path(source or ROOT / "src") / "qrloop" / "settings.py"
-        niceness = 0
-        if "background_nice" in settings.read_text():
-            niceness = int(self.env.get("QRLOOP_BACKGROUND_NICE", "10"))
-        root = psutil.Process(embedded.postgres_pid)
-        for process in [root, *root.children(recursive=True)]:
-            process.nice(niceness)
-        self.niceness[label] = niceness
 
     def one(self, serve: Serve, label: str, connections: int, round_: int, warm: bool) -> None:
         assert self.fixture is not None and serve.proc is not None
@@ -264,7 +244,6 @@ class Whole(Bench):
         for round_ in range(1, self.args.rounds + 1):
             for label in self.sources:
                 with self.serve(label) as serve:
-                    self.postgres_behind(label)
                     if self.fixture is None:
                         self.fixture = seed(
                             Http(serve.base_url), serve.env, self.workdir, platform_fee=PLATFORM_FEE
@@ -319,9 +298,6 @@ def report(
         " worker with its default consumers, a signer, under serve's supervisor) on the"
         " embedded PostgreSQL and Valkey, started through `qrloop.embedded` by the benchmark"
         " and given to serve by URL (so each store's CPU is counted apart)",
-        "- Niceness of the settlement worker, the signer and PostgreSQL (QRLOOP_BACKGROUND_NICE;"
-        " serve sets it for its children, this script for the PostgreSQL it owns): "
-        + ", ".join(f"{label} {value}" for label, value in bench.niceness.items()),
         "",
         f"{args.duration:g} s per run, {args.rounds} round(s), wrk -t2 (-t1 at 1 connection)"
         f" --latency on `POST /v1/redeem`, every request a distinct valid code of one campaign"

@@ -700,11 +700,6 @@ class EmbeddedServers:
         self._postgres_pid = info.pid
         _write_state(self._paths, self._state(self._urls))
 
-    @property
-    def postgres_pid(self) -> int:
-        """The postmaster's pid, whose children are the backends (0 before the start)."""
-        return self._postgres_pid
-
     def postgres_running(self) -> bool:
         """Whether our postmaster is alive (it is no child of ours: pg_ctl started it)."""
         return self._postgres is not None and (

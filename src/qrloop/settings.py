@@ -41,10 +41,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
     api_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     run_worker: bool = True
-    # The niceness `serve` gives what runs behind the tills on the same cores: the settlement
-    # worker, the signer and the embedded PostgreSQL (their budget is a second, the tills' is
-    # milliseconds). 0 runs everything alike.
-    background_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=86400)] = 900
     signer_processes: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     signer_stale_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 30
@@ -124,7 +120,6 @@ ENVIRONMENT = {
     "QRLOOP_PARTITIONS": "partitions",
     "QRLOOP_API_PROCESSES": "api_processes",
     "QRLOOP_RUN_WORKER": "run_worker",
-    "QRLOOP_BACKGROUND_NICE": "background_nice",
     "QRLOOP_TOKEN_TTL_SECONDS": "token_ttl_seconds",
     "QRLOOP_SIGNER_PROCESSES": "signer_processes",
     "QRLOOP_SIGNER_STALE_SECONDS": "signer_stale_seconds",

@@ -191,38 +191,6 @@ def test_a_killed_worker_is_restarted_while_the_tills_keep_answering(
         eventually(lambda: fetchval(stack, "SELECT count(*) FROM redemptions") == 2, within=15)
 
 
-def test_settlement_signing_and_postgres_run_behind_the_tills(scratch_dir: Path) -> None:
-    """`serve` on the embedded default runs the settlement worker, the signer and every
-    PostgreSQL process at QRLOOP_BACKGROUND_NICE more than itself, and the API and Valkey (the
-    tills' path) at its own priority; a worker restarted after kill -9 runs behind again."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {**_embedded_env(port), "QRLOOP_BACKGROUND_NICE": "7"}
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    behind = min(own + 7, 19)
-    serve = subprocess.Popen([sys.executable, "-m", "qrloop", "serve"], cwd=scratch_dir, env=env)
-    try:
-        wait_until_ready(base_url, serve)
-        niceness = {
-            role: {psutil.Process(pid).nice() for pid in _role_pids(scratch_dir, role)}
-            for role in ("api", "worker", "signer")
-        }
-        assert niceness == {"api": {own}, "worker": {behind}, "signer": {behind}}
-        servers = _servers_for(scratch_dir)
-        postgres = {p.nice() for p in servers if "valkey" not in " ".join(p.cmdline())}
-        valkey = {p.nice() for p in servers if "valkey" in " ".join(p.cmdline())}
-        assert (postgres, valkey) == ({behind}, {own})
-
-        (worker,) = _role_pids(scratch_dir, "worker")
-        os.kill(worker, signal.SIGKILL)
-        eventually(lambda: len(_role_pids(scratch_dir, "worker") - {worker}) == 1, within=30)
-        (restarted,) = _role_pids(scratch_dir, "worker")
-        assert psutil.Process(restarted).nice() == behind
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=60) == 0
-
-
 def test_a_port_taken_before_start_stops_serve_with_a_message(scratch_dir: Path) -> None:
     """With another process listening on QRLOOP_PORT, serve exits non-zero with "in use; set
     QRLOOP_PORT", starts nothing (no embedded servers, no restart loop of API processes), and

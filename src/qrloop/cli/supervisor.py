@@ -5,10 +5,8 @@ restart whichever dies, until a stop signal."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import errno
-import functools
 import os
 import signal
 import socket
@@ -110,16 +108,10 @@ def _supervise(
         liveness.START_NONCE_ENV: nonce,
     }
     roles = ["api"] + (["worker", "signer"] if settings.run_worker else [])
-    # The tills' answers take the cores first; settlement and signing have seconds to spare.
-    behind = settings.background_nice
-    children = {
-        role: _Child(role, env, listener, 0) if role == "api" else _Child(role, env, None, behind)
-        for role in roles
-    }
+    children = {role: _Child(role, env, listener if role == "api" else None) for role in roles}
     watched = [child.restarter for child in children.values()]
     if servers is not None:
-        run_behind(servers.postgres_pid, behind)
-        watched += _embedded_restarters(servers, behind)
+        watched += _embedded_restarters(servers)
     stopping = False
 
     def request_stop(signum: int, _: FrameType | None) -> None:
@@ -149,47 +141,26 @@ def _supervise(
     return code
 
 
-def _embedded_restarters(servers: embedded.EmbeddedServers, behind: int) -> list[Restarter]:
+def _embedded_restarters(servers: embedded.EmbeddedServers) -> list[Restarter]:
     """Valkey restarts from its AOF and PostgreSQL recovers from its WAL, at the same sockets,
-    so the API's and worker's connections find them again by themselves. Valkey answers the
-    tills, so it keeps its priority; PostgreSQL runs behind them again."""
+    so the API's and worker's connections find them again by themselves."""
 
     def down(running: Callable[[], bool]) -> Callable[[], str | None]:
         return lambda: None if running() else "is down"
 
-    def restart_postgres() -> None:
-        servers.restart_postgres()
-        run_behind(servers.postgres_pid, behind)
-
     return [
         Restarter("the embedded Valkey", down(servers.valkey_running), servers.restart_valkey),
-        Restarter("the embedded PostgreSQL", down(servers.postgres_running), restart_postgres),
+        Restarter(
+            "the embedded PostgreSQL", down(servers.postgres_running), servers.restart_postgres
+        ),
     ]
-
-
-def run_behind(pid: int, niceness: int) -> None:
-    """Give a process and its children at least this niceness (its later children inherit it:
-    PostgreSQL's backends fork from the postmaster)."""
-    import psutil  # type: ignore[import-untyped,unused-ignore]
-
-    try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return
-    for process in tree:
-        with contextlib.suppress(psutil.Error):
-            if process.nice() < niceness:
-                process.nice(niceness)
 
 
 class _Child:
     """One supervised process, restarted (with backoff) after it dies."""
 
-    def __init__(
-        self, role: str, env: dict[str, str], listener: socket.socket | None, niceness: int
-    ) -> None:
-        self.role, self._env, self._niceness = role, env, niceness
+    def __init__(self, role: str, env: dict[str, str], listener: socket.socket | None) -> None:
+        self.role, self._env = role, env
         # The API processes serve the socket `serve` holds, so they never bind it themselves.
         self._fds: tuple[int, ...] = ()
         if listener is not None:
@@ -203,7 +174,7 @@ class _Child:
             [sys.executable, "-m", "qrloop", self.role],
             env=self._env,
             pass_fds=self._fds,
-            preexec_fn=functools.partial(_child_setup, self._niceness),
+            preexec_fn=_die_with_parent,
         )
 
     def _exit(self) -> str | None:
@@ -223,14 +194,11 @@ class _Child:
         multiprocess.mark_process_dead(self.process.pid, self._env[METRICS_DIR])  # type: ignore[no-untyped-call]
 
 
-def _child_setup(niceness: int) -> None:
-    """In the child: get SIGTERM when the supervisor dies, even by SIGKILL (Linux), and run at
-    the niceness asked."""
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if niceness:
-        os.nice(niceness)
 
 
 def answers_as_ours(settings: Settings, nonce: str) -> bool:
