@@ -233,12 +233,14 @@ class Whole(Bench):
     def run(self) -> None:
         self.committed_at = track_commits(self.stores)  # restarts the embedded PostgreSQL
         ensure_groups(self.stores, self.partitions)
+        # This checkout serves first: its serve migrates the stores to its schema, and the
+        # fixture is seeded with its CLI (a baseline's may lack options the seed uses).
+        self.sources["this"] = ""
+        self.identities["this"] = source_identity()
         if self.args.baseline:
             into = Path(tempfile.mkdtemp(prefix="baseline-", dir=self.workdir))
             self.sources["baseline"] = snapshot(self.args.baseline, into)
             self.identities["baseline"] = self.args.baseline
-        self.sources["this"] = ""
-        self.identities["this"] = source_identity()
         self.code.append(("at the start", source_identity()))
         self.load.append(os.getloadavg())
         for round_ in range(1, self.args.rounds + 1):
