@@ -18,6 +18,18 @@ SCRIPTS = [path.name for path in ALL if 'if __name__ == "__main__"' in path.read
 MODULES = [path.stem for path in ALL if path.name not in SCRIPTS]
 
 
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Python with `args`, in the benchmarks folder (the scripts import each other from it)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_there_are_scripts_to_check() -> None:
     """The glob finds the benchmark scripts (a moved folder would otherwise pass vacuously)."""
     assert {"redeem.py", "settlement.py", "capacity.py"} <= set(SCRIPTS)
@@ -26,14 +38,7 @@ def test_there_are_scripts_to_check() -> None:
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_benchmark_script_answers_help(script: str) -> None:
     """`python benchmarks/SCRIPT --help` imports everything the script uses and exits 0."""
-    answer = subprocess.run(
-        [sys.executable, script, "--help"],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    answer = _python(script, "--help")
     assert answer.returncode == 0, answer.stderr
     assert "usage:" in answer.stdout
 
@@ -41,12 +46,5 @@ def test_a_benchmark_script_answers_help(script: str) -> None:
 @pytest.mark.parametrize("module", MODULES)
 def test_a_benchmark_module_imports(module: str) -> None:
     """The helpers the scripts share (some imported only behind a flag) import on their own."""
-    answer = subprocess.run(
-        [sys.executable, "-c", f"import {module}"],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    answer = _python("-c", f"import {module}")
     assert answer.returncode == 0, answer.stderr

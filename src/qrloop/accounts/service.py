@@ -23,7 +23,7 @@ def _no_store(store_id: int) -> Problem:
     return Problem(Reason.NOT_FOUND, f"No store {store_id} in this account.")
 
 
-def _no_terminal(terminal_id: int) -> Problem:
+def no_terminal(terminal_id: int) -> Problem:
     return Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")
 
 
@@ -114,7 +114,7 @@ async def terminal(pool: asyncpg.Pool, merchant_id: int, terminal_id: int) -> Te
         merchant_id,
     )
     if row is None:
-        raise _no_terminal(terminal_id)
+        raise no_terminal(terminal_id)
     return TerminalOut(**row)
 
 
@@ -166,7 +166,7 @@ async def rotate_terminal_secret(
         secret_digest,
     )
     if row is None:
-        raise _no_terminal(terminal_id)
+        raise no_terminal(terminal_id)
     return TerminalSecret(**row, secret=secret)
 
 
@@ -197,4 +197,4 @@ async def set_terminal_disabled(
         disabled,
     )
     if found is None:
-        raise _no_terminal(terminal_id)
+        raise no_terminal(terminal_id)

@@ -83,15 +83,11 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     """Report disagreements; exit 1 while a settled redemption is free again in Redis."""
     import asyncio
 
-    from qrloop import db
-    from qrloop.redis_client import Tls, connect
     from qrloop.settlement.reconcile import describe, reconcile
-    from qrloop.settlement.state import ensure_epochs
+    from qrloop.settlement.state import connected, ensure_epochs
 
-    async def run(database_url: str, redis_url: str) -> bool:
-        client = await connect(redis_url, Tls.of(settings))
-        pool = await db.create_pool(database_url, 2, statement_cache=settings.statement_cache)
-        try:
+    async def run(ready: Settings) -> bool:
+        async with connected(ready, pool_size=2) as (pool, client):
             if args.rehydrate:
                 rebuilt = await ensure_epochs(pool, client, settings.partitions)
                 print(
@@ -102,14 +98,9 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
             report = await reconcile(pool, client, settings.partitions)
             print(describe(report))
             return report.consistent
-        finally:
-            await client.aclose()
-            await pool.close()
 
     with stores(settings) as ready:
-        assert ready.database_url
-        assert ready.redis_url
-        return 0 if asyncio.run(run(ready.database_url, ready.redis_url)) else 1
+        return 0 if asyncio.run(run(ready)) else 1
 
 
 def _month(text: str) -> date:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -28,19 +29,29 @@ _VOIDS = "SELECT campaign_id, first_serial, last_serial FROM voids"
 _CLAIMS = "SELECT campaign_id, serial, consumer_hash FROM claims"
 
 
-async def epochs_of(settings: Settings) -> list[int]:
-    """`ensure_epochs` on the stores `settings` name, over connections of its own."""
+@asynccontextmanager
+async def connected(
+    settings: Settings, pool_size: int = 1
+) -> AsyncIterator[tuple[asyncpg.Pool, Client]]:
+    """A pool and a Redis client on the stores `settings` name, closed afterwards."""
     from qrloop import db
     from qrloop.redis_client import Tls, connect
 
     assert settings.database_url and settings.redis_url
     client = await connect(settings.redis_url, Tls.of(settings))
-    pool = await db.create_pool(settings.database_url, 1, statement_cache=settings.statement_cache)
+    cache = settings.statement_cache
+    pool = await db.create_pool(settings.database_url, pool_size, statement_cache=cache)
     try:
-        return await ensure_epochs(pool, client, settings.partitions)
+        yield pool, client
     finally:
         await client.aclose()
         await pool.close()
+
+
+async def epochs_of(settings: Settings) -> list[int]:
+    """`ensure_epochs` on the stores `settings` name, over connections of its own."""
+    async with connected(settings) as (pool, client):
+        return await ensure_epochs(pool, client, settings.partitions)
 
 
 async def missing_epochs(client: Client, partitions: int) -> list[int]:

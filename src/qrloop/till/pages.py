@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from functools import cache
 from html import escape
 from importlib import resources
 from string import Template
+
+from qrloop.web.headers import csp_hash, page_headers
 
 
 def _template(name: str) -> str:
@@ -26,43 +26,30 @@ def till_page() -> str:
     return _template("till.html").replace("$script", script())
 
 
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
 def _style_of(html: str) -> str:
     found = re.search(r"<style>(.*?)</style>", html, re.DOTALL)
     assert found is not None
     return found.group(1)
 
 
-def _headers(html: str, script_hash: str, form_action: str, referrer: str) -> dict[str, str]:
+def _headers(html: str, script_src: str, form_action: str, referrer: str) -> dict[str, str]:
     """Only the page's own hashed style (and script) run; they talk to this server alone; no
-    framing; never cached."""
-    policy = "; ".join(
-        (
-            "default-src 'none'",
-            f"style-src {_csp_hash(_style_of(html))}",
-            f"script-src {script_hash}",
-            "connect-src 'self'",
-            f"form-action {form_action}",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-        )
-    )
+    framing; never cached; the camera for this page alone."""
     return {
-        "Content-Security-Policy": policy,
+        **page_headers(
+            style_src=csp_hash(_style_of(html)),
+            script_src=script_src,
+            referrer=referrer,
+            form_action=form_action,
+        ),
         "Permissions-Policy": "camera=(self), microphone=()",
-        "Referrer-Policy": referrer,
-        "Cache-Control": "no-store",
-        "X-Content-Type-Options": "nosniff",
     }
 
 
 @cache
 def till_headers() -> dict[str, str]:
     """The till page: its one script, and the camera for itself alone."""
-    return _headers(till_page(), _csp_hash(script()), "'none'", "no-referrer")
+    return _headers(till_page(), csp_hash(script()), "'none'", "no-referrer")
 
 
 @cache

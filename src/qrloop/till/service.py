@@ -12,6 +12,7 @@ from datetime import timedelta
 import asyncpg
 
 from qrloop.accounts.secrets import digest, new_secret
+from qrloop.accounts.service import no_terminal
 from qrloop.accounts.tokens import TerminalClaims, epoch_ms
 from qrloop.codes.render import svg_markup
 from qrloop.errors import Problem, Reason
@@ -25,10 +26,6 @@ PAIR_PATH = "/till/pair/"
 # A phone's last use is stamped at most this often: a busy till writes one row a minute.
 _LAST_USED_EVERY = "1 minute"
 _DEVICE = "id, terminal_id, label, paired_at, last_used_at, revoked_at"
-
-
-def _no_terminal(terminal_id: int) -> Problem:
-    return Problem(Reason.NOT_FOUND, f"No terminal {terminal_id} in this account.")
 
 
 def _no_device(device_id: int) -> Problem:
@@ -55,7 +52,7 @@ async def start_pairing(
         PAIRING_TTL,
     )
     if expires_at is None:
-        raise _no_terminal(terminal_id)
+        raise no_terminal(terminal_id)
     url = base_url + PAIR_PATH + token
     return PairingOut(token=token, url=url, expires_at=expires_at, qr_svg=svg_markup(url))
 
@@ -145,7 +142,7 @@ async def _own_terminal(pool: asyncpg.Pool, merchant_id: int, terminal_id: int) 
         "SELECT 1 FROM terminals WHERE id = $1 AND merchant_id = $2", terminal_id, merchant_id
     )
     if found is None:
-        raise _no_terminal(terminal_id)
+        raise no_terminal(terminal_id)
 
 
 # The device with its terminal's claims, if the device, its terminal and its store are live;

@@ -14,10 +14,16 @@ def csp_hash(text: str) -> str:
 
 
 def page_headers(
-    *, style_src: str, script_src: str, referrer: str, img_src: str = "'none'"
+    *,
+    style_src: str,
+    script_src: str,
+    referrer: str,
+    img_src: str = "'none'",
+    form_action: str = "'self'",
 ) -> dict[str, str]:
     """`style_src`, `script_src` and `img_src` are the only sources of styles, scripts and
-    images (hashes, 'self', 'none'); fetches go only to this origin, forms only post here."""
+    images (hashes, 'self', 'none'); fetches go only to this origin, forms only post to
+    `form_action` (here, unless a page has no form)."""
     policy = "; ".join(
         (
             "default-src 'none'",
@@ -25,7 +31,7 @@ def page_headers(
             f"script-src {script_src}",
             f"img-src {img_src}",
             "connect-src 'self'",
-            "form-action 'self'",
+            f"form-action {form_action}",
             "base-uri 'none'",
             "frame-ancestors 'none'",
         )
